@@ -1,0 +1,152 @@
+"""EPOC: boundary probabilities -> subobject label map.
+
+``threshold`` the boundary map, take the 4-connected components of the non-boundary pixels as seeds, give
+every boundary pixel to a seed (watershed flooding on the probabilities, or simply the nearest seed), then
+optionally merge regions under a ``min_area`` / ``max_tokens`` budget without dropping any pixel.
+
+>>> labels = epoc(boundary_probs, threshold=0.1, max_tokens=256)   # (H, W) int32, ids 0..n-1
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from .regions import MERGE_ORDERS, MergeOrder, merge_regions, relabel_by_area
+
+Assign = Literal["watershed", "nearest"]
+ASSIGN_MODES = ("watershed", "nearest")
+
+
+def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarray:
+    """Validate a boundary map and return it as a C-contiguous ``(H, W)`` float32 array clipped to [0, 1].
+
+    Accepts numpy arrays and torch tensors. ``+inf``/``-inf`` are clipped; NaN is an error, since no label
+    map computed from it would be meaningful.
+    """
+    if hasattr(boundary_probs, "detach"):  # torch.Tensor
+        boundary_probs = boundary_probs.detach().float().cpu().numpy()
+    probs = np.asarray(boundary_probs)
+    if probs.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {tuple(probs.shape)}")
+    if probs.shape[0] == 0 or probs.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(probs.shape)})")
+    if probs.dtype == bool or not (np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)):
+        raise TypeError(f"{name} must be a float array of probabilities, got dtype {probs.dtype}")
+    probs = probs.astype(np.float32, copy=False)
+    nan = np.isnan(probs)
+    if nan.any():
+        raise ValueError(f"{name} contains {int(nan.sum())} NaN value(s); cannot segment it")
+    return np.ascontiguousarray(np.clip(probs, 0.0, 1.0))
+
+
+def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
+    """Give every unlabelled pixel (0) the label of the nearest seed pixel (Euclidean). ``(H, W)`` int32."""
+    unlabelled = (seeds == 0).astype(np.uint8)  # (H, W) uint8, 1 where a label is needed
+    # DIST_LABEL_PIXEL numbers the zero pixels of the source 1..N in raster order.
+    _, nearest = cv2.distanceTransformWithLabels(unlabelled, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    seed_ids = seeds.ravel()[seeds.ravel() > 0]  # (N,) label of the k-th seed pixel in raster order
+    return seed_ids[nearest.ravel() - 1].reshape(seeds.shape)
+
+
+def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 16, max_passes: int = 8) -> np.ndarray:
+    """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
+
+    The probabilities are quantised into ``levels`` flooding levels; within a level the flood advances one
+    pixel ring per vectorised pass over the still-unlabelled pixels of that level, each pixel taking the
+    label of its lowest labelled 4-neighbour. After ``max_passes`` passes (plateaus), the rest of the level
+    is carried on to the next; whatever the last level leaves goes to the nearest labelled pixel.
+    """
+    height, width = seeds.shape
+    labels = seeds.ravel().copy()  # (HW,) int32, 0 = unlabelled
+    p = probs.ravel()
+    todo = np.flatnonzero(labels == 0)  # (U,) flat indices of boundary pixels
+    level = np.minimum((p[todo] * levels).astype(np.int32), levels - 1)
+    order = np.argsort(level, kind="stable")
+    todo, level = todo[order], level[order]
+    starts = np.searchsorted(level, np.arange(levels + 1))
+    pending = todo[:0]
+    for k in range(levels):
+        cand = np.concatenate([pending, todo[starts[k] : starts[k + 1]]])
+        for _ in range(max_passes):
+            if cand.size == 0:
+                break
+            col = cand % width
+            best_label = np.zeros(cand.size, dtype=labels.dtype)
+            best_prob = np.full(cand.size, np.inf, dtype=np.float32)
+            for offset, inside in (
+                (-width, cand >= width),
+                (width, cand < (height - 1) * width),
+                (-1, col > 0),
+                (1, col < width - 1),
+            ):
+                nbr = np.where(inside, cand + offset, cand)
+                nbr_label = labels[nbr]
+                nbr_prob = np.where(nbr_label > 0, p[nbr], np.inf)
+                better = nbr_prob < best_prob
+                best_prob = np.where(better, nbr_prob, best_prob)
+                best_label = np.where(better, nbr_label, best_label)
+            reached = best_label > 0
+            if not reached.any():
+                break
+            labels[cand[reached]] = best_label[reached]
+            cand = cand[~reached]
+        pending = cand
+    labels = labels.reshape(height, width)
+    if pending.size:
+        labels = _assign_nearest(labels)
+    return labels
+
+
+def epoc(
+    boundary_probs,
+    threshold: float = 0.1,
+    *,
+    max_tokens: int | None = None,
+    min_area: int = 0,
+    merge: MergeOrder = "weakest_boundary",
+    assign: Assign = "watershed",
+) -> np.ndarray:
+    """Segment a boundary probability map into subobjects.
+
+    Args:
+        boundary_probs: ``(H, W)`` float array (numpy or torch) of boundary probabilities in [0, 1].
+        threshold: pixels with probability ``<= threshold`` are interior; their 4-connected components
+            are the seeds (default 0.1).
+        max_tokens: at most this many regions; extra regions are merged across their weakest shared
+            boundary (or smallest first with ``merge="smallest_region"``). Nothing is dropped.
+        min_area: regions smaller than this many pixels are merged into a neighbour first.
+        merge: ``"weakest_boundary"`` (default) or ``"smallest_region"``.
+        assign: how boundary pixels get a region: ``"watershed"`` (flooding on the probabilities,
+            default) or ``"nearest"`` (nearest seed, the original ``probs_to_masks`` behaviour).
+
+    Returns:
+        ``(H, W)`` int32 label map, ids ``0..n-1``, label 0 the largest region, area-descending order
+        (ties by first pixel in raster order); every pixel is labelled.
+    """
+    probs = as_boundary_probs(boundary_probs)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
+    if max_tokens is not None and int(max_tokens) < 1:
+        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens}")
+    if min_area < 0:
+        raise ValueError(f"min_area must be >= 0, got {min_area}")
+    if merge not in MERGE_ORDERS:
+        raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
+    if assign not in ASSIGN_MODES:
+        raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
+
+    interior = (probs <= threshold).astype(np.uint8)  # (H, W) uint8
+    num_seeds, seeds = cv2.connectedComponents(interior, connectivity=4, ltype=cv2.CV_32S)  # 0 = boundary
+    if num_seeds <= 1:  # no interior pixel at all: the whole image is one region
+        return np.zeros(probs.shape, dtype=np.int32)
+    if not interior.all():  # some boundary pixels need a region
+        seeds = _assign_watershed(seeds, probs) if assign == "watershed" else _assign_nearest(seeds)
+    if max_tokens is None and min_area <= 1:
+        return relabel_by_area(seeds)
+    return merge_regions(seeds, probs, max_regions=max_tokens, min_area=min_area, order=merge)
+
+
+__all__ = ["ASSIGN_MODES", "as_boundary_probs", "epoc"]
