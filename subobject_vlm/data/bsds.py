@@ -33,7 +33,10 @@ def find_bsds_root(root: str | os.PathLike | None = None) -> Path:
     else:
         env = os.environ.get("BSDS500_ROOT")
         candidates = [Path(env)] if env else []
-        candidates += [Path.cwd().parent / "shared/data/BSDS500", Path(__file__).resolve().parents[3] / "shared/data/BSDS500"]
+        candidates += [
+            Path.cwd().parent / "shared/data/BSDS500",
+            Path(__file__).resolve().parents[3] / "shared/data/BSDS500",
+        ]
     for candidate in candidates:
         if candidate and (Path(candidate) / "groundTruth").is_dir() and (Path(candidate) / "images").is_dir():
             return Path(candidate)
@@ -58,7 +61,9 @@ def read_bsds_annotations(mat_path: str | os.PathLike) -> tuple[list[np.ndarray]
     return segmentations, boundaries
 
 
-def load_bsds(root: str | os.PathLike | None = None, split: str = "val", limit: int | None = None) -> list[BSDSSample]:
+def load_bsds(
+    root: str | os.PathLike | None = None, split: str = "val", limit: int | None = None
+) -> list[BSDSSample]:
     """Load a BSDS500 split (``train``, ``val`` or ``test``), sorted by image id."""
     root = find_bsds_root(root)
     gt_dir, image_dir = root / "groundTruth" / split, root / "images" / split

@@ -1,6 +1,28 @@
-"""Boundary models and boundary -> label map post-processing."""
+"""Boundary models (DirectSAM, classical gradients), baselines, and boundary -> label map post-processing."""
 
+from .api import BoundaryModel, has_embedded_directsam, load_boundary_model, segment
+from .baselines import BASELINES, felzenszwalb, patch_grid, run_baseline, slic
+from .directsam import DirectSAM
 from .epoc import as_boundary_probs, epoc
+from .gradient import GradientBoundaryModel, gradient_boundary_probs
 from .regions import merge_regions, region_adjacency, relabel_by_area
 
-__all__ = ["as_boundary_probs", "epoc", "merge_regions", "region_adjacency", "relabel_by_area"]
+__all__ = [
+    "BASELINES",
+    "BoundaryModel",
+    "DirectSAM",
+    "GradientBoundaryModel",
+    "as_boundary_probs",
+    "epoc",
+    "felzenszwalb",
+    "gradient_boundary_probs",
+    "has_embedded_directsam",
+    "load_boundary_model",
+    "merge_regions",
+    "patch_grid",
+    "region_adjacency",
+    "relabel_by_area",
+    "run_baseline",
+    "segment",
+    "slic",
+]

@@ -33,7 +33,9 @@ def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarra
         raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {tuple(probs.shape)}")
     if probs.shape[0] == 0 or probs.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {tuple(probs.shape)})")
-    if probs.dtype == bool or not (np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)):
+    if probs.dtype == bool or not (
+        np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)
+    ):
         raise TypeError(f"{name} must be a float array of probabilities, got dtype {probs.dtype}")
     probs = probs.astype(np.float32, copy=False)
     nan = np.isnan(probs)
@@ -51,7 +53,9 @@ def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
     return seed_ids[nearest.ravel() - 1].reshape(seeds.shape)
 
 
-def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 16, max_passes: int = 8) -> np.ndarray:
+def _assign_watershed(
+    seeds: np.ndarray, probs: np.ndarray, levels: int = 16, max_passes: int = 8
+) -> np.ndarray:
     """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
 
     The probabilities are quantised into ``levels`` flooding levels; within a level the flood advances one

@@ -107,7 +107,9 @@ def region_adjacency(
 class _RegionGraph:
     """Mutable region adjacency graph for greedy merging (a graph of regions, never of pixels)."""
 
-    def __init__(self, areas: np.ndarray, edges: np.ndarray, weight_sum: np.ndarray, border_length: np.ndarray):
+    def __init__(
+        self, areas: np.ndarray, edges: np.ndarray, weight_sum: np.ndarray, border_length: np.ndarray
+    ):
         self.area = areas.tolist()
         self.alive = [a > 0 for a in self.area]
         self.num_alive = sum(self.alive)
@@ -192,7 +194,11 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
     heapq.heapify(heap)
     while heap and graph.num_alive > target:
         strength, a, b = heapq.heappop(heap)
-        if not (graph.alive[a] and graph.alive[b]) or b not in graph.adj[a] or graph.strength(a, b) != strength:
+        if (
+            not (graph.alive[a] and graph.alive[b])
+            or b not in graph.adj[a]
+            or graph.strength(a, b) != strength
+        ):
             continue  # stale entry: the edge was merged away or its strength changed
         survivor, changed = graph.merge(a, b)
         for c in changed:
@@ -253,4 +259,10 @@ def merge_regions(
     return lut[flat].reshape(label_map.shape)
 
 
-__all__ = ["MERGE_ORDERS", "merge_regions", "region_adjacency", "region_areas_and_first_pixels", "relabel_by_area"]
+__all__ = [
+    "MERGE_ORDERS",
+    "merge_regions",
+    "region_adjacency",
+    "region_areas_and_first_pixels",
+    "relabel_by_area",
+]

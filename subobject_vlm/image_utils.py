@@ -1,0 +1,136 @@
+"""Reading and normalising images: any file, PIL image, array or tensor -> ``(H, W, 3)`` uint8 RGB.
+
+One place decides how odd inputs are handled: EXIF orientation is applied, alpha is composited onto
+white, palette / grayscale / CMYK / 16-bit images are converted, and anything unreadable raises
+``ImageLoadError`` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageLoadError(ValueError):
+    """An input could not be turned into an RGB image; the message names the input and the reason."""
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """``(H, W, 4)`` uint8 -> ``(H, W, 3)`` uint8, alpha-blended onto a white background."""
+    rgb, alpha = rgba[..., :3].astype(np.float32), rgba[..., 3:].astype(np.float32) / 255.0
+    return np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any PIL mode -> ``(H, W, 3)`` uint8, with EXIF orientation applied."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # 16-bit / 32-bit grayscale
+        values = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        if image.mode == "F" and values.max(initial=0) <= 1.0:
+            scale = 1.0
+        gray = np.clip(np.round(values / scale * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        return _composite_on_white(np.asarray(image.convert("RGBA")))
+    return np.asarray(image.convert("RGB"))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB (EXIF-rotated).
+
+    Raises:
+        ImageLoadError: the file is missing, empty, truncated, not an image, or larger than Pillow's
+            decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"{path}: file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return _pil_to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageLoadError(f"{path}: too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageLoadError(f"{path}: cannot decode image ({error})") from None
+
+
+def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
+    """Normalise one image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
+
+    Accepts a file path, a PIL image (any mode), or a numpy array / torch tensor shaped ``(H, W)``,
+    ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4; uint8, uint16, bool or float in [0, 1].
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if hasattr(image, "detach"):  # torch.Tensor
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise ImageLoadError(f"{name}: unsupported image type {type(image).__name__}")
+    array = image
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ImageLoadError(
+            f"{name}: expected (H, W), (H, W, C) or (C, H, W) with C in 1/3/4, got {image.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageLoadError(f"{name}: image is empty (shape {image.shape})")
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint16:
+        array = (array.astype(np.uint32) * 255 + 32767) // 65535
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageLoadError(f"{name}: image contains NaN or infinite values")
+        if array.min() < 0 or array.max() > 1:
+            raise ImageLoadError(
+                f"{name}: float images must hold values in [0, 1], got [{array.min()}, {array.max()}]"
+            )
+        array = np.round(array * 255.0)
+    elif array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise ImageLoadError(
+                f"{name}: integer images must be uint8 or uint16, got {array.dtype} values out of range"
+            )
+    array = array.astype(np.uint8, copy=False)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif array.shape[-1] == 4:
+        array = _composite_on_white(array)
+    return np.ascontiguousarray(array)
+
+
+def list_image_files(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders into a list of paths: a folder contributes its image files (by extension,
+    non-recursive, sorted); a file named explicitly is always kept, so a bad one is reported, not skipped."""
+    paths: list[Path] = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            paths.extend(
+                sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            )
+        else:
+            paths.append(item)
+    return paths
+
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "list_image_files", "load_image", "to_rgb_uint8"]

@@ -1,0 +1,116 @@
+"""Named boundary models and the one-call ``segment`` function.
+
+A model name is ``"default"`` (the model embedded in the package), ``"gradient"`` (classical colour
+gradients), a hub id or local path of a DirectSAM checkpoint, or a baseline (``patch``, ``slic``,
+``felzenszwalb``), which produces label maps directly.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .baselines import BASELINES, run_baseline
+from .epoc import epoc
+from .gradient import GradientBoundaryModel
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
+
+
+class BoundaryModel(Protocol):
+    """Anything that maps RGB images to boundary probability maps of the same size."""
+
+    name: str
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """List of ``(H, W, 3)`` uint8 -> list of ``(H, W)`` float32 in [0, 1]."""
+        ...
+
+
+_CACHE: dict[tuple, BoundaryModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def has_embedded_directsam() -> bool:
+    """Whether the package ships learned DirectSAM weights (else ``default`` is the gradient model)."""
+    return (DEFAULT_WEIGHTS_DIR / "config.json").is_file() and (
+        DEFAULT_WEIGHTS_DIR / "model.safetensors"
+    ).is_file()
+
+
+def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:
+    """Load (once, then cached) a boundary model by name.
+
+    Args:
+        name: ``"default"``, ``"gradient"``, or a DirectSAM hub id / local checkpoint folder.
+        **options: passed to ``DirectSAM.from_pretrained`` (``resolution``, ``keep_aspect``,
+            ``pyramid_layers``, ``dtype``, ``device``, ``batch_size``) or to ``GradientBoundaryModel``.
+    """
+    name = str(name)
+    if name in BASELINES:
+        raise ValueError(
+            f"{name!r} is a baseline tokenizer: it has no boundary map; use segment(..., model={name!r})"
+        )
+    key = (name, tuple(sorted((k, str(v)) for k, v in options.items())))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _load_uncached(name, options)
+        return _CACHE[key]
+
+
+def _load_uncached(name: str, options: dict) -> BoundaryModel:
+    from .directsam import DirectSAM
+
+    if name == "gradient" or (name == "default" and not has_embedded_directsam()):
+        gradient_options = {k: v for k, v in options.items() if k in ("sigmas", "max_side")}
+        return GradientBoundaryModel(**gradient_options)
+    if name == "default":
+        return DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, **options)
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ValueError(f"{name!r} is a folder without config.json: not a DirectSAM checkpoint")
+    return DirectSAM.from_pretrained(str(path) if path.exists() else name, **options)
+
+
+def segment(
+    image: np.ndarray,
+    model: str | BoundaryModel = "default",
+    *,
+    threshold: float = 0.1,
+    max_tokens: int | None = None,
+    num_tokens: int | None = None,
+    min_area: int = 0,
+    merge: str = "weakest_boundary",
+    assign: str = "watershed",
+    **model_options,
+) -> np.ndarray:
+    """Segment one image into subobjects.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
+        model: a boundary model or its name (see ``load_boundary_model``), or a baseline name.
+        threshold, max_tokens, min_area, merge, assign: EPOC options (see ``epoc``).
+        num_tokens: baselines only: the exact number of regions (default ``max_tokens`` or 256).
+
+    Returns:
+        ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
+    """
+    if isinstance(model, str) and model in BASELINES:
+        count = num_tokens if num_tokens is not None else (max_tokens if max_tokens is not None else 256)
+        return run_baseline(model, image, count)
+    if num_tokens is not None:
+        raise ValueError(
+            "num_tokens (an exact count) is only for baselines; use max_tokens for boundary models"
+        )
+    boundary_model = (
+        load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
+    )
+    [probs] = boundary_model.predict([image])
+    return epoc(probs, threshold, max_tokens=max_tokens, min_area=min_area, merge=merge, assign=assign)
+
+
+__all__ = ["BoundaryModel", "DEFAULT_WEIGHTS_DIR", "has_embedded_directsam", "load_boundary_model", "segment"]

@@ -1,0 +1,228 @@
+"""DirectSAM: a SegFormer with one output channel that predicts class-agnostic boundary probabilities.
+
+Loads any ``SegformerForSemanticSegmentation`` checkpoint with ``num_labels=1`` (e.g. the public
+``chendelong/DirectSAM-1800px-0424`` and ``chendelong/DirectSAM-b0-1024px-sa1b-2ep-1017``, or our embedded
+default) by hub id or local path, from safetensors.
+
+>>> model = DirectSAM.from_pretrained("chendelong/DirectSAM-b0-1024px-sa1b-2ep-1017", resolution=1024)
+>>> [boundary_probs] = model.predict([image])   # (H, W) float32 in [0, 1] at the image's own size
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pyramid_crop_boxes(width: int, height: int, layer: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """The ``(2**layer)**2`` overlapping crops ``(x0, y0, x1, y1)`` of one pyramid layer (as DirectSAM does)."""
+    per_side = 2**layer
+
+    def starts_and_length(length: int) -> tuple[list[int], int]:
+        crop = min(length, math.ceil((overlap * (per_side - 1) + length) / per_side))
+        step = max(crop - overlap, 1)
+        return [min(step * i, max(length - crop, 0)) for i in range(per_side)], crop
+
+    xs, crop_w = starts_and_length(width)
+    ys, crop_h = starts_and_length(height)
+    return [(x, y, x + crop_w, y + crop_h) for y in ys for x in xs]
+
+
+def crop_edge_weights(box: tuple[int, int, int, int], width: int, height: int, padding: int) -> np.ndarray:
+    """``(h, w)`` float32 weights of one crop's predictions: 0 in the outer ``padding // 3`` pixels of each
+    side that lies inside the image, 0.5 in the next ``padding // 3``, 1 elsewhere (boundary zero-padding,
+    arXiv:2308.13779). Crop sides on the image border keep weight 1."""
+    x0, y0, x1, y1 = box
+    zero, half = padding // 3, 2 * (padding // 3)
+
+    def ramp(length: int, inner_start: bool, inner_end: bool) -> np.ndarray:
+        distance = np.full(length, np.inf, dtype=np.float32)
+        index = np.arange(length, dtype=np.float32)
+        if inner_start:
+            distance = np.minimum(distance, index)
+        if inner_end:
+            distance = np.minimum(distance, length - 1 - index)
+        return np.where(distance < zero, 0.0, np.where(distance < half, 0.5, 1.0)).astype(np.float32)
+
+    rows = ramp(y1 - y0, y0 > 0, y1 < height)  # (h,)
+    cols = ramp(x1 - x0, x0 > 0, x1 < width)  # (w,)
+    return rows[:, None] * cols[None, :]
+
+
+class DirectSAM:
+    """Boundary model wrapping a ``SegformerForSemanticSegmentation`` with one label.
+
+    Args:
+        model: the SegFormer (any module whose ``forward(pixel_values=...)`` returns ``.logits`` ``(B, 1, h, w)``).
+        resolution: input size. ``None`` runs at the image's own size; an int resizes to a square
+            ``resolution x resolution`` (as upstream), or, with ``keep_aspect=True``, so that the longer
+            side is ``resolution`` (aspect ratio kept, batches padded).
+        keep_aspect: see ``resolution``.
+        pyramid_layers: extra passes over ``(2**k)**2`` overlapping crops for ``k = 1..pyramid_layers``,
+            averaged with the full-image pass (finer boundaries on large images).
+        overlap: crop overlap in pixels; crop edges inside the image are down-weighted over this width.
+        image_mean, image_std: normalisation (ImageNet by default, as SegFormer).
+        batch_size: images per forward pass.
+    """
+
+    name = "directsam"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        resolution: int | None = 1024,
+        *,
+        keep_aspect: bool = False,
+        pyramid_layers: int = 0,
+        overlap: int = 90,
+        image_mean: Sequence[float] = IMAGENET_MEAN,
+        image_std: Sequence[float] = IMAGENET_STD,
+        batch_size: int = 4,
+    ):
+        if resolution is not None and int(resolution) < 32:
+            raise ValueError(f"resolution must be >= 32 or None, got {resolution}")
+        if pyramid_layers < 0:
+            raise ValueError(f"pyramid_layers must be >= 0, got {pyramid_layers}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.resolution = None if resolution is None else int(resolution)
+        self.keep_aspect = keep_aspect
+        self.pyramid_layers = pyramid_layers
+        self.overlap = overlap
+        self.image_mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.image_std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        resolution: int | None | str = "auto",
+        **options,
+    ) -> DirectSAM:
+        """Load a DirectSAM checkpoint (hub id or local folder, safetensors weights).
+
+        ``resolution="auto"`` uses the checkpoint's preprocessor size (``preprocessor_config.json``), else 1024.
+        """
+        from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
+
+        torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+        if torch_dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        try:
+            model = SegformerForSemanticSegmentation.from_pretrained(
+                str(name_or_path), dtype=torch_dtype, use_safetensors=True
+            )
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ValueError(f"cannot load DirectSAM checkpoint {str(name_or_path)!r}: {error}") from None
+        if model.config.num_labels != 1:
+            raise ValueError(
+                f"{name_or_path}: a DirectSAM checkpoint predicts one boundary channel (num_labels=1), "
+                f"this one has num_labels={model.config.num_labels}"
+            )
+        mean, std, size = IMAGENET_MEAN, IMAGENET_STD, None
+        try:
+            processor = AutoImageProcessor.from_pretrained(str(name_or_path))
+            mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+            size = dict(processor.size).get("height")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no preprocessor_config.json: SegFormer defaults
+        if resolution == "auto":
+            resolution = size or 1024
+        return cls(model.to(device), resolution, image_mean=mean, image_std=std, **options)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _input_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.resolution is None:
+            return height, width
+        if not self.keep_aspect:
+            return self.resolution, self.resolution
+        scale = self.resolution / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    @torch.inference_mode()
+    def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """One pass per image (batched): list of ``(H, W, 3)`` uint8 -> list of ``(H, W)`` float32 probs."""
+        sizes = [self._input_size(*image.shape[:2]) for image in images]
+        pad_h, pad_w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        batch = torch.zeros(len(images), 3, pad_h, pad_w, dtype=torch.float32)  # (B, 3, Hp, Wp)
+        for i, (image, (h, w)) in enumerate(zip(images, sizes)):
+            pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+            if (h, w) != image.shape[:2]:
+                pixels = F.interpolate(
+                    pixels, size=(h, w), mode="bilinear", align_corners=False, antialias=True
+                )
+            batch[i, :, :h, :w] = ((pixels - self.image_mean) / self.image_std)[0]
+        logits = (
+            self.model(pixel_values=batch.to(self.device, self.dtype)).logits.float().cpu()
+        )  # (B, 1, h', w')
+        if logits.ndim != 4 or logits.shape[1] != 1:
+            raise ValueError(
+                f"boundary model must return logits of shape (B, 1, h, w), got {tuple(logits.shape)}"
+            )
+        logits = F.interpolate(logits, size=(pad_h, pad_w), mode="bilinear", align_corners=False)
+        probs = []
+        for i, (image, (h, w)) in enumerate(zip(images, sizes)):
+            cropped = logits[i : i + 1, :, :h, :w]
+            if (h, w) != image.shape[:2]:
+                cropped = F.interpolate(cropped, size=image.shape[:2], mode="bilinear", align_corners=False)
+            probs.append(torch.sigmoid(cropped)[0, 0].numpy())
+        return probs
+
+    def _batched_forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        probs: list[np.ndarray] = []
+        for start in range(0, len(images), self.batch_size):
+            probs.extend(self._forward(images[start : start + self.batch_size]))
+        return probs
+
+    def _pyramid(self, image: np.ndarray, global_probs: np.ndarray) -> np.ndarray:
+        """Average of the full-image map and one weighted mosaic of crops per pyramid layer."""
+        height, width = image.shape[:2]
+        layer_maps = [global_probs]
+        for layer in range(1, self.pyramid_layers + 1):
+            boxes = pyramid_crop_boxes(width, height, layer, self.overlap)
+            crop_probs = self._batched_forward([image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes])
+            weighted = np.zeros((height, width), dtype=np.float32)  # (H, W) sum of weight * probs
+            total = np.zeros((height, width), dtype=np.float32)  # (H, W) sum of weights
+            for (x0, y0, x1, y1), probs in zip(boxes, crop_probs):
+                weight = crop_edge_weights((x0, y0, x1, y1), width, height, self.overlap)
+                weighted[y0:y1, x0:x1] += weight * probs
+                total[y0:y1, x0:x1] += weight
+            layer_maps.append(np.where(total > 0, weighted / np.maximum(total, 1e-6), global_probs))
+        return np.mean(layer_maps, axis=0).astype(np.float32)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """List of ``(H, W, 3)`` uint8 RGB images -> list of ``(H, W)`` float32 boundary probabilities."""
+        global_probs = self._batched_forward(list(images))
+        if self.pyramid_layers == 0:
+            return global_probs
+        return [self._pyramid(image, probs) for image, probs in zip(images, global_probs)]
+
+    def __repr__(self) -> str:
+        return (
+            f"DirectSAM(resolution={self.resolution}, keep_aspect={self.keep_aspect}, "
+            f"pyramid_layers={self.pyramid_layers}, dtype={self.dtype}, device={self.device})"
+        )
+
+
+__all__ = ["DirectSAM", "crop_edge_weights", "pyramid_crop_boxes"]
