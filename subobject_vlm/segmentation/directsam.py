@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,7 +127,7 @@ class DirectSAM:
             model = SegformerForSemanticSegmentation.from_pretrained(
                 str(name_or_path), dtype=torch_dtype, use_safetensors=True
             )
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
             raise ValueError(f"cannot load DirectSAM checkpoint {str(name_or_path)!r}: {error}") from None
         if model.config.num_labels != 1:
             raise ValueError(
@@ -164,7 +165,8 @@ class DirectSAM:
     def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """One pass per image (batched): list of ``(H, W, 3)`` uint8 -> list of ``(H, W)`` float32 probs."""
         sizes = [self._input_size(*image.shape[:2]) for image in images]
-        pad_h, pad_w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        # pad to the largest input (and at least 32 px, so tiny or thin images pass every SegFormer stage)
+        pad_h, pad_w = max(32, *(s[0] for s in sizes)), max(32, *(s[1] for s in sizes))
         batch = torch.zeros(len(images), 3, pad_h, pad_w, dtype=torch.float32)  # (B, 3, Hp, Wp)
         for i, (image, (h, w)) in enumerate(zip(images, sizes)):
             pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0

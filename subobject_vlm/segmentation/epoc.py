@@ -124,7 +124,8 @@ def epoc(
         min_area: regions smaller than this many pixels are merged into a neighbour first.
         merge: ``"weakest_boundary"`` (default) or ``"smallest_region"``.
         assign: how boundary pixels get a region: ``"watershed"`` (flooding on the probabilities,
-            default) or ``"nearest"`` (nearest seed, the original ``probs_to_masks`` behaviour).
+            default; regions stay 4-connected) or ``"nearest"`` (nearest seed in Euclidean distance, the
+            original ``probs_to_masks`` behaviour; faster, but a region may come out in pieces).
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1``, label 0 the largest region, area-descending order

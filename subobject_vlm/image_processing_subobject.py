@@ -1,0 +1,234 @@
+"""``SubobjectImageProcessor``: images -> backbone pixels + subobject label maps (one token per region).
+
+>>> processor = SubobjectImageProcessor(boundary_model="default", max_tokens=256)
+>>> batch = processor([image_a, image_b], return_tensors="pt")
+>>> batch["pixel_values"].shape, batch["label_maps"].shape, batch["num_tokens"]
+(torch.Size([2, 3, 336, 336]), torch.Size([2, 336, 336]), tensor([256, 187]))
+
+Segmentation is preprocessing: the boundary model and EPOC run once per distinct image (cached by image
+content and segmentation settings) and are never stored in the processor's JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+import torch
+from transformers.image_processing_backends import TorchvisionBackend
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.processing_utils import ImagesKwargs, Unpack
+
+from .image_utils import ImageLoadError, to_rgb_uint8
+from .segmentation import BASELINES, epoc, load_boundary_model, run_baseline
+from .segmentation.epoc import ASSIGN_MODES
+from .segmentation.regions import MERGE_ORDERS
+
+SEGMENTATION_KEYS = (
+    "boundary_model",
+    "boundary_model_options",
+    "threshold",
+    "max_tokens",
+    "min_area",
+    "merge",
+    "assign",
+    "label_size",
+)
+
+
+class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
+    r"""
+    boundary_model (`str`): `"default"` (embedded), `"gradient"`, a DirectSAM hub id or local path, or a
+        baseline (`"patch"`, `"slic"`, `"felzenszwalb"`).
+    boundary_model_options (`dict`): options for the boundary model (`resolution`, `keep_aspect`,
+        `pyramid_layers`, `dtype`, `device`, `batch_size`).
+    threshold (`float`): EPOC boundary threshold.
+    max_tokens (`int`): at most this many tokens per image (regions merged, never dropped).
+    min_area (`int`): regions smaller than this (pixels at label resolution) are merged first.
+    merge (`str`): `"weakest_boundary"` or `"smallest_region"`.
+    assign (`str`): `"watershed"` or `"nearest"`.
+    label_size (`dict`): `{"height", "width"}` of the returned label maps.
+    """
+
+    boundary_model: str
+    boundary_model_options: dict
+    threshold: float
+    max_tokens: int
+    min_area: int
+    merge: str
+    assign: str
+    label_size: dict
+
+
+def _flatten_images(images) -> list:
+    """Single image, batch array/tensor, or (nested) list -> flat list of single images."""
+    if isinstance(images, (list, tuple)):
+        flat = []
+        for item in images:
+            flat.extend(_flatten_images(item) if isinstance(item, (list, tuple)) else [item])
+        return flat
+    if (isinstance(images, np.ndarray) or isinstance(images, torch.Tensor)) and images.ndim == 4:
+        return list(images)
+    return [images]
+
+
+class SubobjectImageProcessor(TorchvisionBackend):
+    r"""Image processor for subobject tokens.
+
+    Returns a `BatchFeature` with `pixel_values` `(B, 3, H, W)` float for the vision backbone (CLIP
+    resize/normalisation by default), `label_maps` `(B, h, w)` int64 at `label_size` covering the same
+    image extent (labels `0..num_tokens[i]-1`, area-descending, every pixel labelled) and `num_tokens`
+    `(B,)` int64.
+    """
+
+    valid_kwargs = SubobjectImageProcessorKwargs
+    model_input_names = ["pixel_values", "label_maps", "num_tokens"]
+
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"height": 336, "width": 336}
+    default_to_square = True
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    boundary_model = "default"
+    boundary_model_options = None
+    threshold = 0.1
+    max_tokens = 256
+    min_area = 0
+    merge = "weakest_boundary"
+    assign = "watershed"
+    label_size = {"height": 336, "width": 336}
+
+    def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
+        super().__init__(**kwargs)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._validate_segmentation_settings(**{k: getattr(self, k) for k in SEGMENTATION_KEYS})
+
+    @staticmethod
+    def _validate_segmentation_settings(
+        boundary_model, boundary_model_options, threshold, max_tokens, min_area, merge, assign, label_size
+    ) -> None:
+        if not isinstance(boundary_model, (str, os.PathLike)):
+            raise ValueError(f"boundary_model must be a name or path, got {type(boundary_model).__name__}")
+        if boundary_model_options is not None and not isinstance(boundary_model_options, dict):
+            raise ValueError(f"boundary_model_options must be a dict, got {boundary_model_options!r}")
+        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+        if not isinstance(min_area, int) or min_area < 0:
+            raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
+        if merge not in MERGE_ORDERS:
+            raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
+        if assign not in ASSIGN_MODES:
+            raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
+        size = dict(label_size or {})
+        if set(size) != {"height", "width"} or min(size.values()) < 1:
+            raise ValueError(
+                f"label_size must be {{'height': h, 'width': w}} with positive sizes, got {label_size!r}"
+            )
+
+    def to_dict(self) -> dict:
+        output = super().to_dict()
+        for key in [k for k in output if k.startswith("_")]:  # caches and loaded models stay out of the JSON
+            output.pop(key)
+        return output
+
+    # --- segmentation -------------------------------------------------------------------------------
+    def segment(self, images, **overrides) -> list[np.ndarray]:
+        """Label maps for one or more images at ``label_size``: list of ``(h, w)`` int32 (cached)."""
+        settings = {key: overrides.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        self._validate_segmentation_settings(**settings)
+        rgb_images = [
+            to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(_flatten_images(images))
+        ]
+        return self._segment_rgb(rgb_images, settings)
+
+    def _segment_rgb(self, rgb_images: list[np.ndarray], settings: dict) -> list[np.ndarray]:
+        label_h, label_w = settings["label_size"]["height"], settings["label_size"]["width"]
+        settings_key = repr(sorted((k, repr(v)) for k, v in settings.items()))
+        keys = []
+        for image in rgb_images:
+            digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+            digest.update(repr((image.shape, settings_key)).encode())
+            keys.append(digest.hexdigest())
+        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        name = str(settings["boundary_model"])
+        if missing and name in BASELINES:
+            for i in missing:
+                small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
+                self._store(keys[i], run_baseline(name, small, settings["max_tokens"] or 256))
+        elif missing:
+            model = load_boundary_model(name, **(settings["boundary_model_options"] or {}))
+            probs = model.predict([rgb_images[i] for i in missing])
+            for i, boundary_probs in zip(missing, probs):
+                # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
+                small = cv2.resize(boundary_probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
+                label_map = epoc(
+                    small,
+                    settings["threshold"],
+                    max_tokens=settings["max_tokens"],
+                    min_area=settings["min_area"],
+                    merge=settings["merge"],
+                    assign=settings["assign"],
+                )
+                self._store(keys[i], label_map)
+        label_maps = []
+        for key in keys:
+            self._cache.move_to_end(key)
+            label_maps.append(self._cache[key])
+        return label_maps
+
+    def _store(self, key: str, label_map: np.ndarray) -> None:
+        self._cache[key] = label_map
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def clear_cache(self) -> None:
+        """Forget cached segmentations."""
+        self._cache.clear()
+
+    # --- transformers entry point -------------------------------------------------------------------
+    def _preprocess_image_like_inputs(self, images, *args, **kwargs) -> BatchFeature:
+        flat = _flatten_images(images)
+        if not flat:
+            raise ValueError("no images given")
+        rgb_images = []
+        for i, image in enumerate(flat):
+            try:
+                rgb_images.append(to_rgb_uint8(image, name=f"images[{i}]"))
+            except ImageLoadError:
+                raise
+            except Exception as error:  # unexpected input types: name the offending position
+                raise ImageLoadError(f"images[{i}]: {error}") from None
+        settings = {key: kwargs.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        settings["label_size"] = dict(settings["label_size"] or {})
+        self._validate_segmentation_settings(**settings)
+        label_maps = self._segment_rgb(rgb_images, settings)
+
+        tensors = [
+            torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in rgb_images
+        ]  # (3, H, W) uint8
+        return_tensors = kwargs.pop("return_tensors", None)
+        for key in SEGMENTATION_KEYS:
+            kwargs.pop(key, None)
+        pixel_values = self._preprocess(tensors, *args, return_tensors=return_tensors, **kwargs)[
+            "pixel_values"
+        ]
+        label_maps_tensor = torch.stack(
+            [torch.from_numpy(m.astype(np.int64)) for m in label_maps]
+        )  # (B, h, w)
+        num_tokens = torch.tensor([int(m.max()) + 1 for m in label_maps], dtype=torch.int64)  # (B,)
+        data = {"pixel_values": pixel_values, "label_maps": label_maps_tensor, "num_tokens": num_tokens}
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+
+__all__ = ["SubobjectImageProcessor"]

@@ -1,0 +1,161 @@
+"""EPOC post-processing: boundary probabilities -> label maps."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from subobject_vlm.segmentation import epoc, merge_regions, relabel_by_area
+
+
+def random_boundary_map(seed: int, size=(64, 80), blobs: int = 12) -> np.ndarray:
+    """Smooth random boundary-like map: distance-to-Voronoi-edge bands plus noise."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    points = rng.uniform(0, 1, (blobs, 2)) * [h, w]
+    yy, xx = np.mgrid[:h, :w]
+    d = np.sort(np.hypot(yy[..., None] - points[:, 0], xx[..., None] - points[:, 1]), axis=-1)
+    probs = np.exp(-((d[..., 1] - d[..., 0]) ** 2) / 6.0) + rng.uniform(0, 0.15, (h, w))
+    return np.clip(probs, 0, 1).astype(np.float32)
+
+
+def assert_valid_label_map(label_map: np.ndarray, shape, max_tokens=None, connected=True):
+    assert label_map.shape == shape and label_map.dtype == np.int32
+    areas = np.bincount(label_map.ravel())
+    assert label_map.min() == 0 and (areas > 0).all(), (
+        "labels must be contiguous 0..n-1 and cover every pixel"
+    )
+    assert (np.diff(areas) <= 0).all(), "labels must be ordered by decreasing area"
+    if max_tokens is not None:
+        assert len(areas) <= max_tokens
+    for label in range(len(areas) if connected else 0):  # every region is one 4-connected piece
+        assert ndi.label(label_map == label)[1] == 1
+
+
+MAPS = [random_boundary_map(seed) for seed in range(6)] + [
+    np.zeros((17, 23), np.float32),
+    np.ones((17, 23), np.float32),
+    np.full((17, 23), 0.5, np.float32),
+    np.random.default_rng(0).uniform(0, 1, (31, 29)).astype(np.float32),
+    np.zeros((1, 50), np.float32),
+    np.eye(20, dtype=np.float32),
+]
+
+
+@pytest.mark.parametrize("index", range(len(MAPS)))
+@pytest.mark.parametrize("max_tokens", [None, 1, 5, 40])
+@pytest.mark.parametrize("assign", ["watershed", "nearest"])
+def test_label_maps_cover_every_pixel_contiguously_in_area_order(index, max_tokens, assign):
+    probs = MAPS[index]
+    label_map = epoc(probs, 0.3, max_tokens=max_tokens, assign=assign)
+    # nearest-seed assignment (Euclidean) may leave a region in several pieces; flooding never does
+    assert_valid_label_map(label_map, probs.shape, max_tokens, connected=assign == "watershed")
+
+
+@pytest.mark.parametrize("merge", ["weakest_boundary", "smallest_region"])
+def test_epoc_is_deterministic(merge):
+    probs = random_boundary_map(3)
+    first = epoc(probs, 0.2, max_tokens=7, merge=merge)
+    assert np.array_equal(first, epoc(probs.copy(), 0.2, max_tokens=7, merge=merge))
+
+
+def test_all_zero_and_all_one_maps_give_a_single_region():
+    assert epoc(np.zeros((8, 9))).max() == 0
+    assert epoc(np.ones((8, 9))).max() == 0
+
+
+def test_seeds_are_four_connected_components_below_threshold():
+    probs = np.zeros((5, 5), np.float32)
+    probs[2, :] = 1.0  # a horizontal wall splits the image in two
+    probs[:, 2] = 1.0  # and a vertical one into four quadrants
+    label_map = epoc(probs, 0.5)
+    assert label_map.max() + 1 == 4
+    probs[0, 1] = probs[1, 0] = 0.0
+    diagonal_only = np.ones((3, 3), np.float32)
+    diagonal_only[0, 0] = diagonal_only[1, 1] = 0.0  # touching only diagonally: two seeds
+    assert epoc(diagonal_only, 0.5, assign="nearest").max() + 1 == 2
+
+
+def test_infinities_are_clipped_and_nan_is_an_error():
+    probs = random_boundary_map(1)
+    with_inf = probs.copy()
+    with_inf[0, 0], with_inf[5, 5] = np.inf, -np.inf
+    assert_valid_label_map(epoc(with_inf, 0.3), probs.shape)
+    probs[3, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        epoc(probs)
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [(np.zeros((2, 3, 4)), ValueError), (np.zeros((0, 4)), ValueError), (np.zeros((4, 4), bool), TypeError)],
+)
+def test_bad_boundary_maps_are_rejected_with_a_clear_error(bad, error):
+    with pytest.raises(error, match="boundary_probs"):
+        epoc(bad)
+
+
+def test_bad_options_are_rejected():
+    probs = random_boundary_map(0)
+    for kwargs in ({"max_tokens": 0}, {"min_area": -1}, {"merge": "random"}, {"assign": "flood"}):
+        with pytest.raises(ValueError):
+            epoc(probs, **kwargs)
+
+
+def test_torch_tensors_are_accepted():
+    torch = pytest.importorskip("torch")
+    probs = random_boundary_map(2)
+    assert np.array_equal(epoc(torch.from_numpy(probs), 0.3), epoc(probs, 0.3))
+
+
+def quadrants(strong_vertical: bool) -> np.ndarray:
+    """Four quadrants; the vertical wall is strong (0.9) and the horizontal one weak (0.3), or vice versa."""
+    probs = np.zeros((40, 40), np.float32)
+    probs[19:21, :] = 0.3 if strong_vertical else 0.9
+    probs[:, 19:21] = 0.9 if strong_vertical else 0.3
+    return probs
+
+
+def test_max_tokens_merges_across_the_weakest_boundary_first():
+    for strong_vertical in (True, False):
+        label_map = epoc(quadrants(strong_vertical), 0.1, max_tokens=2)
+        assert label_map.max() + 1 == 2
+        left_right_differ = label_map[5, 5] != label_map[5, 35]
+        assert left_right_differ == strong_vertical  # the strong wall survives
+
+
+def test_max_tokens_merges_smallest_regions_without_dropping_pixels():
+    probs = np.zeros((30, 30), np.float32)
+    probs[:, 10] = 1.0  # regions: 10 columns | 19 columns
+    probs[5, 11:] = 1.0  # split the right part: a small top strip and a big bottom part
+    label_map = epoc(probs, 0.5, max_tokens=2, merge="smallest_region")
+    assert label_map.shape == probs.shape and label_map.max() + 1 == 2
+    assert label_map[0, 20] == label_map[20, 20] or label_map[0, 20] == label_map[0, 0]
+
+
+def test_min_area_merges_tiny_regions_into_a_neighbour():
+    probs = np.zeros((30, 30), np.float32)
+    probs[:, 15] = 1.0
+    probs[2, 2:5] = probs[4, 2:5] = probs[2:5, 2] = probs[2:5, 4] = 1.0  # a 1-pixel enclosed region at (3, 3)
+    assert epoc(probs, 0.5).max() + 1 == 3
+    label_map = epoc(probs, 0.5, min_area=5)
+    assert label_map.max() + 1 == 2 and np.bincount(label_map.ravel()).min() >= 5
+
+
+def test_watershed_assignment_agrees_with_skimage_watershed():
+    from skimage.segmentation import watershed
+
+    probs = random_boundary_map(5, size=(96, 96), blobs=20)
+    seeds = ndi.label(probs <= 0.2)[0]
+    reference = relabel_by_area(watershed(probs, markers=seeds))
+    ours = epoc(probs, 0.2)
+    assert (ours == reference).mean() > 0.97
+
+
+def test_relabel_by_area_breaks_ties_by_first_pixel():
+    label_map = np.array([[7, 7, 3, 3], [9, 9, 9, 9]])
+    assert relabel_by_area(label_map).tolist() == [[1, 1, 2, 2], [0, 0, 0, 0]]
+
+
+def test_merge_regions_rejects_unknown_order():
+    with pytest.raises(ValueError, match="order"):
+        merge_regions(np.zeros((3, 3), int), np.zeros((3, 3)), max_regions=1, order="largest")
