@@ -38,8 +38,8 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
         gray = np.clip(np.round(values / scale * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        return _composite_on_white(np.asarray(image.convert("RGBA")))
-    return np.asarray(image.convert("RGB"))
+        return _composite_on_white(np.array(image.convert("RGBA")))
+    return np.array(image.convert("RGB"))
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

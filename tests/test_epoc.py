@@ -146,9 +146,14 @@ def test_watershed_assignment_agrees_with_skimage_watershed():
 
     probs = random_boundary_map(5, size=(96, 96), blobs=20)
     seeds = ndi.label(probs <= 0.2)[0]
-    reference = relabel_by_area(watershed(probs, markers=seeds))
+    reference = watershed(probs, markers=seeds)
     ours = epoc(probs, 0.2)
-    assert (ours == reference).mean() > 0.97
+    assert ours.max() == reference.max() - 1  # same seeds, same number of regions
+    pairs = ours.ravel().astype(np.int64) * (reference.max() + 1) + reference.ravel()
+    overlap = np.bincount(pairs, minlength=(ours.max() + 1) * (reference.max() + 1)).reshape(
+        -1, reference.max() + 1
+    )
+    assert overlap.max(axis=1).sum() / ours.size > 0.97  # the same partition up to a few boundary pixels
 
 
 def test_relabel_by_area_breaks_ties_by_first_pixel():

@@ -61,20 +61,23 @@ def _assign_watershed(
     The probabilities are quantised into ``levels`` flooding levels; within a level the flood advances one
     pixel ring per vectorised pass over the still-unlabelled pixels of that level, each pixel taking the
     label of its lowest labelled 4-neighbour. After ``max_passes`` passes (plateaus), the rest of the level
-    is carried on to the next; whatever the last level leaves goes to the nearest labelled pixel.
+    is carried on to the next; whatever the last level leaves after ``64 * max_passes`` passes (a huge
+    plateau) goes to the nearest labelled pixel.
     """
     height, width = seeds.shape
     labels = seeds.ravel().copy()  # (HW,) int32, 0 = unlabelled
     p = probs.ravel()
-    todo = np.flatnonzero(labels == 0)  # (U,) flat indices of boundary pixels
-    level = np.minimum((p[todo] * levels).astype(np.int32), levels - 1)
+    index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
+    todo = np.flatnonzero(labels == 0).astype(index_dtype)  # (U,) flat indices of boundary pixels
+    level = np.minimum((p[todo] * levels).astype(np.uint8), levels - 1)  # (U,) uint8: radix sort below
     order = np.argsort(level, kind="stable")
     todo, level = todo[order], level[order]
     starts = np.searchsorted(level, np.arange(levels + 1))
     pending = todo[:0]
     for k in range(levels):
         cand = np.concatenate([pending, todo[starts[k] : starts[k + 1]]])
-        for _ in range(max_passes):
+        # the last level keeps flooding (its candidates are few) so the nearest-seed fallback stays rare
+        for _ in range(max_passes if k < levels - 1 else 64 * max_passes):
             if cand.size == 0:
                 break
             col = cand % width

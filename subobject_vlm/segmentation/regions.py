@@ -17,15 +17,17 @@ MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 
 
 def _compact(label_map: np.ndarray) -> tuple[np.ndarray, int]:
-    """Map arbitrary integer labels to ``0..m-1`` (some ids may be unused). Returns ``(flat int64, m)``."""
+    """Flat int32/int64 view of a label map with ids in ``0..m-1`` (some ids may be unused). Returns ``(flat, m)``."""
     flat = np.asarray(label_map).ravel()
     if flat.size == 0:
         return flat.astype(np.int64), 0
     lo, hi = int(flat.min()), int(flat.max())
     if lo >= 0 and hi < 4 * flat.size + 1024:
-        return flat.astype(np.int64, copy=False), hi + 1
+        if flat.dtype not in (np.int32, np.int64):
+            flat = flat.astype(np.int32 if hi < 2**31 - 1 else np.int64)
+        return flat, hi + 1
     uniques, inverse = np.unique(flat, return_inverse=True)
-    return inverse.astype(np.int64), len(uniques)
+    return inverse.astype(np.int64).ravel(), len(uniques)
 
 
 def _area_order_lut(areas: np.ndarray, first_pixel: np.ndarray) -> np.ndarray:
@@ -38,10 +40,18 @@ def _area_order_lut(areas: np.ndarray, first_pixel: np.ndarray) -> np.ndarray:
 
 
 def region_areas_and_first_pixels(flat: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label pixel counts and first raster-order pixel index, for a flat label array with ids < ``m``."""
+    """Per-label pixel counts, and the first raster-order pixel index of labels whose area is tied with
+    another label's (the tie-break of the area order; other labels get 0). ``flat`` holds ids ``< m``."""
     areas = np.bincount(flat, minlength=m).astype(np.int64)
-    first_pixel = np.full(m, flat.size, dtype=np.int64)
-    np.minimum.at(first_pixel, flat, np.arange(flat.size, dtype=np.int64))
+    first_pixel = np.zeros(m, dtype=np.int64)
+    present = areas > 0
+    values, counts = np.unique(areas[present], return_counts=True)
+    tied = np.zeros(m, dtype=bool)
+    tied[present] = np.isin(areas[present], values[counts > 1])
+    if tied.any():
+        pixels = np.flatnonzero(tied[flat])  # only the pixels of tied regions (mostly tiny ones)
+        first_pixel[tied] = flat.size
+        np.minimum.at(first_pixel, flat[pixels], pixels)
     return areas, first_pixel
 
 
@@ -239,7 +249,7 @@ def merge_regions(
         raise ValueError(f"max_regions must be >= 1, got {max_regions}")
     label_map = np.asarray(label_map)
     flat, m = _compact(label_map)
-    areas, first_pixel = region_areas_and_first_pixels(flat, m)
+    areas = np.bincount(flat, minlength=m)
     num_regions = int((areas > 0).sum())
     target = num_regions if max_regions is None else max_regions
     needs_merge = num_regions > target or (min_area > 1 and areas[areas > 0].min() < min_area)
@@ -249,14 +259,8 @@ def merge_regions(
             _merge_smallest_first(graph, target if order == "smallest_region" else graph.num_alive, min_area)
         if order == "weakest_boundary":
             _merge_weakest_first(graph, target)
-        root = graph.lookup_table()  # (m,) old id -> surviving id
-        merged_areas = np.bincount(root, weights=areas, minlength=m).astype(np.int64)
-        merged_first = np.full(m, flat.size, dtype=np.int64)
-        np.minimum.at(merged_first, root, first_pixel)
-        lut = _area_order_lut(merged_areas, merged_first)[root]
-    else:
-        lut = _area_order_lut(areas, first_pixel)
-    return lut[flat].reshape(label_map.shape)
+        flat = graph.lookup_table().astype(flat.dtype)[flat]  # (HW,) id of the surviving region
+    return relabel_by_area(flat.reshape(label_map.shape))
 
 
 __all__ = [

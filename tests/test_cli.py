@@ -1,0 +1,83 @@
+"""`subobject-vlm segment` and `subobject-vlm boundary` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from subobject_vlm.cli import main
+
+
+@pytest.fixture
+def image_folder(tmp_path, astronaut):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(astronaut[::4, ::4]).save(folder / "astronaut.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    Image.fromarray(astronaut[:96, :64]).save(folder / "rotated.jpg", exif=exif.tobytes())
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def test_segment_writes_pictures_labels_and_a_summary_and_skips_bad_files(image_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(
+        ["segment", str(image_folder), "--out", str(out), "--max-tokens", "20", "--save-labels", "npy"]
+    )
+    assert status == 1  # some files failed
+    stderr = capsys.readouterr().err
+    assert "corrupt.jpg" in stderr and "empty.png" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(r["file"].split("/")[-1] for r in summary["failed"]) == ["corrupt.jpg", "empty.png"]
+    assert {r["file"].split("/")[-1] for r in summary["images"]} == {"astronaut.png", "rotated.jpg"}
+    assert all(0 < r["tokens"] <= 20 and r["seconds"] >= 0 for r in summary["images"])
+    rotated = np.load(out / "rotated.npy")
+    assert rotated.dtype == np.int32 and rotated.shape == (64, 96)  # original size, EXIF-rotated
+    assert Image.open(out / "astronaut.png").format == "PNG"
+
+
+def test_segment_exits_zero_when_every_file_succeeds(image_folder, tmp_path):
+    for bad in ("corrupt.jpg", "empty.png"):
+        (image_folder / bad).unlink()
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "segment",
+                str(image_folder),
+                "--out",
+                str(out),
+                "--save-labels",
+                "png",
+                "--model",
+                "slic",
+                "--max-tokens",
+                "9",
+            ]
+        )
+        == 0
+    )
+    labels = np.asarray(Image.open(out / "astronaut_labels.png"))
+    assert labels.shape == (128, 128) and labels.max() + 1 == 9
+
+
+def test_boundary_writes_8bit_maps_at_original_size(image_folder, tmp_path):
+    out = tmp_path / "maps"
+    main(["boundary", str(image_folder / "rotated.jpg"), "--out", str(out)])
+    probs = Image.open(out / "rotated.png")
+    assert probs.mode == "L" and probs.size == (96, 64)
+
+
+def test_a_bad_model_name_is_one_clear_error(image_folder, tmp_path, capsys):
+    assert (
+        main(["segment", str(image_folder), "--out", str(tmp_path), "--model", str(tmp_path / "missing")])
+        == 2
+    )
+    assert "missing" in capsys.readouterr().err
+
+
+def test_baselines_have_no_boundary_map(image_folder, tmp_path):
+    assert main(["boundary", str(image_folder), "--out", str(tmp_path), "--model", "slic"]) == 2

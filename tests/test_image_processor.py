@@ -1,0 +1,99 @@
+"""SubobjectImageProcessor: pixels for the backbone, label maps and token counts, segmentation cached."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+from subobject_vlm.image_utils import ImageLoadError
+from subobject_vlm.segmentation import api
+
+
+@pytest.fixture
+def processor():
+    return SubobjectImageProcessor(
+        max_tokens=32, size={"height": 64, "width": 64}, label_size={"height": 48, "width": 40}
+    )
+
+
+def test_outputs_pixels_label_maps_and_token_counts(processor, astronaut):
+    batch = processor([astronaut, astronaut[:100, :300]], return_tensors="pt")
+    assert batch["pixel_values"].shape == (2, 3, 64, 64) and batch["pixel_values"].dtype == torch.float32
+    assert batch["label_maps"].shape == (2, 48, 40) and batch["label_maps"].dtype == torch.int64
+    for label_map, n in zip(batch["label_maps"], batch["num_tokens"]):
+        assert 1 <= n <= 32
+        assert torch.bincount(label_map.flatten()).gt(0).sum() == n == label_map.max() + 1
+
+
+def test_accepts_pil_numpy_torch_paths_and_odd_modes(processor, astronaut, tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(path)
+    inputs = [
+        Image.fromarray(astronaut).convert("P"),
+        Image.fromarray(astronaut).convert("CMYK"),
+        Image.fromarray(astronaut[..., 0]),
+        torch.from_numpy(astronaut).permute(2, 0, 1),
+        str(path),
+    ]
+    assert processor(inputs, return_tensors="pt")["num_tokens"].shape == (5,)
+
+
+def test_a_batch_array_is_split_into_images(processor, astronaut):
+    batch = np.stack([astronaut, astronaut[::-1]])
+    assert processor(batch, return_tensors="pt")["label_maps"].shape[0] == 2
+
+
+def test_each_image_is_segmented_once(processor, astronaut, monkeypatch):
+    calls = []
+    model = api.load_boundary_model("default")
+    original = model.predict
+    monkeypatch.setattr(model, "predict", lambda images: calls.append(len(images)) or original(images))
+    first = processor([astronaut, astronaut[::2]], return_tensors="pt")
+    second = processor([astronaut[::2], astronaut], return_tensors="pt")
+    assert calls == [2]
+    assert torch.equal(first["label_maps"][0], second["label_maps"][1])
+    processor([astronaut], max_tokens=8)  # other settings: segmented again
+    assert calls == [2, 1]
+
+
+def test_call_time_settings_override_the_defaults(processor, astronaut):
+    assert processor(astronaut, max_tokens=5, return_tensors="pt")["num_tokens"].item() <= 5
+    slic = processor(astronaut, boundary_model="slic", max_tokens=7, return_tensors="pt")
+    assert slic["num_tokens"].item() == 7
+
+
+def test_save_and_load_round_trip_keeps_settings_but_not_caches(processor, astronaut, tmp_path):
+    processor(astronaut)
+    processor.save_pretrained(tmp_path)
+    text = (tmp_path / "preprocessor_config.json").read_text()
+    assert "_cache" not in text
+    loaded = SubobjectImageProcessor.from_pretrained(tmp_path)
+    assert (loaded.max_tokens, loaded.label_size, loaded.size["height"]) == (
+        32,
+        {"height": 48, "width": 40},
+        64,
+    )
+    assert torch.equal(
+        loaded(astronaut, return_tensors="pt")["label_maps"],
+        processor(astronaut, return_tensors="pt")["label_maps"],
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"threshold": 2.0}, "threshold"),
+        ({"merge": "biggest"}, "merge"),
+        ({"label_size": {"height": 0, "width": 4}}, "label_size"),
+    ],
+)
+def test_invalid_settings_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SubobjectImageProcessor(**kwargs)
+
+
+def test_bad_images_name_their_position(processor, astronaut):
+    with pytest.raises(ImageLoadError, match=r"images\[1\]"):
+        processor([astronaut, np.zeros((5, 5, 2), np.uint8)])
