@@ -91,13 +91,13 @@ def main() -> None:
         for regions in args.regions:
             probs = synthetic_boundary_map(size, regions)
             up_s, up_peak, masks = measure(
-                lambda: upstream_style(probs, args.threshold, args.max_tokens), max(1, args.repeats // 2)
+                lambda probs=probs: upstream_style(probs, args.threshold, args.max_tokens), max(1, args.repeats // 2)
             )
             ours_s, ours_peak, _ = measure(
-                lambda: epoc(probs, args.threshold, max_tokens=args.max_tokens), args.repeats
+                lambda probs=probs: epoc(probs, args.threshold, max_tokens=args.max_tokens), args.repeats
             )
             nearest_s, _, _ = measure(
-                lambda: epoc(probs, args.threshold, max_tokens=args.max_tokens, assign="nearest"),
+                lambda probs=probs: epoc(probs, args.threshold, max_tokens=args.max_tokens, assign="nearest"),
                 args.repeats,
             )
             # same partition before the budget? compare our watershed with skimage's (no max_tokens)
