@@ -23,6 +23,7 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 from transformers.processing_utils import ImagesKwargs, Unpack
 
+from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation import BASELINES, epoc, load_boundary_model, run_baseline
 from .segmentation.epoc import ASSIGN_MODES
@@ -81,8 +82,9 @@ class SubobjectImageProcessor(TorchvisionBackend):
 
     Returns a `BatchFeature` with `pixel_values` `(B, 3, H, W)` float for the vision backbone (CLIP
     resize/normalisation by default), `label_maps` `(B, h, w)` int64 at `label_size` covering the same
-    image extent (labels `0..num_tokens[i]-1`, area-descending, every pixel labelled) and `num_tokens`
-    `(B,)` int64.
+    image extent (labels `0..num_tokens[i]-1`, area-descending, every pixel labelled), `num_tokens`
+    `(B,)` int64 and `boxes` `(sum num_tokens, 4)` float32, each region's normalised (cx, cy, w, h), packed
+    image after image.
     """
 
     valid_kwargs = SubobjectImageProcessorKwargs
@@ -227,7 +229,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
             [torch.from_numpy(m.astype(np.int64)) for m in label_maps]
         )  # (B, h, w)
         num_tokens = torch.tensor([int(m.max()) + 1 for m in label_maps], dtype=torch.int64)  # (B,)
-        data = {"pixel_values": pixel_values, "label_maps": label_maps_tensor, "num_tokens": num_tokens}
+        boxes = region_boxes(label_maps_tensor, num_tokens)  # (sum n_i, 4) normalised (cx, cy, w, h)
+        data = {"pixel_values": pixel_values, "label_maps": label_maps_tensor, "num_tokens": num_tokens, "boxes": boxes}
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 

@@ -24,6 +24,13 @@ def test_outputs_pixels_label_maps_and_token_counts(processor, astronaut):
     for label_map, n in zip(batch["label_maps"], batch["num_tokens"]):
         assert 1 <= n <= 32
         assert torch.bincount(label_map.flatten()).gt(0).sum() == n == label_map.max() + 1
+    boxes = batch["boxes"]  # packed (sum n, 4) normalised (cx, cy, w, h)
+    assert boxes.shape == (int(batch["num_tokens"].sum()), 4)
+    assert boxes.min() >= 0 and boxes.max() <= 1
+    ys, xs = torch.nonzero(batch["label_maps"][0] == 0, as_tuple=True)  # region 0 of image 0, by hand
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    expected = torch.tensor([(x0 + x1) / 2 / 40, (y0 + y1) / 2 / 48, (x1 - x0) / 40, (y1 - y0) / 48])
+    assert torch.allclose(boxes[0], expected)
 
 
 def test_accepts_pil_numpy_torch_paths_and_odd_modes(processor, astronaut, tmp_path):
