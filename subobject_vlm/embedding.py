@@ -80,14 +80,18 @@ def _index_regions(label_maps: torch.Tensor, num_tokens: torch.Tensor | None = N
     change = torch.ones(batch * height, width, dtype=torch.bool, device=device)  # (B*H, W) run starts
     change[:, 1:] = rows[:, 1:] != rows[:, :-1]
     starts = change.view(-1).nonzero().squeeze(1)  # (K,) flat index of each run's first pixel
-    stops = torch.cat([starts[1:], starts.new_tensor([batch * height * width])])  # (K,) every row starts a run
+    stops = torch.cat(
+        [starts[1:], starts.new_tensor([batch * height * width])]
+    )  # (K,) every row starts a run
     row = torch.div(starts, width, rounding_mode="floor")  # (K,) row in the batch
     run_x0, run_x1 = starts - row * width, stops - row * width  # (K,), (K,)
     run_image = torch.div(row, height, rounding_mode="floor")  # (K,)
     run_y = row - run_image * height  # (K,)
     run_label = rows.reshape(-1)[starts].long()  # (K,) every pixel of a run has its label
     if int(run_label.min()) < 0:
-        raise ValueError(f"label_maps contain negative labels (min {int(run_label.min())}); labels must be 0..n-1")
+        raise ValueError(
+            f"label_maps contain negative labels (min {int(run_label.min())}); labels must be 0..n-1"
+        )
     max_label = torch.zeros(batch, dtype=torch.long, device=device).scatter_reduce(
         0, run_image, run_label, "amax"
     )  # (B,)
@@ -99,7 +103,9 @@ def _index_regions(label_maps: torch.Tensor, num_tokens: torch.Tensor | None = N
             raise TypeError(f"num_tokens must have an integer dtype, got {num_tokens.dtype}")
         num_tokens = num_tokens.long().reshape(-1)
         if num_tokens.shape[0] != batch:
-            raise ValueError(f"num_tokens has {num_tokens.shape[0]} entries but label_maps has batch size {batch}")
+            raise ValueError(
+                f"num_tokens has {num_tokens.shape[0]} entries but label_maps has batch size {batch}"
+            )
         too_large = (max_label >= num_tokens).nonzero().flatten()
         if too_large.numel():
             b = int(too_large[0])
@@ -122,7 +128,9 @@ def _index_regions(label_maps: torch.Tensor, num_tokens: torch.Tensor | None = N
             f"region {r - int(offsets[b])} of label map {b} is empty (num_tokens[{b}] = {int(num_tokens[b])}); "
             f"{empty.numel()} empty region(s) in total. Labels must be exactly 0..num_tokens-1, each present."
         )
-    return _Regions(run_region, run_y, run_x0, run_x1, num_tokens, image_of_region, pixel_counts, height, width)
+    return _Regions(
+        run_region, run_y, run_x0, run_x1, num_tokens, image_of_region, pixel_counts, height, width
+    )
 
 
 def _cell_span(start: torch.Tensor, stop: torch.Tensor, unit: int, cell: torch.Tensor | int):
@@ -155,7 +163,9 @@ def _run_cell_areas(
     first_y, count_y = _cell_span(y0, y0 + 1, uy, cy)  # (K,)
     first_x, count_x = _cell_span(x0, x1, ux, cx)  # (K,)
     pieces = count_x * count_y  # (K,) cells touched by each run
-    run = torch.repeat_interleave(torch.arange(pieces.shape[0], device=y0.device), pieces)  # (E,) run of piece
+    run = torch.repeat_interleave(
+        torch.arange(pieces.shape[0], device=y0.device), pieces
+    )  # (E,) run of piece
     local = torch.arange(run.shape[0], device=y0.device) - (torch.cumsum(pieces, 0) - pieces)[run]  # (E,)
     col = first_x[run] + local % count_x[run]  # (E,) cell column
     row = first_y[run] + torch.div(local, count_x[run], rounding_mode="floor")  # (E,) cell row
@@ -224,7 +234,13 @@ def _pool(features: torch.Tensor, regions: _Regions) -> torch.Tensor:
     n, height, width = regions.total, regions.height, regions.width
     # a pixel is (h, w) units, a feature cell (H, W) units: exact integer overlaps with the feature cells
     areas = _run_cell_areas(
-        regions, regions.run_y, regions.run_x0, regions.run_x1, unit=(fh, fw), cell=(height, width), grid=(fh, fw)
+        regions,
+        regions.run_y,
+        regions.run_x0,
+        regions.run_x1,
+        unit=(fh, fw),
+        cell=(height, width),
+        grid=(fh, fw),
     ).view(n, fh * fw)  # (n, h*w)
     region_idx, cell_idx = areas.nonzero(as_tuple=True)  # (P,), (P,) overlapping (region, cell) pairs
     total_area = regions.pixel_counts.double() * (fw * fh)  # (n,)
@@ -306,7 +322,9 @@ class MaskPooledEmbedding(nn.Module):
         if projector_depth < 1:
             raise ValueError(f"projector_depth must be >= 1, got {projector_depth}")
         if projector_hidden_act not in _ACTIVATIONS:
-            raise ValueError(f"projector_hidden_act must be one of {sorted(_ACTIVATIONS)}, got {projector_hidden_act!r}")
+            raise ValueError(
+                f"projector_hidden_act must be one of {sorted(_ACTIVATIONS)}, got {projector_hidden_act!r}"
+            )
         self.in_channels = in_channels
         self.shape_resolution = shape_resolution
         hidden = projector_hidden_size or out_features

@@ -1,0 +1,367 @@
+"""SubobjectLlava: LLaVA whose image tokens are the regions of a label map (one token per subobject).
+
+Differences from :class:`transformers.LlavaForConditionalGeneration`:
+
+* the vision tower is an HF vision model (CLIP, SigLIP, ...; hidden state ``feature_layer``, CLS dropped,
+  reshaped to a grid) or a timm backbone (``features_only``), giving a feature map ``(B, C, h, w)``;
+* :class:`~subobject_vlm.embedding.MaskPooledEmbedding` replaces ``multi_modal_projector``: every region of
+  the label map ``(B, H, W)`` becomes one token, so images have different numbers of tokens;
+* each image's tokens are wrapped in a learned start-of-image and end-of-image vector. The processor expands
+  ``<image>`` into ``num_image_placeholders(n) = n + 2`` placeholder tokens; the model fills them with
+  ``[start, region_0, ..., region_{n-1}, end]``. No extra text tokens are needed.
+
+``generate`` comes from the base classes: ``pixel_values``, ``label_maps`` and ``num_tokens`` are encoded once
+before prefill (``get_image_features``) and reach ``forward`` as ``mm_encoder_outputs`` on the first step only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoModelForImageTextToText, LlavaForConditionalGeneration, LlavaModel
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.llava.modeling_llava import (
+    LlavaCausalLMOutputWithPast,
+    LlavaModelOutputWithPast,
+    LlavaPreTrainedModel,
+)
+from transformers.modeling_utils import slice_logits_to_keep
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_subobject_llava import NUM_IMAGE_BOUNDARY_TOKENS, SubobjectLlavaConfig
+from .embedding import MaskPooledEmbedding
+
+
+@dataclass
+class SubobjectImageOutput(BaseModelOutputWithPooling):
+    """Output of ``get_image_features``.
+
+    Attributes:
+        last_hidden_state: (B, C, h, w) backbone feature map.
+        pooler_output: list of B tensors (n_i + 2, D): ``[start, regions..., end]``, what fills the placeholders.
+        image_tokens: (sum n_i, D) the region tokens alone, packed (image 0 first).
+        tokens_per_image: (B,) int64, n_i.
+    """
+
+    image_tokens: torch.FloatTensor | None = None
+    tokens_per_image: torch.LongTensor | None = None
+
+
+class TimmVisionTower(nn.Module):
+    """A timm backbone (``features_only=True``) returning one feature stage as (B, C, h, w)."""
+
+    def __init__(self, config: SubobjectLlavaConfig) -> None:
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model(
+            config.timm_model_name,
+            pretrained=config.timm_pretrained,
+            features_only=True,
+            **config.timm_kwargs,
+        )
+        channels = self.model.feature_info.channels()
+        if not -len(channels) <= config.feature_layer < len(channels):
+            raise ValueError(
+                f"feature_layer {config.feature_layer} out of range for {config.timm_model_name} "
+                f"({len(channels)} feature stages)"
+            )
+        self.feature_layer = config.feature_layer
+        self.num_channels = channels[config.feature_layer]
+        if config.timm_pretrained:  # keep timm's weights through post_init's weight initialisation
+            for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                tensor._is_hf_initialized = True
+            for module in self.model.modules():
+                module._is_hf_initialized = True
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, C, h, w)."""
+        return self.model(pixel_values)[self.feature_layer]
+
+
+def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Run the vision tower: (B, 3, H, W) pixels -> (B, C, h, w) features."""
+    if isinstance(tower, TimmVisionTower):
+        return tower(pixel_values)
+    hidden = tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states[
+        config.feature_layer
+    ]
+    if hidden.ndim == 4:  # convolutional HF backbones already give (B, C, h, w)
+        return hidden
+    batch, length, channels = hidden.shape  # (B, N, C) tokens of a ViT
+    patch = config.vision_config.patch_size
+    grid_h, grid_w = pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch
+    if length == grid_h * grid_w + 1:  # drop CLS
+        hidden = hidden[:, 1:]
+    elif length != grid_h * grid_w:
+        raise ValueError(
+            f"vision tower gave {length} tokens for a {grid_h}x{grid_w} patch grid; cannot reshape to a feature map"
+        )
+    return hidden.transpose(1, 2).reshape(batch, channels, grid_h, grid_w)  # (B, C, h, w)
+
+
+class SubobjectLlavaPreTrainedModel(LlavaPreTrainedModel):
+    config: SubobjectLlavaConfig
+    config_class = SubobjectLlavaConfig
+    _can_compile_fullgraph = False  # the number of image tokens depends on the data
+
+
+class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
+    """Vision tower + :class:`MaskPooledEmbedding` (as ``multi_modal_projector``) + language model."""
+
+    def __init__(self, config: SubobjectLlavaConfig) -> None:
+        SubobjectLlavaPreTrainedModel.__init__(self, config)
+        if config.timm_model_name is not None:
+            self.vision_tower = TimmVisionTower(config)
+            channels = self.vision_tower.num_channels
+        else:
+            self.vision_tower = AutoModel.from_config(config.vision_config)
+            channels = config.vision_config.hidden_size
+        hidden_size = config.text_config.hidden_size
+        self.multi_modal_projector = MaskPooledEmbedding(
+            channels,
+            hidden_size,
+            shape_resolution=config.shape_resolution,
+            projector_depth=config.projector_depth,
+            projector_hidden_size=config.projector_hidden_size,
+            projector_hidden_act=config.projector_hidden_act,
+        )
+        self.image_boundary_embeddings = nn.Embedding(NUM_IMAGE_BOUNDARY_TOKENS, hidden_size)  # start, end
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        label_maps: torch.Tensor | None = None,
+        num_tokens: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SubobjectImageOutput:
+        """Encode images into region tokens.
+
+        Args:
+            pixel_values: (B, 3, H_img, W_img) float.
+            label_maps: (B, H, W) integer labels 0..n_i-1 (any resolution; every pixel labelled).
+            num_tokens: optional (B,) n_i (default: max label + 1 per image).
+
+        Returns:
+            :class:`SubobjectImageOutput`; ``pooler_output[i]`` is (n_i + 2, D): start, regions, end.
+        """
+        if label_maps is None:
+            raise ValueError(
+                "label_maps (B, H, W) are required with pixel_values: one token per labelled region"
+            )
+        if pixel_values.ndim != 4 or label_maps.shape[0] != pixel_values.shape[0]:
+            raise ValueError(
+                f"pixel_values {tuple(pixel_values.shape)} and label_maps {tuple(label_maps.shape)} must be "
+                "(B, 3, H, W) and (B, H', W') with the same B"
+            )
+        label_maps = label_maps.to(pixel_values.device)
+        if num_tokens is not None:
+            num_tokens = torch.as_tensor(num_tokens, device=pixel_values.device)
+        tower_dtype = next(self.vision_tower.parameters()).dtype
+        features = _feature_map(self.config, self.vision_tower, pixel_values.to(tower_dtype))  # (B, C, h, w)
+        tokens, tokens_per_image = self.multi_modal_projector(
+            features, label_maps, num_tokens
+        )  # (n, D), (B,)
+        too_many = tokens_per_image > self.config.max_tokens_per_image
+        if bool(too_many.any()):
+            raise ValueError(
+                f"an image has {int(tokens_per_image.max())} regions, more than "
+                f"max_tokens_per_image={self.config.max_tokens_per_image}"
+            )
+        # packed [start, regions..., end] per image: region j of image i sits after 2*i + 1 boundary slots
+        batch = tokens_per_image.shape[0]
+        lengths = tokens_per_image + NUM_IMAGE_BOUNDARY_TOKENS  # (B,)
+        ends = torch.cumsum(lengths, 0)  # (B,)
+        image_of_token = torch.repeat_interleave(torch.arange(batch, device=tokens.device), tokens_per_image)
+        slots = torch.arange(tokens.shape[0], device=tokens.device) + 2 * image_of_token + 1  # (n,)
+        boundary = self.image_boundary_embeddings.weight.to(tokens.dtype)  # (2, D)
+        packed = tokens.new_empty(int(ends[-1]), tokens.shape[1])  # (sum n_i + 2B, D)
+        packed = packed.index_copy(0, slots, tokens)
+        packed = packed.index_copy(0, ends - lengths, boundary[0].expand(batch, -1))
+        packed = packed.index_copy(0, ends - 1, boundary[1].expand(batch, -1))
+        return SubobjectImageOutput(
+            last_hidden_state=features,
+            pooler_output=list(torch.split(packed, lengths.tolist())),
+            image_tokens=tokens,
+            tokens_per_image=tokens_per_image,
+        )
+
+    def _embed_text(self, input_ids: torch.LongTensor) -> torch.Tensor:
+        """Word embeddings (B, L, D); placeholder ids (possibly outside the vocabulary) are looked up as id 0."""
+        return self.get_input_embeddings()(input_ids.masked_fill(input_ids == self.config.image_token_id, 0))
+
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        label_maps: torch.Tensor | None = None,
+        num_tokens: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
+        **kwargs,
+    ) -> LlavaModelOutputWithPast:
+        """Scatter every image's ``[start, regions..., end]`` into its placeholders, then run the language model.
+
+        ``input_ids`` (B, L) hold ``num_image_placeholders(n_i)`` ``image_token_id`` placeholders per image, in
+        image order; ``pixel_values``/``label_maps``/``num_tokens`` describe all images of the batch in that
+        order (text-only samples simply have no placeholders).
+        """
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        image_outputs = (mm_encoder_outputs or {}).get("image")
+        if pixel_values is not None and image_outputs is not None:
+            raise ValueError("You cannot specify both pixel_values and mm_encoder_outputs at the same time")
+        if inputs_embeds is None:
+            inputs_embeds = self._embed_text(input_ids)
+        if image_outputs is None and pixel_values is not None:
+            image_outputs = self.get_image_features(pixel_values, label_maps, num_tokens, return_dict=True)
+
+        if image_outputs is not None:
+            if input_ids is None:
+                raise ValueError(
+                    "Images need input_ids with image placeholder tokens, not only inputs_embeds"
+                )
+            image_embeds = torch.cat(list(image_outputs.pooler_output), dim=0)  # (sum n_i + 2B, D)
+            image_embeds = image_embeds.to(inputs_embeds.device, inputs_embeds.dtype)
+            placeholders = input_ids == self.config.image_token_id  # (B, L)
+            if int(placeholders.sum()) != image_embeds.shape[0]:
+                lengths = [len(x) for x in image_outputs.pooler_output]
+                raise ValueError(
+                    f"input_ids hold {int(placeholders.sum())} image placeholder tokens "
+                    f"(per sample: {placeholders.sum(-1).tolist()}) but the images need {image_embeds.shape[0]} "
+                    f"(per image: {lengths} = num_tokens + {NUM_IMAGE_BOUNDARY_TOKENS}); expand each <image> into "
+                    "num_image_placeholders(num_tokens) placeholders"
+                )
+            inputs_embeds = inputs_embeds.masked_scatter(placeholders[..., None], image_embeds)
+        elif input_ids is not None and (cache is None or cache.get_seq_length() == 0):
+            if bool((input_ids == self.config.image_token_id).any()):
+                raise ValueError(
+                    "input_ids contain image placeholder tokens but no pixel_values/label_maps were given"
+                )
+
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return LlavaModelOutputWithPast(**outputs, image_outputs=image_outputs)
+
+
+class SubobjectLlavaForConditionalGeneration(SubobjectLlavaPreTrainedModel, LlavaForConditionalGeneration):
+    """SubobjectLlava with a language-modelling head; ``generate`` works as for LLaVA.
+
+    Example:
+
+    ```python
+    >>> out = model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels,
+    ...                      label_maps=labels, num_tokens=num_tokens, max_new_tokens=20)
+    ```
+    """
+
+    def __init__(self, config: SubobjectLlavaConfig) -> None:
+        SubobjectLlavaPreTrainedModel.__init__(self, config)
+        self.model = SubobjectLlavaModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_image_features(
+        self,
+        pixel_values: torch.Tensor,
+        label_maps: torch.Tensor | None = None,
+        num_tokens: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SubobjectImageOutput:
+        """See :meth:`SubobjectLlavaModel.get_image_features`; ``.image_tokens`` is (sum n_i, D)."""
+        return self.model.get_image_features(pixel_values, label_maps, num_tokens, **kwargs)
+
+    def num_image_placeholders(self, num_tokens: int | torch.Tensor) -> int | torch.Tensor:
+        """Placeholder tokens needed for an image with ``num_tokens`` regions (``num_tokens + 2``)."""
+        return self.config.num_image_placeholders(num_tokens)
+
+    def mask_labels(
+        self,
+        labels: torch.LongTensor,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+    ) -> torch.LongTensor:
+        """Labels (B, L) with image placeholders and padding (attention_mask == 0) set to -100."""
+        if input_ids is not None:
+            labels = labels.masked_fill(input_ids == self.config.image_token_id, -100)
+        if attention_mask is not None and attention_mask.ndim == 2:
+            labels = labels.masked_fill(attention_mask.to(labels.device) == 0, -100)
+        return labels
+
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        label_maps: torch.Tensor | None = None,
+        num_tokens: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
+        **kwargs,
+    ) -> LlavaCausalLMOutputWithPast:
+        """Causal LM forward. ``labels`` (B, L): image placeholders and padding never count in the loss."""
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            label_maps=label_maps,
+            num_tokens=num_tokens,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs[0], logits_to_keep)
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            labels = self.mask_labels(labels, input_ids, attention_mask)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return LlavaCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_outputs=outputs.image_outputs,
+        )
+
+
+AutoModel.register(SubobjectLlavaConfig, SubobjectLlavaModel, exist_ok=True)
+AutoModelForImageTextToText.register(
+    SubobjectLlavaConfig, SubobjectLlavaForConditionalGeneration, exist_ok=True
+)
+
+__all__ = [
+    "SubobjectImageOutput",
+    "SubobjectLlavaForConditionalGeneration",
+    "SubobjectLlavaModel",
+    "SubobjectLlavaPreTrainedModel",
+    "TimmVisionTower",
+]
