@@ -23,12 +23,12 @@ from torch import nn
 from transformers import AutoModel, AutoModelForImageTextToText, LlavaForConditionalGeneration, LlavaModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import slice_logits_to_keep
 from transformers.models.llava.modeling_llava import (
     LlavaCausalLMOutputWithPast,
     LlavaModelOutputWithPast,
     LlavaPreTrainedModel,
 )
-from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
