@@ -1,0 +1,548 @@
+"""Train a DirectSAM boundary model (a one-label SegFormer) with the Hugging Face ``Trainer``, from a YAML config.
+
+>>> output_dir = train_boundary("configs/boundary_bsds_b0.yaml")
+>>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or DirectSAM.from_pretrained(...)
+
+The same call runs unchanged under ``torchrun`` / ``accelerate launch`` (the Trainer handles DDP). The output
+folder gets the final (or best, with ``load_best_model_at_end``) model as safetensors, its
+``preprocessor_config.json`` (``SegformerImageProcessor`` at the training resolution), ``checkpoint-*``
+folders, ``log_history.json`` and ``loss_curve.png``.
+
+Config layout (every section is optional except ``output_dir`` and ``data.train``; unknown keys are errors)::
+
+    output_dir: runs/boundary_bsds_b0
+    seed: 0
+    torch_threads: null            # torch.set_num_threads, e.g. 1 on a shared CPU
+    resume_from_checkpoint: null   # true (latest checkpoint in output_dir), "auto" (if one exists) or a path
+    model: {pretrained: null, size: b0, overrides: {}}   # overrides: any SegformerConfig field
+    data:
+      train: [{kind: bsds, split: train}]   # kinds: bsds (root, split), folders (images, labels),
+      val: [{kind: bsds, split: val}]       #        hf (path, split, image_column, masks_column|label_map_column)
+      resolution: 320
+      thickness: 2
+      annotators: union            # union | soft (several annotators per image, BSDS)
+      scale_range: [0.75, 1.5]
+      hflip: true
+      color_jitter: 0.3
+    loss: {class_balance: none, max_pos_weight: 10.0}   # none | pos_weight | hed
+    training: {max_steps: 4000, learning_rate: 1e-3, ...}   # any transformers.TrainingArguments field
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .boundary_data import (
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BoundaryDataset,
+    BoundaryItem,
+    bsds_items,
+    folder_items,
+    hf_items,
+)
+
+SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
+    "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b1": {"hidden_sizes": [64, 128, 320, 512], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
+    "b2": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 6, 3], "decoder_hidden_size": 768},
+    "b3": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 4, 18, 3], "decoder_hidden_size": 768},
+    "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
+    "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
+}
+CLASS_BALANCE = ("none", "pos_weight", "hed")
+SOURCE_KINDS = ("bsds", "folders", "hf")
+
+
+class ConfigError(ValueError):
+    """A boundary-training config that cannot be used; the message names the offending key."""
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@dataclass
+class ModelSection:
+    """``pretrained``: a hub id or local folder to fine-tune; ``None`` builds ``size`` from scratch.
+    ``overrides``: ``SegformerConfig`` fields (e.g. ``hidden_sizes``, ``depths``) applied on top."""
+
+    pretrained: str | None = None
+    size: str = "b0"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from transformers import SegformerConfig
+
+        if self.pretrained is None and self.size not in SEGFORMER_SIZES:
+            raise ConfigError(f"model.size must be one of {list(SEGFORMER_SIZES)}, got {self.size!r}")
+        known = SegformerConfig().to_dict()
+        unknown = sorted(set(self.overrides) - set(known))
+        if unknown:
+            raise ConfigError(f"model.overrides: unknown SegformerConfig fields {unknown}")
+
+
+@dataclass
+class DataSource:
+    """One data source. ``bsds``: ``root`` (default: found automatically), ``split``; ``folders``: ``images``
+    and ``labels`` folders (label-map PNGs matched by stem); ``hf``: ``path`` (``load_from_disk`` folder or a
+    dataset name), ``split``, ``image_column`` and one of ``masks_column`` / ``label_map_column``."""
+
+    kind: str
+    root: str | None = None
+    split: str = "train"
+    images: str | None = None
+    labels: str | None = None
+    path: str | None = None
+    image_column: str = "image"
+    masks_column: str | None = None
+    label_map_column: str | None = None
+    limit: int | None = None
+
+    def validate(self, where: str) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ConfigError(f"{where}.kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"{where}.limit must be >= 1, got {self.limit}")
+        if self.kind == "folders":
+            for key in ("images", "labels"):
+                folder = getattr(self, key)
+                if folder is None:
+                    raise ConfigError(f"{where}: kind 'folders' needs {key!r}")
+                if not Path(folder).is_dir():
+                    raise ConfigError(f"{where}.{key}: data folder {folder} does not exist")
+        if self.kind == "hf":
+            if self.path is None:
+                raise ConfigError(f"{where}: kind 'hf' needs 'path'")
+            if (self.masks_column is None) == (self.label_map_column is None):
+                raise ConfigError(f"{where}: kind 'hf' needs exactly one of masks_column / label_map_column")
+        if self.kind == "bsds":
+            from ..data.bsds import find_bsds_root
+
+            try:
+                root = find_bsds_root(self.root)
+            except FileNotFoundError as error:
+                raise ConfigError(f"{where}: {error}") from None
+            if not (root / "groundTruth" / self.split).is_dir():
+                raise ConfigError(f"{where}: BSDS split {self.split!r} is not in {root}")
+
+    def items(self) -> list[BoundaryItem]:
+        if self.kind == "bsds":
+            return bsds_items(self.root, self.split, self.limit)
+        if self.kind == "folders":
+            return folder_items(self.images, self.labels, self.limit)
+        import datasets
+
+        if Path(self.path).is_dir() and (Path(self.path) / "dataset_info.json").exists():
+            dataset = datasets.load_from_disk(self.path)
+        elif Path(self.path).is_dir() and (Path(self.path) / "dataset_dict.json").exists():
+            dataset = datasets.load_from_disk(self.path)[self.split]
+        else:
+            dataset = datasets.load_dataset(self.path, split=self.split)
+        return hf_items(dataset, self.image_column, self.masks_column, self.label_map_column, self.limit)
+
+
+@dataclass
+class DataSection:
+    train: list[DataSource]
+    val: list[DataSource] = field(default_factory=list)
+    resolution: int = 512
+    thickness: int = 3
+    annotators: str = "union"
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    color_jitter: float = 0.3
+
+    def validate(self) -> None:
+        if not self.train:
+            raise ConfigError("data.train needs at least one source")
+        if self.resolution < 32 or self.resolution % 32:
+            raise ConfigError(f"data.resolution must be a multiple of 32 (>= 32), got {self.resolution}")
+        if self.thickness < 1:
+            raise ConfigError(f"data.thickness must be >= 1, got {self.thickness}")
+        if self.annotators not in ("union", "soft"):
+            raise ConfigError(f"data.annotators must be 'union' or 'soft', got {self.annotators!r}")
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ConfigError(
+                f"data.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}"
+            )
+        if not 0 <= self.color_jitter < 1:
+            raise ConfigError(f"data.color_jitter must be in [0, 1), got {self.color_jitter}")
+        for split in ("train", "val"):
+            for i, source in enumerate(getattr(self, split)):
+                source.validate(f"data.{split}[{i}]")
+
+
+@dataclass
+class LossSection:
+    """``class_balance``: ``none`` (plain BCE), ``pos_weight`` (positives weighted by the batch's
+    negative/positive ratio, clipped to ``max_pos_weight``) or ``hed`` (HED's balanced BCE)."""
+
+    class_balance: str = "none"
+    max_pos_weight: float = 10.0
+
+    def validate(self) -> None:
+        if self.class_balance not in CLASS_BALANCE:
+            raise ConfigError(
+                f"loss.class_balance must be one of {CLASS_BALANCE}, got {self.class_balance!r}"
+            )
+        if self.max_pos_weight < 1:
+            raise ConfigError(f"loss.max_pos_weight must be >= 1, got {self.max_pos_weight}")
+
+
+@dataclass
+class BoundaryTrainingConfig:
+    output_dir: str
+    data: DataSection
+    model: ModelSection = field(default_factory=ModelSection)
+    loss: LossSection = field(default_factory=LossSection)
+    training: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    torch_threads: int | None = None
+    resume_from_checkpoint: bool | str | None = None
+
+    def validate(self) -> None:
+        from transformers import TrainingArguments
+
+        self.model.validate()
+        self.data.validate()
+        self.loss.validate()
+        known = {f.name for f in dataclasses.fields(TrainingArguments)}
+        unknown = sorted(set(self.training) - known)
+        if unknown:
+            raise ConfigError(f"training: unknown TrainingArguments fields {unknown}")
+        owned = sorted({"output_dir", "seed", "resume_from_checkpoint"} & set(self.training))
+        if owned:
+            raise ConfigError(f"training: set {owned} at the top level of the config, not under 'training'")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+
+
+def _build(cls, values: Any, where: str):
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known keys: {sorted(fields)}")
+    nested = {"data": DataSection, "model": ModelSection, "loss": LossSection}
+    kwargs = {}
+    for name, value in values.items():
+        path = f"{where}.{name}" if where else name
+        if cls is BoundaryTrainingConfig and name in nested:
+            value = _build(nested[name], value or {}, path)
+        elif cls is DataSection and name in ("train", "val"):
+            if isinstance(value, dict):
+                value = [value]
+            if not isinstance(value, list):
+                raise ConfigError(f"{path} must be a list of sources")
+            value = [_build(DataSource, source, f"{path}[{i}]") for i, source in enumerate(value)]
+        elif name == "scale_range":
+            if not (isinstance(value, list | tuple) and len(value) == 2):
+                raise ConfigError(f"{path} must be [low, high], got {value!r}")
+            value = (float(value[0]), float(value[1]))
+        kwargs[name] = value
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
+    return cls(**kwargs)
+
+
+def load_config(config: str | os.PathLike | dict) -> BoundaryTrainingConfig:
+    """A YAML file or a dict -> validated ``BoundaryTrainingConfig`` (``ConfigError`` on any problem)."""
+    if not isinstance(config, dict):
+        import yaml
+
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        config = yaml.safe_load(path.read_text()) or {}
+    parsed = _build(BoundaryTrainingConfig, config, "")
+    parsed.validate()
+    return parsed
+
+
+# ------------------------------------------------------------------------------------------ model + loss
+
+
+def build_model(section: ModelSection):
+    """A ``SegformerForSemanticSegmentation`` with one boundary label, from scratch or from a checkpoint."""
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    labels = {"num_labels": 1, "id2label": {0: "boundary"}, "label2id": {"boundary": 0}}
+    if section.pretrained is None:
+        config = SegformerConfig(**{**SEGFORMER_SIZES[section.size], **section.overrides, **labels})
+        return SegformerForSemanticSegmentation(config)
+    return SegformerForSemanticSegmentation.from_pretrained(
+        section.pretrained, ignore_mismatched_sizes=True, use_safetensors=True, **section.overrides, **labels
+    )
+
+
+def boundary_loss(
+    logits: torch.Tensor, labels: torch.Tensor, class_balance: str = "none", max_pos_weight: float = 10.0
+) -> torch.Tensor:
+    """Masked BCE-with-logits. ``logits``: ``(B, 1, h, w)`` (SegFormer outputs at 1/4 resolution, upsampled
+    bilinearly here); ``labels``: ``(B, H, W)`` float in [0, 1], ``IGNORE_INDEX`` where ignored. Returns a scalar."""
+    logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    valid = (labels != IGNORE_INDEX).float()
+    target = labels.clamp(min=0) * valid
+    count = valid.sum().clamp(min=1)
+    positives = target.sum()
+    negatives = (valid - target).sum()
+    if class_balance == "pos_weight":
+        pos_weight = (negatives / positives.clamp(min=1)).clamp(1, max_pos_weight).detach()
+        losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pos_weight)
+    elif class_balance == "hed":
+        beta = (negatives / count).detach()
+        weights = target * beta + (1 - target) * (1 - beta)
+        losses = weights * F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    else:
+        losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (losses * valid).sum() / count
+
+
+def _trainer_class():
+    from transformers import Trainer
+
+    class BoundaryTrainer(Trainer):
+        """``Trainer`` whose loss is ``boundary_loss`` (the model only sees ``pixel_values``)."""
+
+        loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by the accumulation steps
+
+        def __init__(self, *args, loss_section: LossSection, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.loss_section = loss_section
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(pixel_values=inputs["pixel_values"])
+            loss = boundary_loss(
+                outputs.logits,
+                inputs["labels"],
+                self.loss_section.class_balance,
+                self.loss_section.max_pos_weight,
+            )
+            return (loss, outputs) if return_outputs else loss
+
+        # transformers 5 saves SegFormer weights under their legacy names (as the public DirectSAM checkpoints)
+        # but the Trainer reloads checkpoints with a plain ``load_state_dict``, which matches no key and silently
+        # keeps the current weights. Load through ``from_pretrained``, which converts the names, instead.
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            _load_weights(model if model is not None else self.model, resume_from_checkpoint)
+
+        def _load_best_model(self):
+            _load_weights(self.model, self.state.best_model_checkpoint)
+
+    return BoundaryTrainer
+
+
+def _load_weights(model: torch.nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Copy the weights of a saved checkpoint folder into ``model`` (all keys must match)."""
+    loaded = type(model).from_pretrained(str(checkpoint), use_safetensors=True)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+
+
+# ---------------------------------------------------------------------------------------------- plotting
+
+
+def plot_loss_curve(
+    log_history: list[dict], path: str | os.PathLike, size: tuple[int, int] = (800, 480)
+) -> Path | None:
+    """Draw train (blue) and val (orange) loss against step as a PNG with PIL; ``None`` if nothing was logged."""
+    from PIL import Image, ImageDraw
+
+    series = {
+        "train loss": [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e],
+        "val loss": [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e],
+    }
+    points = [p for s in series.values() for p in s if math.isfinite(p[1])]
+    if not points:
+        return None
+    width, height = size
+    left, right, top, bottom = 70, 20, 30, 45
+    steps, losses = [p[0] for p in points], [p[1] for p in points]
+    x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+    y0, y1 = min(losses), max(losses)
+    y0, y1 = (y0 - 0.05 * (y1 - y0 or 1), y1 + 0.05 * (y1 - y0 or 1))
+
+    def to_pixel(step: float, loss: float) -> tuple[float, float]:
+        x = left + (step - x0) / (x1 - x0) * (width - left - right)
+        y = top + (y1 - loss) / (y1 - y0) * (height - top - bottom)
+        return x, y
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for i in range(5):  # grid lines and tick labels
+        loss = y0 + (y1 - y0) * i / 4
+        _, y = to_pixel(x0, loss)
+        draw.line([left, y, width - right, y], fill=(225, 225, 225))
+        draw.text((5, y - 6), f"{loss:.4f}", fill="black")
+        step = round(x0 + (x1 - x0) * i / 4)
+        x, _ = to_pixel(step, y0)
+        draw.text((x - 10, height - bottom + 8), f"{step:.0f}", fill="black")
+    draw.text((width // 2 - 10, height - 18), "step", fill="black")
+    for (name, values), colour, legend_y in zip(series.items(), [(31, 119, 180), (255, 127, 14)], (8, 20)):
+        values = [p for p in values if math.isfinite(p[1])]
+        if not values:
+            continue
+        pixels = [to_pixel(*p) for p in values]
+        if len(pixels) > 1:
+            draw.line(pixels, fill=colour, width=2)
+        for x, y in pixels if len(pixels) < 50 else []:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.line([width - 150, legend_y + 6, width - 125, legend_y + 6], fill=colour, width=3)
+        draw.text((width - 120, legend_y), name, fill="black")
+    path = Path(path)
+    image.save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+def _training_arguments(config: BoundaryTrainingConfig, has_val: bool):
+    from transformers import TrainingArguments
+
+    defaults: dict[str, Any] = {
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "learning_rate": 6e-5 if config.model.pretrained else 1e-3,
+        "weight_decay": 0.01,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0,
+        "max_grad_norm": 1.0,
+        "logging_steps": 10,
+        "save_strategy": "steps",
+        "save_steps": 500,
+        "save_total_limit": 2,
+        "dataloader_num_workers": 0,
+        "report_to": "none",
+        "remove_unused_columns": False,
+        "prediction_loss_only": True,
+    }
+    if has_val:
+        defaults.update(eval_strategy="steps", eval_steps=500, metric_for_best_model="eval_loss")
+    if config.training.get("use_cpu") or not torch.cuda.is_available():
+        defaults["dataloader_pin_memory"] = False
+    kwargs = {**defaults, **config.training, "output_dir": config.output_dir, "seed": config.seed}
+    if not has_val and kwargs.get("load_best_model_at_end"):
+        raise ConfigError("training.load_best_model_at_end needs validation data (data.val)")
+    try:
+        return TrainingArguments(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"training: {error}") from None
+
+
+def _resume_argument(config: BoundaryTrainingConfig) -> bool | str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = config.resume_from_checkpoint
+    if resume in (None, False):
+        return None
+    output_dir = Path(config.output_dir)
+    if resume == "auto":
+        return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume is True:
+        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        if last is None:
+            raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
+        return last
+    if not Path(resume).is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {resume} is not a folder")
+    return str(resume)
+
+
+def train_boundary(config: str | os.PathLike | dict) -> Path:
+    """Train a boundary model as described by ``config`` (a YAML path or a dict); returns the output folder.
+
+    Raises ``ConfigError`` (a ``ValueError``) with the offending key for a bad config, before any training.
+    """
+    from transformers import SegformerImageProcessor, set_seed
+
+    config = load_config(config)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    data = config.data
+    args = _training_arguments(config, has_val=bool(data.val))
+    resume = _resume_argument(config)
+
+    train_items = [item for source in data.train for item in source.items()]
+    val_items = [item for source in data.val for item in source.items()]
+    global_batch = (
+        args.per_device_train_batch_size * args.gradient_accumulation_steps * max(args.world_size, 1)
+    )
+    if args.max_steps <= 0:  # always count in steps: one (virtual) epoch covers the whole run
+        args.max_steps = math.ceil(args.num_train_epochs * len(train_items) / global_batch)
+    repeats = max(1, math.ceil(args.max_steps * global_batch / len(train_items)))
+    common = {
+        "thickness": data.thickness,
+        "annotators": data.annotators,
+        "image_mean": IMAGENET_MEAN,
+        "image_std": IMAGENET_STD,
+    }
+    train_dataset = BoundaryDataset(
+        train_items,
+        data.resolution,
+        augment=True,
+        scale_range=data.scale_range,
+        hflip=data.hflip,
+        color_jitter=data.color_jitter,
+        seed=config.seed,
+        repeats=repeats,
+        **common,
+    )
+    val_dataset = BoundaryDataset(val_items, data.resolution, **common) if val_items else None
+
+    set_seed(config.seed)  # reproducible initialisation of a model built from scratch
+    model = build_model(config.model)
+    processor = SegformerImageProcessor(
+        size={"height": data.resolution, "width": data.resolution},
+        do_reduce_labels=False,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+    )
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=val_dataset,
+        processing_class=processor,
+        loss_section=config.loss,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    output_dir = Path(args.output_dir)
+    trainer.save_model(str(output_dir))  # final model, or the best one with load_best_model_at_end
+    if trainer.is_world_process_zero():
+        history = trainer.state.log_history
+        (output_dir / "log_history.json").write_text(json.dumps(history, indent=1))
+        plot_loss_curve(history, output_dir / "loss_curve.png")
+    return output_dir
+
+
+__all__ = [
+    "SEGFORMER_SIZES",
+    "BoundaryTrainingConfig",
+    "ConfigError",
+    "boundary_loss",
+    "build_model",
+    "load_config",
+    "plot_loss_curve",
+    "train_boundary",
+]
