@@ -286,6 +286,19 @@ def test_resume_continues_counting_steps(trained_run, tmp_path):
     assert steps[-2:] == [5, 6]
 
 
+def test_fine_tuning_replaces_the_classifier_of_a_multi_label_checkpoint(bsds_root, tmp_path):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    overrides = yaml.safe_load(TINY_CONFIG.read_text())["model"]["overrides"]
+    SegformerForSemanticSegmentation(SegformerConfig(num_labels=3, **overrides)).save_pretrained(
+        tmp_path / "ade"
+    )
+    config = tiny_config(tmp_path / "run", max_steps=2, save_steps=2, eval_steps=2)
+    config["model"] = {"pretrained": str(tmp_path / "ade")}
+    model = SegformerForSemanticSegmentation.from_pretrained(train_boundary(config))
+    assert model.config.num_labels == 1 and model.config.hidden_sizes == [8, 16]
+
+
 # --------------------------------------------------------------------------------------------------- config
 
 
