@@ -230,8 +230,25 @@ class SubobjectImageProcessor(TorchvisionBackend):
         )  # (B, h, w)
         num_tokens = torch.tensor([int(m.max()) + 1 for m in label_maps], dtype=torch.int64)  # (B,)
         boxes = region_boxes(label_maps_tensor, num_tokens)  # (sum n_i, 4) normalised (cx, cy, w, h)
-        data = {"pixel_values": pixel_values, "label_maps": label_maps_tensor, "num_tokens": num_tokens, "boxes": boxes}
+        data = {
+            "pixel_values": pixel_values,
+            "label_maps": label_maps_tensor,
+            "num_tokens": num_tokens,
+            "boxes": boxes,
+        }
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+
+def _register() -> None:
+    from transformers import AutoImageProcessor
+
+    from .configuration_subobject_llava import SubobjectLlavaConfig
+
+    AutoImageProcessor.register(
+        SubobjectLlavaConfig, image_processor_classes={"torchvision": SubobjectImageProcessor}, exist_ok=True
+    )
+
+
+_register()
 
 __all__ = ["SubobjectImageProcessor"]

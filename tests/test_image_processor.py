@@ -104,3 +104,17 @@ def test_invalid_settings_are_rejected(kwargs, message):
 def test_bad_images_name_their_position(processor, astronaut):
     with pytest.raises(ImageLoadError, match=r"images\[1\]"):
         processor([astronaut, np.zeros((5, 5, 2), np.uint8)])
+
+
+def test_auto_image_processor_loads_a_saved_processor_after_import(processor, tmp_path, astronaut):
+    from transformers import AutoImageProcessor
+
+    import subobject_vlm  # noqa: F401  (registers the Auto classes)
+
+    processor.save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is SubobjectImageProcessor and loaded.max_tokens == 32
+    assert torch.equal(
+        loaded(astronaut, return_tensors="pt")["label_maps"],
+        processor(astronaut, return_tensors="pt")["label_maps"],
+    )
