@@ -89,7 +89,9 @@ def thin(bmap: np.ndarray) -> np.ndarray:
     step = 0
     while True:
         if step < 2:
-            candidates = np.concatenate([border, (deleted[1][:, None] + neighbours).ravel()]) if step else border
+            candidates = (
+                np.concatenate([border, (deleted[1][:, None] + neighbours).ravel()]) if step else border
+            )
         else:
             candidates = (np.concatenate(deleted)[:, None] + neighbours).ravel()
             if candidates.size == 0:
@@ -430,7 +432,12 @@ def interpolated_best_f(
     """
     thresholds, recall, precision = (np.asarray(a, dtype=np.float64) for a in (thresholds, recall, precision))
     if thresholds.size == 1:
-        return float(thresholds[0]), float(recall[0]), float(precision[0]), float(f_measure(precision, recall)[0])
+        return (
+            float(thresholds[0]),
+            float(recall[0]),
+            float(precision[0]),
+            float(f_measure(precision, recall)[0]),
+        )
     d = np.linspace(0.0, 1.0, 100)[None, :]
     t = thresholds[1:, None] * d + thresholds[:-1, None] * (1 - d)
     r = recall[1:, None] * d + recall[:-1, None] * (1 - d)
@@ -438,7 +445,12 @@ def interpolated_best_f(
     f = f_measure(p, r)
     best = np.unravel_index(np.argmax(f), f.shape)  # first maximum, as the BSDS loop keeps it
     if f[best] <= f_measure(precision[:1], recall[:1])[0]:
-        return float(thresholds[0]), float(recall[0]), float(precision[0]), float(f_measure(precision, recall)[0])
+        return (
+            float(thresholds[0]),
+            float(recall[0]),
+            float(precision[0]),
+            float(f_measure(precision, recall)[0]),
+        )
     return float(t[best]), float(r[best]), float(p[best]), float(f[best])
 
 
@@ -499,7 +511,13 @@ def summarize_boundary_counts(
         r_i, p_i, _ = precision_recall_f(counts[i])
         t_i, br, bp, bf = interpolated_best_f(thresholds, r_i, p_i)
         per_image.append(
-            {"name": names[i] if names is not None else str(i), "threshold": t_i, "recall": br, "precision": bp, "f": bf}
+            {
+                "name": names[i] if names is not None else str(i),
+                "threshold": t_i,
+                "recall": br,
+                "precision": bp,
+                "f": bf,
+            }
         )
     return {
         "ODS": {"f": ods_f, "precision": ods_p, "recall": ods_r, "threshold": ods_t},

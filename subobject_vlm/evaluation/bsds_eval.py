@@ -1,0 +1,355 @@
+"""One-call BSDS500 evaluation of a tokenizer: boundary benchmark + token metrics at equal token counts.
+
+``eval_bsds`` runs, on every image of a BSDS-layout split (``images/<split>/*.jpg`` +
+``groundTruth/<split>/*.mat``):
+
+1. the boundary model once (in this process), giving a probability map;
+2. in a process pool: the BSDS boundary benchmark of that map (99 thresholds, ODS / OIS / AP), and at each
+   token budget ``N`` our tokenizer ``segment(image, model, max_tokens=N)`` plus every baseline at exactly
+   the per-image token count ``n_i`` our tokenizer produced (``segment(image, "slic", num_tokens=n_i)``),
+   each scored with ``segmentation_metrics``;
+
+then writes ``metrics.json``, ``pr_curve.png`` and ``token_metrics.png`` to ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+
+from .boundary_benchmark import (
+    BSDS_MAX_DIST,
+    bsds_thresholds,
+    default_workers,
+    evaluate_boundary_image,
+    precision_recall_f,
+    summarize_boundary_counts,
+)
+from .region_metrics import segmentation_metrics
+
+BASELINE_NAMES = ("patch", "slic", "felzenszwalb")
+
+
+class _FixedProbs:
+    """A ``BoundaryModel`` that returns an already computed map (so ``segment`` does not predict again)."""
+
+    def __init__(self, probs: np.ndarray, name: str = "precomputed"):
+        self.probs, self.name = probs, name
+
+    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        return [self.probs for _ in images]
+
+
+def _token_metric_names(tolerance: float) -> list[str]:
+    return [
+        "tokens",
+        "boundary_recall",
+        "boundary_precision",
+        "boundary_f",
+        f"boundary_recall_{tolerance:g}px",
+        f"boundary_precision_{tolerance:g}px",
+        "undersegmentation_error",
+        "achievable_segmentation_accuracy",
+    ]
+
+
+def _evaluate_sample(task: dict) -> dict:
+    """Everything for one image (runs in a worker): boundary counts and token metrics per budget."""
+    from ..segmentation import segment
+
+    image, probs, segs, bdrys = task["image"], task["probs"], task["segmentations"], task["boundaries"]
+    result: dict = {"name": task["name"], "boundary_counts": None, "tokens": {}}
+    if probs is not None and task["thresholds"] is not None:
+        result["boundary_counts"] = evaluate_boundary_image(
+            probs, bdrys, task["thresholds"], task["max_dist"], matcher=task["matcher"]
+        ).tolist()
+    ours, baselines = task["ours"], task["baselines"]
+    for budget in task["budgets"]:
+        if probs is not None:
+            labels = segment(image, _FixedProbs(probs), max_tokens=budget, **task["segment_options"])
+        else:  # the tokenizer under test is itself a baseline: exactly `budget` tokens
+            labels = segment(image, ours, num_tokens=budget)
+        metrics = {ours: segmentation_metrics(labels, segs, bdrys, task["tolerance"], task["max_dist"])}
+        count = metrics[ours]["tokens"]
+        for name in baselines:
+            baseline_labels = segment(image, name, num_tokens=count)
+            metrics[name] = segmentation_metrics(
+                baseline_labels, segs, bdrys, task["tolerance"], task["max_dist"]
+            )
+        result["tokens"][str(budget)] = metrics
+    return result
+
+
+def _summarize_tokens(
+    per_image: list[dict], names: list[str], budgets: Sequence[int], tolerance: float
+) -> dict:
+    """tokenizer -> budget -> dataset means of every token metric, plus BSDS-pooled boundary P / R / F."""
+    summary: dict = {}
+    for name in names:
+        summary[name] = {}
+        for budget in budgets:
+            rows = [r["tokens"][str(budget)][name] for r in per_image]
+            entry = {m: float(np.mean([row[m] for row in rows])) for m in _token_metric_names(tolerance)}
+            recall, precision, f = precision_recall_f(np.sum([row["counts"] for row in rows], axis=0))
+            entry["pooled"] = {"recall": float(recall), "precision": float(precision), "f": float(f)}
+            summary[name][str(budget)] = entry
+    return summary
+
+
+def eval_bsds(
+    root: str | os.PathLike | None = None,
+    split: str = "val",
+    model: str | object = "default",
+    budgets: Sequence[int] = (64, 128, 256),
+    baselines: Sequence[str] = BASELINE_NAMES,
+    out_dir: str | os.PathLike = "eval_bsds",
+    limit: int | None = None,
+    thresholds: int | Sequence[float] | None = 99,
+    *,
+    boundary_probs_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    segment_options: dict | None = None,
+    max_dist: float = BSDS_MAX_DIST,
+    tolerance: float = 2,
+    matcher: str = "exact",
+    workers: int | None = None,
+    progress: bool = True,
+    **model_options,
+) -> dict:
+    """Evaluate a tokenizer on a BSDS500-layout split; write ``metrics.json`` and PNG plots to ``out_dir``.
+
+    Args:
+        root: BSDS folder (default: ``find_bsds_root``); any split present there, ``test`` included.
+        split: ``train``, ``val`` or ``test``.
+        model: boundary model name / path / object (see ``load_boundary_model``) or a baseline name
+            (``patch``, ``slic``, ``felzenszwalb``: no boundary benchmark, exactly ``budget`` tokens).
+        budgets: ``max_tokens`` values for our tokenizer.
+        baselines: baselines run at exactly our per-image token count (the model itself is skipped).
+        out_dir: output folder (created).
+        limit: first ``limit`` images only.
+        thresholds: boundary benchmark thresholds (number or sequence); ``None`` skips the benchmark.
+        boundary_probs_fn: any ``(H, W, 3) uint8 -> (H, W) float [0, 1]`` function used instead of ``model``.
+        segment_options: extra EPOC options for ``segment`` (``threshold``, ``min_area``, ...).
+        max_dist: BSDS matching tolerance (fraction of the diagonal).
+        tolerance: pixel tolerance of the superpixel-style boundary recall / precision.
+        matcher: ``"exact"`` or ``"csa"`` (pyEdgeEval, slow).
+        workers: processes (default ``default_workers()``; 0 runs everything in this process).
+        progress: tqdm progress bar.
+        **model_options: passed to ``load_boundary_model``.
+
+    Returns:
+        The dict written to ``metrics.json``: ``config``, ``boundary`` (ODS / OIS / AP / R50 / curve, or
+        ``None``), ``tokens`` (tokenizer -> budget -> metric means), ``per_image`` and ``seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    from ..data.bsds import find_bsds_root, load_bsds
+    from ..image_utils import load_image
+
+    started = time.perf_counter()
+    budgets = [int(b) for b in budgets]
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets must be positive token counts, got {budgets}")
+    unknown = [b for b in baselines if b not in BASELINE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINE_NAMES}")
+    root = find_bsds_root(root)
+    samples = load_bsds(root, split, limit)
+    if not samples:
+        raise FileNotFoundError(f"no images in {root} split {split!r}")
+
+    is_baseline = isinstance(model, str) and model in BASELINE_NAMES and boundary_probs_fn is None
+    if boundary_probs_fn is not None:
+        ours = getattr(boundary_probs_fn, "__name__", "custom")
+        probs_fn = boundary_probs_fn
+    elif is_baseline:
+        ours, probs_fn = str(model), None
+    else:
+        from ..segmentation import load_boundary_model
+
+        boundary_model = (
+            load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
+        )
+        ours = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+        probs_fn = lambda image: boundary_model.predict([image])[0]  # noqa: E731
+    baselines = [b for b in baselines if b != ours]
+    thresholds = None if thresholds is None or probs_fn is None else bsds_thresholds(thresholds)
+    workers = default_workers() if workers is None else workers
+
+    def task_for(sample) -> dict:
+        image = load_image(sample.image_path)
+        probs = None
+        if probs_fn is not None:
+            probs = np.clip(np.asarray(probs_fn(image), dtype=np.float32), 0.0, 1.0)
+            if probs.shape != image.shape[:2]:
+                raise ValueError(f"{sample.name}: boundary map {probs.shape} != image {image.shape[:2]}")
+        return {
+            "name": sample.name,
+            "image": image,
+            "probs": probs,
+            "segmentations": sample.segmentations,
+            "boundaries": sample.boundaries,
+            "thresholds": thresholds,
+            "max_dist": max_dist,
+            "matcher": matcher,
+            "tolerance": tolerance,
+            "budgets": budgets,
+            "ours": ours,
+            "baselines": baselines,
+            "segment_options": segment_options or {},
+        }
+
+    bar = tqdm(total=len(samples), desc=f"eval-bsds {split}", unit="img", disable=not progress)
+    results: list[dict] = []
+    if workers <= 1:
+        for sample in samples:
+            results.append(_evaluate_sample(task_for(sample)))
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")  # safe next to torch threads in this process
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures: list[Future] = []
+            running: set[Future] = set()
+            for sample in samples:  # model forward here, metrics in the pool; a bounded queue
+                future = pool.submit(_evaluate_sample, task_for(sample))
+                future.add_done_callback(lambda _: bar.update())
+                futures.append(future)
+                running.add(future)
+                if len(running) > 2 * workers:
+                    _, running = wait(running, return_when=FIRST_COMPLETED)
+            results = [future.result() for future in futures]
+    bar.close()
+
+    names = [r["name"] for r in results]
+    boundary = None
+    if thresholds is not None:
+        counts = np.asarray([r["boundary_counts"] for r in results], dtype=np.int64)
+        boundary = summarize_boundary_counts(counts, thresholds, names)
+    tokenizers = [ours, *baselines]
+    report = {
+        "config": {
+            "root": str(root),
+            "split": split,
+            "num_images": len(results),
+            "model": ours,
+            "budgets": budgets,
+            "baselines": baselines,
+            "thresholds": None if thresholds is None else len(thresholds),
+            "max_dist": max_dist,
+            "tolerance_px": tolerance,
+            "matcher": matcher,
+            "segment_options": segment_options or {},
+            "definitions": {
+                "boundary_recall/precision/f": "BSDS protocol on the label map's thinned boundaries (one-to-one "
+                "matching within max_dist * diagonal, counts pooled over annotators), mean over images; "
+                "'pooled': from counts summed over the dataset",
+                f"boundary_*_{tolerance:g}px": "fraction within the pixel tolerance (no one-to-one matching)",
+                "undersegmentation_error": "Neubert & Protzel corrected UE, mean over annotators and images",
+                "achievable_segmentation_accuracy": "ASA, mean over annotators and images",
+                "baselines": "run at exactly the per-image token count of the model at each budget",
+            },
+        },
+        "boundary": boundary,
+        "tokens": _summarize_tokens(results, tokenizers, budgets, tolerance),
+        "per_image": [{"name": r["name"], "tokens": r["tokens"]} for r in results],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_report(report, out_dir)
+    return report
+
+
+def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``metrics.json``, ``pr_curve.png`` (when there is a boundary benchmark) and ``token_metrics.png``."""
+    from .plots import plot_pr_curves, plot_token_metrics
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = report["config"]
+    paths = {"metrics": out_dir / "metrics.json"}
+    with open(paths["metrics"], "w") as f:
+        json.dump(report, f, indent=1)
+    title = f"BSDS500 {config['split']} ({config['num_images']} images)"
+    if report.get("boundary"):
+        paths["pr_curve"] = plot_pr_curves(
+            {config["model"]: report["boundary"]}, out_dir / "pr_curve.png", title
+        )
+    if report.get("tokens"):
+        metrics = _token_metric_names(config["tolerance_px"])[1:]
+        paths["token_metrics"] = plot_token_metrics(
+            report["tokens"], metrics, out_dir / "token_metrics.png", title
+        )
+    return paths
+
+
+def add_eval_bsds_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``subobject-vlm eval-bsds`` (for the CLI to mount on its subcommand parser)."""
+    parser.add_argument(
+        "--root", default=None, help="BSDS500 folder (default: $BSDS500_ROOT or ../shared/data)"
+    )
+    parser.add_argument("--split", default="val", help="train, val or test")
+    parser.add_argument("--model", default="default", help="boundary model name / path, or a baseline name")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[64, 128, 256], help="max_tokens values")
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=list(BASELINE_NAMES),
+        help="baselines at equal per-image token counts",
+    )
+    parser.add_argument("--out", default="eval_bsds", help="output folder")
+    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--thresholds", type=int, default=99, help="boundary benchmark thresholds (0: skip)")
+    parser.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold")
+    parser.add_argument("--matcher", choices=("exact", "csa"), default="exact")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    parser.add_argument("--resolution", type=int, default=None, help="DirectSAM input resolution")
+    return parser
+
+
+def cmd_eval_bsds(args: argparse.Namespace) -> int:
+    """Run ``eval_bsds`` from parsed arguments; prints the headline numbers. Returns the exit status."""
+    model_options = {"resolution": args.resolution} if args.resolution else {}
+    report = eval_bsds(
+        args.root,
+        args.split,
+        args.model,
+        args.budgets,
+        args.baselines,
+        args.out,
+        args.limit,
+        args.thresholds or None,
+        segment_options=None if args.threshold is None else {"threshold": args.threshold},
+        matcher=args.matcher,
+        workers=args.workers,
+        **model_options,
+    )
+    if report["boundary"]:
+        b = report["boundary"]
+        print(f"boundary ODS {b['ODS']['f']:.4f}  OIS {b['OIS']['f']:.4f}  AP {b['AP']:.4f}")
+    for name, per_budget in report["tokens"].items():
+        for budget, m in per_budget.items():
+            print(
+                f"{name:>14s} @{budget:>4s}: tokens {m['tokens']:.1f}  BR {m['boundary_recall']:.3f}  "
+                f"BP {m['boundary_precision']:.3f}  UE {m['undersegmentation_error']:.3f}  "
+                f"ASA {m['achievable_segmentation_accuracy']:.3f}"
+            )
+    print(f"wrote {Path(args.out) / 'metrics.json'} ({report['seconds']} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m subobject_vlm.evaluation.bsds_eval --split val --model default``."""
+    parser = add_eval_bsds_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    return cmd_eval_bsds(parser.parse_args(argv))
+
+
+__all__ = ["BASELINE_NAMES", "add_eval_bsds_arguments", "cmd_eval_bsds", "eval_bsds", "main", "write_report"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
