@@ -158,23 +158,37 @@ def _run_cell_areas(
     ``unit = (uy, ux)`` wide and cell (i, j) spans ``[i*cy, (i+1)*cy) x [j*cx, (j+1)*cx)`` with
     ``cell = (cy, cx)`` ints or (K,) per-run sizes; ``grid = (gy, gx)`` cells. Returns (n * gy * gx,) float64
     overlap areas indexed ``region * gy * gx + i * gx + j`` (exact integers).
+
+    A run covers a contiguous range of cells of one cell row: full cells in the middle, partial cells at
+    both ends. It is written as 4 entries of a difference array along the cell columns (cumsum restores the
+    areas), so the cost is O(K) whatever the run length; a run whose row straddles two cell rows is
+    repeated once per cell row.
     """
     (uy, ux), (cy, cx), (gy, gx) = unit, cell, grid
     first_y, count_y = _cell_span(y0, y0 + 1, uy, cy)  # (K,)
     first_x, count_x = _cell_span(x0, x1, ux, cx)  # (K,)
-    pieces = count_x * count_y  # (K,) cells touched by each run
-    run = torch.repeat_interleave(
-        torch.arange(pieces.shape[0], device=y0.device), pieces
-    )  # (E,) run of piece
-    local = torch.arange(run.shape[0], device=y0.device) - (torch.cumsum(pieces, 0) - pieces)[run]  # (E,)
-    col = first_x[run] + local % count_x[run]  # (E,) cell column
-    row = first_y[run] + torch.div(local, count_x[run], rounding_mode="floor")  # (E,) cell row
-    cx_e = cx[run] if isinstance(cx, torch.Tensor) else cx
-    cy_e = cy[run] if isinstance(cy, torch.Tensor) else cy
-    ox = torch.minimum(x1[run] * ux, (col + 1) * cx_e) - torch.maximum(x0[run] * ux, col * cx_e)  # (E,)
-    oy = torch.minimum((y0[run] + 1) * uy, (row + 1) * cy_e) - torch.maximum(y0[run] * uy, row * cy_e)  # (E,)
-    key = (regions.run_region[run] * gy + row) * gx + col  # (E,)
-    return torch.bincount(key, weights=(ox * oy).double(), minlength=regions.total * gy * gx)
+    group = regions.run_region
+    if bool((count_y > 1).any()):  # one copy of the run per cell row it touches
+        run = torch.repeat_interleave(torch.arange(count_y.shape[0], device=y0.device), count_y)  # (E,)
+        cell_row = (
+            first_y[run]
+            + torch.arange(run.shape[0], device=y0.device)
+            - (torch.cumsum(count_y, 0) - count_y)[run]
+        )
+        group, y0, x0, x1, first_x, count_x = (t[run] for t in (group, y0, x0, x1, first_x, count_x))
+        cy = cy[run] if isinstance(cy, torch.Tensor) else cy
+        cx = cx[run] if isinstance(cx, torch.Tensor) else cx
+    else:
+        cell_row = first_y
+    oy = torch.minimum((y0 + 1) * uy, (cell_row + 1) * cy) - torch.maximum(y0 * uy, cell_row * cy)  # (E,)
+    last_x = first_x + count_x - 1  # (E,)
+    lead = x0 * ux - first_x * cx  # (E,) part of the first cell before the run
+    trail = (last_x + 1) * cx - x1 * ux  # (E,) part of the last cell after the run
+    base = (group * gy + cell_row) * (gx + 1)  # (E,) difference array row of (region, cell row)
+    keys = torch.cat([base + first_x, base + first_x + 1, base + last_x, base + last_x + 1])  # (4E,)
+    values = torch.cat([oy * (cx - lead), oy * lead, -oy * trail, oy * (trail - cx)]).double()  # (4E,)
+    diff = torch.bincount(keys, weights=values, minlength=regions.total * gy * (gx + 1))
+    return diff.view(regions.total * gy, gx + 1).cumsum(1)[:, :gx].reshape(-1)  # (n * gy * gx,)
 
 
 def _box_extents(regions: _Regions) -> torch.Tensor:
