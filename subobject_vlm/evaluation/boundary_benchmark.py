@@ -22,6 +22,7 @@ augmented to maximum cardinality with Hopcroft-Karp-style phases whose breadth-f
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -128,13 +129,13 @@ def maximum_matching(neighbours: np.ndarray, num_right: int) -> tuple[np.ndarray
     """Exact maximum-cardinality bipartite matching on a bounded-degree graph.
 
     Greedy first (column ``k`` of ``neighbours`` is tried for every free left vertex before column ``k+1``;
-    put nearer candidates in earlier columns), then shortest augmenting paths found by a vectorised
+    put nearer candidates in earlier columns, so that, as in the official min-cost matcher, near pairs are
+    preferred), then shortest augmenting paths found by a vectorised
     multi-source breadth-first search from all free left vertices; the vertex-disjoint paths of one search
     (one per root) are all augmented at once. Stops when a search reaches no free right vertex (Berge).
 
     Args:
-        neighbours: ``(L, K)`` integer right-vertex ids of each left vertex, ``-1`` for none. Within a column,
-            ids must be distinct (true when each column is one translation of a pixel grid).
+        neighbours: ``(L, K)`` integer right-vertex ids of each left vertex, ``-1`` for none.
         num_right: number of right vertices.
 
     Returns:
@@ -144,17 +145,14 @@ def maximum_matching(neighbours: np.ndarray, num_right: int) -> tuple[np.ndarray
     num_left = neighbours.shape[0]
     mate_left = np.full(num_left, -1, dtype=np.int64)
     mate_right = np.full(num_right, -1, dtype=np.int64)
-    # pack each row's candidates to the front, keeping their order (nearest first)
-    rows, cols = np.nonzero(neighbours >= 0)
-    degree = np.bincount(rows, minlength=num_left)
-    column = np.arange(rows.size) - (np.cumsum(degree) - degree)[rows]
-    packed = np.full((num_left, int(degree.max(initial=0))), -1, dtype=np.int64)
-    packed[rows, column] = neighbours[rows, cols]
-    # greedy: every free left vertex claims its k-th candidate if still free; one claimant wins per vertex
-    owner = np.full(num_right + 1, -1, dtype=np.int64)
+    valid = neighbours >= 0
+    degree = valid.sum(axis=1)
+    # greedy, nearest pairs first: column by column, free left vertices claim free right vertices
+    # (if two claim one vertex in a column, one wins; never happens when columns are translations)
+    owner = np.full(num_right, -1, dtype=np.int64)
     free = np.flatnonzero(degree > 0)
-    for k in range(packed.shape[1]):
-        right = packed[free, k]
+    for k in range(neighbours.shape[1]):
+        right = neighbours[free, k]
         ok = right >= 0
         ok[ok] = mate_right[right[ok]] < 0
         claimants, right = free[ok], right[ok]
@@ -165,6 +163,11 @@ def maximum_matching(neighbours: np.ndarray, num_right: int) -> tuple[np.ndarray
         free = free[mate_left[free] < 0]
         if free.size == 0:
             return mate_left, mate_right
+    # augmenting phases only need each row's candidates: pack them to the front
+    rows, cols = np.nonzero(valid)
+    column = np.arange(rows.size) - (np.cumsum(degree) - degree)[rows]
+    packed = np.full((num_left, int(degree.max())), -1, dtype=np.int64)
+    packed[rows, column] = neighbours[rows, cols]
     while free.size and _augment(packed, mate_left, mate_right, free):
         free = free[mate_left[free] < 0]
     return mate_left, mate_right
@@ -552,6 +555,11 @@ def default_workers() -> int:
     return max(1, min(2, available))
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes started with ``spawn`` (safe next to torch / OpenMP threads)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def benchmark_boundaries(
     probs: Iterable[np.ndarray],
     gt_boundaries: Iterable[Sequence[np.ndarray]],
@@ -589,7 +597,7 @@ def benchmark_boundaries(
             results.append(_evaluate_task(task))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             for counts in pool.map(_evaluate_task, tasks):
                 results.append(counts)
                 bar.update()
@@ -617,6 +625,7 @@ __all__ = [
     "match_radius",
     "maximum_matching",
     "precision_recall_f",
+    "process_pool",
     "recall_at_precision",
     "summarize_boundary_counts",
     "thin",

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from .boundary_benchmark import (
     default_workers,
     evaluate_boundary_image,
     precision_recall_f,
+    process_pool,
     summarize_boundary_counts,
 )
 from .region_metrics import segmentation_metrics
@@ -213,8 +213,7 @@ def eval_bsds(
             results.append(_evaluate_sample(task_for(sample)))
             bar.update()
     else:
-        context = multiprocessing.get_context("spawn")  # safe next to torch threads in this process
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with process_pool(workers) as pool:
             futures: list[Future] = []
             running: set[Future] = set()
             for sample in samples:  # model forward here, metrics in the pool; a bounded queue
