@@ -35,8 +35,9 @@ class SubobjectLlavaConfig(PreTrainedConfig):
         text_config: language model config (default: Llama).
         timm_model_name: use a timm backbone instead of an HF vision model, e.g. `"resnet50"` or
             `"vit_small_patch16_224"` (built with `features_only=True`).
-        timm_pretrained: download timm's pretrained weights when the model is *first built* from this config
-            (default `False`: nothing is downloaded; `from_pretrained` always loads the saved weights).
+        timm_pretrained: download timm's pretrained weights when the model is built from this config (default
+            `False`: nothing is downloaded). Building the model resets it to `False`: the weights are then part
+            of the model, saved with it, and `from_pretrained` never downloads them again.
         timm_kwargs: extra keyword arguments for `timm.create_model`.
         feature_layer: which hidden state (HF: index into `hidden_states`, default -2 as in LLaVA) or which
             feature stage (timm: index into the `features_only` outputs, default -1) feeds the pooling.

@@ -72,11 +72,14 @@ class TimmVisionTower(nn.Module):
             )
         self.feature_layer = config.feature_layer
         self.num_channels = channels[config.feature_layer]
-        if config.timm_pretrained:  # keep timm's weights through post_init's weight initialisation
+        if config.timm_pretrained:
+            # keep timm's weights through post_init's weight initialisation ...
             for tensor in [*self.model.parameters(), *self.model.buffers()]:
                 tensor._is_hf_initialized = True
             for module in self.model.modules():
                 module._is_hf_initialized = True
+            # ... and never download them again: from now on they are part of this model's own weights
+            config.timm_pretrained = False
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, C, h, w)."""
@@ -140,6 +143,7 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
         pixel_values: torch.Tensor,
         label_maps: torch.Tensor | None = None,
         num_tokens: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
         **kwargs,
     ) -> SubobjectImageOutput:
         """Encode images into region tokens.
@@ -148,6 +152,8 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
             pixel_values: (B, 3, H_img, W_img) float.
             label_maps: (B, H, W) integer labels 0..n_i-1 (any resolution; every pixel labelled).
             num_tokens: optional (B,) n_i (default: max label + 1 per image).
+            boxes: optional (sum n_i, 4) boxes as returned by the image processor; only checked against the
+                region count (the model computes boxes from ``label_maps``), so ``model(**inputs)`` works.
 
         Returns:
             :class:`SubobjectImageOutput`; ``pooler_output[i]`` is (n_i + 2, D): start, regions, end.
@@ -169,6 +175,10 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
         tokens, tokens_per_image = self.multi_modal_projector(
             features, label_maps, num_tokens
         )  # (n, D), (B,)
+        if boxes is not None and boxes.shape[0] != tokens.shape[0]:
+            raise ValueError(
+                f"got {boxes.shape[0]} boxes for {tokens.shape[0]} regions (num_tokens {tokens_per_image.tolist()})"
+            )
         too_many = tokens_per_image > self.config.max_tokens_per_image
         if bool(too_many.any()):
             raise ValueError(
@@ -205,6 +215,7 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
         pixel_values: torch.Tensor | None = None,
         label_maps: torch.Tensor | None = None,
         num_tokens: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
@@ -226,7 +237,9 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
         if inputs_embeds is None:
             inputs_embeds = self._embed_text(input_ids)
         if image_outputs is None and pixel_values is not None:
-            image_outputs = self.get_image_features(pixel_values, label_maps, num_tokens, return_dict=True)
+            image_outputs = self.get_image_features(
+                pixel_values, label_maps, num_tokens, boxes, return_dict=True
+            )
 
         if image_outputs is not None:
             if input_ids is None:
@@ -283,10 +296,11 @@ class SubobjectLlavaForConditionalGeneration(SubobjectLlavaPreTrainedModel, Llav
         pixel_values: torch.Tensor,
         label_maps: torch.Tensor | None = None,
         num_tokens: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
         **kwargs,
     ) -> SubobjectImageOutput:
         """See :meth:`SubobjectLlavaModel.get_image_features`; ``.image_tokens`` is (sum n_i, D)."""
-        return self.model.get_image_features(pixel_values, label_maps, num_tokens, **kwargs)
+        return self.model.get_image_features(pixel_values, label_maps, num_tokens, boxes, **kwargs)
 
     def num_image_placeholders(self, num_tokens: int | torch.Tensor) -> int | torch.Tensor:
         """Placeholder tokens needed for an image with ``num_tokens`` regions (``num_tokens + 2``)."""
@@ -313,6 +327,7 @@ class SubobjectLlavaForConditionalGeneration(SubobjectLlavaPreTrainedModel, Llav
         pixel_values: torch.Tensor | None = None,
         label_maps: torch.Tensor | None = None,
         num_tokens: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
@@ -328,6 +343,7 @@ class SubobjectLlavaForConditionalGeneration(SubobjectLlavaPreTrainedModel, Llav
             pixel_values=pixel_values,
             label_maps=label_maps,
             num_tokens=num_tokens,
+            boxes=boxes,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,

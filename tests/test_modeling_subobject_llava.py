@@ -258,25 +258,85 @@ def test_training_loss_reaches_vision_tower_projector_and_boundaries(tiny_config
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
 
 
+def test_bfloat16_model_runs_with_float32_pixels(tiny_config):
+    model = SubobjectLlavaForConditionalGeneration(tiny_config).eval().to(torch.bfloat16)
+    pixels, labels = two_images()
+    with torch.no_grad():
+        out = model(input_ids=mixed_batch(), pixel_values=pixels, label_maps=labels, labels=mixed_batch())
+    assert out.logits.dtype == torch.bfloat16
+    assert torch.isfinite(out.loss)
+
+
 # generation
 
 
-def greedy_by_hand(model, ids, pixels, labels, steps):
+def left_padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """The mixed batch with prompts of different lengths, left-padded: ids (3, 11) and attention mask."""
+    ids = torch.cat([torch.full((3, 2), PAD), mixed_batch()], dim=1)
+    ids[1] = torch.cat([torch.full((4,), PAD), mixed_batch()[1, :7]])
+    attention = (ids != PAD).long()
+    return ids, attention
+
+
+def greedy_by_hand(model, ids, attention, pixels, labels, steps):
     """Greedy decoding with a full forward (images included, no cache) at every step."""
     for _ in range(steps):
         with torch.no_grad():
-            logits = model(input_ids=ids, pixel_values=pixels, label_maps=labels, use_cache=False).logits
+            logits = model(
+                input_ids=ids,
+                attention_mask=attention,
+                pixel_values=pixels,
+                label_maps=labels,
+                use_cache=False,
+            ).logits
         ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
     return ids
 
 
-def test_greedy_generate_on_a_mixed_batch_matches_full_forward_decoding(tiny_model):
+def test_greedy_generate_on_a_left_padded_mixed_batch_matches_full_forward_decoding(tiny_model):
     pixels, labels = two_images()
-    ids = mixed_batch()
+    ids, attention = left_padded_batch()
     generated = tiny_model.generate(
-        input_ids=ids, pixel_values=pixels, label_maps=labels, max_new_tokens=5, do_sample=False
+        input_ids=ids,
+        attention_mask=attention,
+        pixel_values=pixels,
+        label_maps=labels,
+        max_new_tokens=5,
+        do_sample=False,
     )
-    assert torch.equal(generated, greedy_by_hand(tiny_model, ids, pixels, labels, 5))
+    assert torch.equal(generated, greedy_by_hand(tiny_model, ids, attention, pixels, labels, 5))
+
+
+def test_generate_encodes_the_images_once(tiny_model):
+    pixels, labels = two_images()
+    calls = []
+    handle = tiny_model.model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        tiny_model.generate(input_ids=mixed_batch(), pixel_values=pixels, label_maps=labels, max_new_tokens=4)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+
+
+def test_generate_accepts_the_image_processor_outputs_including_boxes(tiny_model):
+    from subobject_vlm.embedding import region_boxes
+
+    pixels, labels = two_images()
+    inputs = {
+        "pixel_values": pixels,
+        "label_maps": labels,
+        "num_tokens": torch.tensor([3, 2]),
+        "boxes": region_boxes(labels),  # (5, 4), as the image processor returns them
+    }
+    generated = tiny_model.generate(input_ids=mixed_batch(), **inputs, max_new_tokens=3, do_sample=False)
+    assert generated.shape == (3, 12)
+
+
+def test_boxes_that_do_not_match_the_regions_are_rejected(tiny_model):
+    pixels, labels = two_images()
+    with pytest.raises(ValueError, match="boxes"):
+        tiny_model.get_image_features(pixels, labels, boxes=torch.zeros(4, 4))
 
 
 def test_sampling_generate_on_a_mixed_batch_is_reproducible_with_a_seed(tiny_model):
