@@ -156,9 +156,16 @@ def test_watershed_assignment_agrees_with_skimage_watershed():
     assert overlap.max(axis=1).sum() / ours.size > 0.97  # the same partition up to a few boundary pixels
 
 
-def test_relabel_by_area_breaks_ties_by_first_pixel():
+def test_relabel_by_area_breaks_ties_by_input_id():
     label_map = np.array([[7, 7, 3, 3], [9, 9, 9, 9]])
-    assert relabel_by_area(label_map).tolist() == [[1, 1, 2, 2], [0, 0, 0, 0]]
+    assert relabel_by_area(label_map).tolist() == [[2, 2, 1, 1], [0, 0, 0, 0]]
+
+
+def test_merged_regions_of_equal_area_are_ordered_by_their_smallest_input_id():
+    label_map = np.array([[3, 3, 4, 4, 0, 0, 0, 0]])
+    probs = np.array([[0, 0, 0, 1, 1, 0, 0, 0]], np.float32)  # weak border 3|4, strong border 4|0
+    merged = merge_regions(label_map, probs, max_regions=2)
+    assert merged.tolist() == [[1, 1, 1, 1, 0, 0, 0, 0]]  # {3, 4} and {0} tie at 4 pixels: id 0 first
 
 
 def test_merge_regions_rejects_unknown_order():

@@ -37,11 +37,11 @@ def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarra
         np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)
     ):
         raise TypeError(f"{name} must be a float array of probabilities, got dtype {probs.dtype}")
-    probs = probs.astype(np.float32, copy=False)
-    nan = np.isnan(probs)
-    if nan.any():
-        raise ValueError(f"{name} contains {int(nan.sum())} NaN value(s); cannot segment it")
-    return np.ascontiguousarray(np.clip(probs, 0.0, 1.0))
+    probs = np.ascontiguousarray(probs, dtype=np.float32)
+    low, high = float(probs.min()), float(probs.max())  # NaN propagates: no full-size mask needed
+    if np.isnan(low) or np.isnan(high):
+        raise ValueError(f"{name} contains {int(np.isnan(probs).sum())} NaN value(s); cannot segment it")
+    return np.clip(probs, 0.0, 1.0) if low < 0.0 or high > 1.0 else probs
 
 
 def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
@@ -54,57 +54,57 @@ def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
 
 
 def _assign_watershed(
-    seeds: np.ndarray, probs: np.ndarray, levels: int = 16, max_passes: int = 8
+    seeds: np.ndarray, probs: np.ndarray, levels: int = 8, max_passes: int = 4
 ) -> np.ndarray:
     """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
 
     The probabilities are quantised into ``levels`` flooding levels; within a level the flood advances one
     pixel ring per vectorised pass over the still-unlabelled pixels of that level, each pixel taking the
-    label of its lowest labelled 4-neighbour. After ``max_passes`` passes (plateaus), the rest of the level
-    is carried on to the next; whatever the last level leaves after ``64 * max_passes`` passes (a huge
-    plateau) goes to the nearest labelled pixel.
+    label of its lowest labelled 4-neighbour (probabilities compared at 8 bits). After ``max_passes``
+    passes (plateaus) the rest of a level is carried on to the next; whatever the last level leaves after
+    ``64 * max_passes`` passes (a huge plateau) goes to the nearest labelled pixel. Work is done on a grid
+    padded by one pixel, so neighbours need no bounds checks. ``seeds`` (int32) is overwritten with the result.
     """
     height, width = seeds.shape
-    labels = seeds.ravel().copy()  # (HW,) int32, 0 = unlabelled
-    p = probs.ravel()
+    padded_w = width + 2
+    labels = np.zeros((height + 2, padded_w), dtype=np.int32)  # (H+2, W+2), border stays 0 = unlabelled
+    labels[1:-1, 1:-1] = seeds
+    labels = labels.ravel()
+    quantised = np.zeros((height + 2, padded_w), dtype=np.uint8)  # (H+2, W+2) probs at 8 bits
+    quantised[1:-1, 1:-1] = cv2.convertScaleAbs(probs, alpha=255.0)  # saturating, no float temporary
+    quantised = quantised.ravel()
     index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
-    todo = np.flatnonzero(labels == 0).astype(index_dtype)  # (U,) flat indices of boundary pixels
-    level = np.minimum((p[todo] * levels).astype(np.uint8), levels - 1)  # (U,) uint8: radix sort below
+    todo = np.flatnonzero(labels[padded_w:-padded_w] == 0).astype(index_dtype) + padded_w  # interior rows
+    col = todo % padded_w
+    todo = todo[(col > 0) & (col < padded_w - 1)]  # (U,) flat padded indices of boundary pixels
+    level = (quantised[todo].astype(np.uint16) * levels // 256).astype(np.uint8)  # (U,) uint8: radix sort
     order = np.argsort(level, kind="stable")
     todo, level = todo[order], level[order]
     starts = np.searchsorted(level, np.arange(levels + 1))
+    never = np.iinfo(np.int64).max
     pending = todo[:0]
     for k in range(levels):
         cand = np.concatenate([pending, todo[starts[k] : starts[k + 1]]])
-        # the last level keeps flooding (its candidates are few) so the nearest-seed fallback stays rare
         for _ in range(max_passes if k < levels - 1 else 64 * max_passes):
             if cand.size == 0:
                 break
-            col = cand % width
-            best_label = np.zeros(cand.size, dtype=labels.dtype)
-            best_prob = np.full(cand.size, np.inf, dtype=np.float32)
-            for offset, inside in (
-                (-width, cand >= width),
-                (width, cand < (height - 1) * width),
-                (-1, col > 0),
-                (1, col < width - 1),
-            ):
-                nbr = np.where(inside, cand + offset, cand)
+            best = np.full(cand.size, never, dtype=np.int64)  # (m,) key = quantised prob << 32 | label
+            for offset in (-padded_w, padded_w, -1, 1):
+                nbr = cand + offset
                 nbr_label = labels[nbr]
-                nbr_prob = np.where(nbr_label > 0, p[nbr], np.inf)
-                better = nbr_prob < best_prob
-                best_prob = np.where(better, nbr_prob, best_prob)
-                best_label = np.where(better, nbr_label, best_label)
-            reached = best_label > 0
+                key = (quantised[nbr].astype(np.int64) << 32) | nbr_label
+                key[nbr_label == 0] = never
+                np.minimum(best, key, out=best)
+            reached = best != never
             if not reached.any():
                 break
-            labels[cand[reached]] = best_label[reached]
+            labels[cand[reached]] = (best[reached] & 0xFFFFFFFF).astype(np.int32)
             cand = cand[~reached]
         pending = cand
-    labels = labels.reshape(height, width)
+    seeds[...] = labels.reshape(height + 2, padded_w)[1:-1, 1:-1]  # reuse the seeds' memory for the result
     if pending.size:
-        labels = _assign_nearest(labels)
-    return labels
+        return _assign_nearest(seeds)
+    return seeds
 
 
 def epoc(
@@ -146,11 +146,13 @@ def epoc(
     if assign not in ASSIGN_MODES:
         raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
 
-    interior = (probs <= threshold).astype(np.uint8)  # (H, W) uint8
+    interior = np.less_equal(probs, threshold).view(np.uint8)  # (H, W) uint8, 1 = interior
     num_seeds, seeds = cv2.connectedComponents(interior, connectivity=4, ltype=cv2.CV_32S)  # 0 = boundary
     if num_seeds <= 1:  # no interior pixel at all: the whole image is one region
         return np.zeros(probs.shape, dtype=np.int32)
-    if not interior.all():  # some boundary pixels need a region
+    all_interior = bool(interior.all())
+    del interior
+    if not all_interior:  # some boundary pixels need a region
         seeds = _assign_watershed(seeds, probs) if assign == "watershed" else _assign_nearest(seeds)
     if max_tokens is None and min_area <= 1:
         return relabel_by_area(seeds)

@@ -30,29 +30,14 @@ def _compact(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse.astype(np.int64).ravel(), len(uniques)
 
 
-def _area_order_lut(areas: np.ndarray, first_pixel: np.ndarray) -> np.ndarray:
-    """Lookup table old id -> new id: area descending, ties by first pixel in raster order; unused ids -> -1."""
+def _area_order_lut(areas: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
+    """Lookup table old id -> new id: area descending, ties by ``tie_key`` (default: the old id); unused -> -1."""
     present = np.flatnonzero(areas > 0)
-    order = present[np.lexsort((first_pixel[present], -areas[present]))]
+    keys = present if tie_key is None else tie_key[present]
+    order = present[np.lexsort((keys, -areas[present]))]
     lut = np.full(len(areas), -1, dtype=np.int32)
     lut[order] = np.arange(len(order), dtype=np.int32)
     return lut
-
-
-def region_areas_and_first_pixels(flat: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label pixel counts, and the first raster-order pixel index of labels whose area is tied with
-    another label's (the tie-break of the area order; other labels get 0). ``flat`` holds ids ``< m``."""
-    areas = np.bincount(flat, minlength=m).astype(np.int64)
-    first_pixel = np.zeros(m, dtype=np.int64)
-    present = areas > 0
-    values, counts = np.unique(areas[present], return_counts=True)
-    tied = np.zeros(m, dtype=bool)
-    tied[present] = np.isin(areas[present], values[counts > 1])
-    if tied.any():
-        pixels = np.flatnonzero(tied[flat])  # only the pixels of tied regions (mostly tiny ones)
-        first_pixel[tied] = flat.size
-        np.minimum.at(first_pixel, flat[pixels], pixels)
-    return areas, first_pixel
 
 
 def relabel_by_area(label_map: np.ndarray) -> np.ndarray:
@@ -62,14 +47,13 @@ def relabel_by_area(label_map: np.ndarray) -> np.ndarray:
         label_map: ``(H, W)`` integer array; any ids, not necessarily contiguous.
 
     Returns:
-        ``(H, W)`` int32 label map. Label 0 is the largest region; equal areas are ordered by the
-        position of their first pixel in raster order, so the result is deterministic.
+        ``(H, W)`` int32 label map. Label 0 is the largest region; equal areas keep the order of their
+        input ids (for EPOC: the order in which their seeds first appear in raster order), so the result
+        is deterministic.
     """
     label_map = np.asarray(label_map)
     flat, m = _compact(label_map)
-    areas, first_pixel = region_areas_and_first_pixels(flat, m)
-    lut = _area_order_lut(areas, first_pixel)
-    return lut[flat].reshape(label_map.shape)
+    return _area_order_lut(np.bincount(flat, minlength=m))[flat].reshape(label_map.shape)
 
 
 def region_adjacency(
@@ -259,14 +243,19 @@ def merge_regions(
             _merge_smallest_first(graph, target if order == "smallest_region" else graph.num_alive, min_area)
         if order == "weakest_boundary":
             _merge_weakest_first(graph, target)
-        flat = graph.lookup_table().astype(flat.dtype)[flat]  # (HW,) id of the surviving region
-    return relabel_by_area(flat.reshape(label_map.shape))
+        root = graph.lookup_table()  # (m,) old id -> id of the region it was merged into
+        merged_areas = np.bincount(root, weights=areas, minlength=m)  # (m,) nonzero for survivors only
+        first_member = np.full(m, m, dtype=np.int64)  # (m,) smallest old id in each merged group
+        np.minimum.at(first_member, root, np.arange(m))
+        lut = _area_order_lut(merged_areas, first_member)[root]  # (m,) old id -> final id
+    else:
+        lut = _area_order_lut(areas)
+    return lut[flat].reshape(label_map.shape)
 
 
 __all__ = [
     "MERGE_ORDERS",
     "merge_regions",
     "region_adjacency",
-    "region_areas_and_first_pixels",
     "relabel_by_area",
 ]
