@@ -1,8 +1,16 @@
 """Subobject token embedding: pool backbone features over the regions of a label map.
 
 A segmentation is a label map ``(B, H, W)`` of integer labels ``0..n_i-1`` (every pixel labelled). Each
-region becomes one token built from three parts, all computed from the label map with
-bincount/scatter passes over the pixels (cost ``O(H*W + n*(C + R*R))``, memory never ``O(n*H*W)``):
+region becomes one token built from three parts, all computed from the label map, never from dense masks.
+
+How: one pass over the pixels cuts every row into *runs* of equal label (a comparison with the left
+neighbour and a ``nonzero``). Everything else works on the K runs (K <= H*W, typically a few per region
+and row): boxes are ``scatter_reduce`` min/max over runs; region/cell overlap areas are 4 difference-array
+entries per run, summed with one ``bincount`` and a ``cumsum`` over a small (n, cells) table; the content is
+an ``index_add_`` over the (region, cell) pairs that overlap. Cost ``O(H*W + K + n*(h*w + R*R) + P*C)``
+with P the overlapping (region, feature cell) pairs (about n + h*w); memory ``O(K + n*(h*w + R*R))``, never
+``O(n*H*W)``. On 256 regions of a 1024x1024 map with 384x32x32 features this takes ~15 ms on one CPU
+thread and ~15 MB (``benchmarks/bench_pooling.py``).
 
 * **content** (:func:`mask_pool`): the area-weighted mean of the backbone features over the region.
   The feature map ``(C, h, w)`` is read as a piecewise-constant image: feature cell ``(i, j)`` covers the
