@@ -329,6 +329,13 @@ def test_resolution_must_be_a_multiple_of_32(tmp_path):
         load_config(config)
 
 
+def test_command_line_reports_a_bad_config_and_exits_with_status_2(tmp_path, capsys):
+    from subobject_vlm.training.train_boundary import main
+
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
 def test_shipped_configs_are_valid(bsds_root):
     for name in ("boundary_tiny_smoke", "boundary_bsds_b0", "boundary_finetune_directsam"):
         assert load_config(REPO_ROOT / "configs" / f"{name}.yaml").data.train
@@ -342,12 +349,9 @@ def test_training_runs_under_torchrun_with_two_cpu_processes(bsds_root, tmp_path
     config_path.write_text(
         yaml.safe_dump(tiny_config(tmp_path / "ddp", max_steps=4, save_steps=4, eval_steps=4))
     )
-    script = tmp_path / "train.py"
-    script.write_text(
-        f"from subobject_vlm.training import train_boundary\ntrain_boundary({str(config_path)!r})\n"
-    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "subobject_vlm.training.train_boundary", "--config", str(config_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint-4" / "trainer_state.json").read_text())

@@ -3,7 +3,8 @@
 >>> output_dir = train_boundary("configs/boundary_bsds_b0.yaml")
 >>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or DirectSAM.from_pretrained(...)
 
-The same call runs unchanged under ``torchrun`` / ``accelerate launch`` (the Trainer handles DDP). The output
+From a shell: ``python -m subobject_vlm.training.train_boundary --config X`` (or ``torchrun --nproc_per_node N
+-m subobject_vlm.training.train_boundary --config X``; the Trainer handles DDP). The output
 folder gets the final (or best, with ``load_best_model_at_end``) model as safetensors, its
 ``preprocessor_config.json`` (``SegformerImageProcessor`` at the training resolution), ``checkpoint-*``
 folders, ``log_history.json`` and ``loss_curve.png``.
@@ -30,10 +31,12 @@ Config layout (every section is optional except ``output_dir`` and ``data.train`
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -536,8 +539,40 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
     return output_dir
 
 
+def add_train_boundary_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``train-boundary --config X`` to an ``argparse`` subparsers object; ``args.func(args)`` runs it."""
+    parser = subparsers.add_parser(
+        "train-boundary",
+        help="train a DirectSAM boundary model (SegFormer) from a YAML config",
+        description="Train a DirectSAM boundary model with the Hugging Face Trainer. Runs unchanged under "
+        "torchrun / accelerate launch. Example configs: configs/boundary_*.yaml.",
+    )
+    parser.add_argument("--config", required=True, help="YAML training config")
+    parser.set_defaults(func=_run_from_args)
+    return parser
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    try:
+        output_dir = train_boundary(args.config)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(output_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m subobject_vlm.training.train_boundary --config X`` (also usable as a torchrun script)."""
+    parser = argparse.ArgumentParser(prog="python -m subobject_vlm.training.train_boundary")
+    parser.add_argument("--config", required=True, help="YAML training config")
+    return _run_from_args(parser.parse_args(argv))
+
+
 __all__ = [
     "SEGFORMER_SIZES",
+    "add_train_boundary_parser",
+    "main",
     "BoundaryTrainingConfig",
     "ConfigError",
     "boundary_loss",
@@ -546,3 +581,7 @@ __all__ = [
     "plot_loss_curve",
     "train_boundary",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
