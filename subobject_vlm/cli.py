@@ -185,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     bnd = sub.add_parser("boundary", help="write 8-bit boundary probability maps")
     _add_model_arguments(bnd, baselines=False)
     bnd.set_defaults(func=cmd_boundary)
+
+    from .evaluation.bsds_eval import add_eval_bsds_arguments, cmd_eval_bsds
+
+    evaluate = sub.add_parser(
+        "eval-bsds",
+        help="BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines at equal counts",
+    )
+    add_eval_bsds_arguments(evaluate).set_defaults(func=cmd_eval_bsds)
     return parser
 
 

@@ -81,3 +81,34 @@ def test_a_bad_model_name_is_one_clear_error(image_folder, tmp_path, capsys):
 
 def test_baselines_have_no_boundary_map(image_folder, tmp_path):
     assert main(["boundary", str(image_folder), "--out", str(tmp_path), "--model", "slic"]) == 2
+
+
+def test_eval_bsds_runs_from_the_command_line(tmp_path, capsys):
+    from subobject_vlm.data import find_bsds_root
+
+    try:
+        find_bsds_root()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    out = tmp_path / "eval"
+    status = main(
+        [
+            "eval-bsds",
+            "--limit",
+            "1",
+            "--thresholds",
+            "3",
+            "--budgets",
+            "8",
+            "--baselines",
+            "patch",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+        ]
+    )
+    assert status == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["boundary"]["ODS"]["f"] > 0 and (out / "pr_curve.png").exists()
+    assert "patch" in capsys.readouterr().out
