@@ -125,49 +125,63 @@ def disk_offsets(radius: float) -> np.ndarray:
     return np.stack([dy[keep][order], dx[keep][order]], axis=1).astype(np.int64)
 
 
-def maximum_matching(neighbours: np.ndarray, num_right: int) -> tuple[np.ndarray, np.ndarray]:
+def maximum_matching(
+    neighbours: np.ndarray, num_right: int, initial: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact maximum-cardinality bipartite matching on a bounded-degree graph.
 
-    Greedy first (column ``k`` of ``neighbours`` is tried for every free left vertex before column ``k+1``;
-    put nearer candidates in earlier columns, so that, as in the official min-cost matcher, near pairs are
-    preferred), then shortest augmenting paths found by a vectorised
-    multi-source breadth-first search from all free left vertices; the vertex-disjoint paths of one search
-    (one per root) are all augmented at once. Stops when a search reaches no free right vertex (Berge).
+    Greedy first: column ``k`` of ``neighbours`` is tried for every free left vertex before column ``k+1``
+    (put nearer candidates in earlier columns, so that near pairs are preferred, as by the official
+    min-cost matcher). Then augmenting paths, found by a vectorised breadth-first search from all free left
+    vertices at once; one path per search tree is augmented (paths of different trees are disjoint).
+    Stops when a search reaches no free right vertex: the matching is then maximum (Berge).
 
     Args:
-        neighbours: ``(L, K)`` integer right-vertex ids of each left vertex, ``-1`` for none.
+        neighbours: ``(L, K)`` integer right-vertex ids of each left vertex (distinct within a row),
+            ``-1`` for none.
         num_right: number of right vertices.
+        initial: optional ``(L,)`` starting matching (right id per left vertex or -1; must be one-to-one
+            and use edges of the graph), e.g. the matching of a similar graph; only grown from there.
 
     Returns:
         ``mate_left`` ``(L,)`` and ``mate_right`` ``(num_right,)`` int64, the partner's id or ``-1``.
     """
-    neighbours = np.asarray(neighbours, dtype=np.int64)
+    neighbours = np.asarray(neighbours)
     num_left = neighbours.shape[0]
     mate_left = np.full(num_left, -1, dtype=np.int64)
     mate_right = np.full(num_right, -1, dtype=np.int64)
-    valid = neighbours >= 0
-    degree = valid.sum(axis=1)
-    # greedy, nearest pairs first: column by column, free left vertices claim free right vertices
-    # (if two claim one vertex in a column, one wins; never happens when columns are translations)
+    if initial is not None:
+        mate_left[:] = initial
+        matched = np.flatnonzero(mate_left >= 0)
+        mate_right[mate_left[matched]] = matched
+    rows, cols = np.nonzero(neighbours >= 0)  # all edges, grouped by row, in column order
+    right = neighbours[rows, cols]
+    # greedy, nearest pairs first: column by column over the edges whose ends are both free
+    # (if two left vertices claim one right vertex in a column, one wins; never when columns are translations)
+    free_edge = np.flatnonzero((mate_left[rows] < 0) & (mate_right[right] < 0))
+    small = np.uint8 if neighbours.shape[1] <= 256 else np.uint16
+    by_column = free_edge[np.argsort(cols[free_edge].astype(small), kind="stable")]  # radix sort
+    g_cols, g_rows, g_right = cols[by_column], rows[by_column], right[by_column]
     owner = np.full(num_right, -1, dtype=np.int64)
-    free = np.flatnonzero(degree > 0)
-    for k in range(neighbours.shape[1]):
-        right = neighbours[free, k]
-        ok = right >= 0
-        ok[ok] = mate_right[right[ok]] < 0
-        claimants, right = free[ok], right[ok]
-        owner[right] = claimants
-        won = owner[right] == claimants
-        mate_left[claimants[won]] = right[won]
-        mate_right[right[won]] = claimants[won]
-        free = free[mate_left[free] < 0]
-        if free.size == 0:
-            return mate_left, mate_right
+    starts = np.searchsorted(g_cols, np.arange(neighbours.shape[1] + 1))
+    for k in np.flatnonzero(np.diff(starts)):
+        left, cand = g_rows[starts[k] : starts[k + 1]], g_right[starts[k] : starts[k + 1]]
+        ok = (mate_left[left] < 0) & (mate_right[cand] < 0)
+        left, cand = left[ok], cand[ok]
+        owner[cand] = left
+        won = owner[cand] == left
+        mate_left[left[won]] = cand[won]
+        mate_right[cand[won]] = left[won]
+    # an augmenting path needs a free left and a free right vertex, each with some edge
+    degree = np.bincount(rows, minlength=num_left)
+    free = np.flatnonzero((mate_left < 0) & (degree > 0))
+    right_degree = np.bincount(right, minlength=num_right)
+    if free.size == 0 or not ((mate_right < 0) & (right_degree > 0)).any():
+        return mate_left, mate_right
     # augmenting phases only need each row's candidates: pack them to the front
-    rows, cols = np.nonzero(valid)
     column = np.arange(rows.size) - (np.cumsum(degree) - degree)[rows]
     packed = np.full((num_left, int(degree.max())), -1, dtype=np.int64)
-    packed[rows, column] = neighbours[rows, cols]
+    packed[rows, column] = right
     while free.size and _augment(packed, mate_left, mate_right, free):
         free = free[mate_left[free] < 0]
     return mate_left, mate_right
@@ -240,15 +254,30 @@ class _Annotation:
         kernel[offsets[:, 0] + self.pad, offsets[:, 1] + self.pad] = 1
         self.reach = cv2.dilate(gt.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
         self.reach = self.reach.ravel().astype(bool)  # pixels within the tolerance of some GT pixel
+        self.previous: np.ndarray | None = None  # GT partner per pixel in the last warm-started call
+        self.previous_pixels = np.zeros(0, dtype=np.int64)
 
-    def mates(self, pred_pixels: np.ndarray, width: int) -> np.ndarray:
-        """Flat ids of predicted pixels in an image ``width`` wide -> ``(P,)`` int64 GT partner index or -1."""
+    def mates(self, pred_pixels: np.ndarray, width: int, warm_start: bool = False) -> np.ndarray:
+        """Flat ids of predicted pixels in an image ``width`` wide -> ``(P,)`` int64 GT partner index or -1.
+
+        ``warm_start``: start from the pairs of the previous call whose predicted pixel is still present
+        (a nearby threshold gives a similar map); the result is still a maximum matching.
+        """
         mate = np.full(pred_pixels.size, -1, dtype=np.int64)
         near = np.flatnonzero(self.reach[pred_pixels]) if self.pixels.size else np.zeros(0, np.int64)
         if near.size:
             ys, xs = np.divmod(pred_pixels[near], width)
             base = (ys + self.pad) * self.width_padded + xs + self.pad
-            mate[near], _ = maximum_matching(self.index[base[:, None] + self.flat_offsets], self.pixels.size)
+            initial = self.previous[pred_pixels[near]] if warm_start and self.previous is not None else None
+            mate[near], _ = maximum_matching(
+                self.index[base[:, None] + self.flat_offsets], self.pixels.size, initial
+            )
+        if warm_start:
+            if self.previous is None:
+                self.previous = np.full(self.reach.size, -1, dtype=np.int64)
+            self.previous[self.previous_pixels] = -1
+            self.previous_pixels = pred_pixels[mate >= 0]
+            self.previous[self.previous_pixels] = mate[mate >= 0]
         return mate
 
 
@@ -326,6 +355,7 @@ def boundary_counts(
     max_dist: float = BSDS_MAX_DIST,
     matcher: Matcher = "exact",
     annotations: list[_Annotation] | None = None,
+    warm_start: bool = False,
 ) -> np.ndarray:
     """BSDS counts of one binary boundary map (already thinned) against several annotators.
 
@@ -351,7 +381,7 @@ def boundary_counts(
         offsets = disk_offsets(match_radius(pred.shape, max_dist))
         annotations = [_Annotation(np.asarray(gt).astype(bool), offsets) for gt in gt_boundaries]
     for annotation in annotations:
-        matched = annotation.mates(pred_pixels, pred.shape[1]) >= 0
+        matched = annotation.mates(pred_pixels, pred.shape[1], warm_start) >= 0
         matched_any |= matched
         cnt_r += int(matched.sum())
         sum_r += annotation.pixels.size
@@ -402,7 +432,7 @@ def evaluate_boundary_image(
         previous_size = size
         if apply_thinning:
             bmap = thin(bmap)
-        counts[i] = boundary_counts(bmap, gt_boundaries, max_dist, matcher, annotations)
+        counts[i] = boundary_counts(bmap, gt_boundaries, max_dist, matcher, annotations, warm_start=True)
     return counts
 
 
