@@ -71,31 +71,29 @@ def slic(image: np.ndarray, num_tokens: int = 256, compactness: float = 10.0) ->
 
 
 def felzenszwalb(
-    image: np.ndarray, num_tokens: int = 256, sigma: float = 0.8, min_size: int = 20
+    image: np.ndarray, num_tokens: int = 256, scale: float = 100.0, sigma: float = 0.8
 ) -> np.ndarray:
     """Felzenszwalb-Huttenlocher graph segmentation (scikit-image) with exactly ``num_tokens`` regions.
 
-    The ``scale`` parameter is searched (geometric bisection) for the coarsest segmentation with at least
-    ``num_tokens`` regions; the excess is then merged.
+    ``min_size`` controls the count: it is searched (bisection) for the largest value that still gives
+    at least ``num_tokens`` regions, then the excess is merged. (Searching ``scale`` instead gives one giant
+    region plus slivers at small budgets.)
     """
     from skimage.segmentation import felzenszwalb as skimage_felzenszwalb
 
     height, width = image.shape[:2]
     num_tokens = _check_num_tokens(num_tokens, height, width)
-    min_size = min(min_size, max(1, (height * width) // (4 * num_tokens)))
-    low, high = 1.0, 4096.0
-    best = skimage_felzenszwalb(image, scale=low, sigma=sigma, min_size=1)
-    for _ in range(12):
-        scale = float(np.sqrt(low * high))
-        labels = skimage_felzenszwalb(image, scale=scale, sigma=sigma, min_size=min_size)
-        if labels.max() + 1 >= num_tokens:
-            best, low = labels, scale
-        else:
-            high = scale
-        if high / low < 1.15:
-            break
-    if best.max() + 1 < num_tokens:
+    low, high = 1, max(2, (height * width) // num_tokens)
+    best = skimage_felzenszwalb(image, scale=scale, sigma=sigma, min_size=low)
+    if best.max() + 1 < num_tokens:  # even the finest setting is short (tiny images)
         return patch_grid(height, width, num_tokens)
+    while high - low > max(1, low // 8):  # count falls as min_size grows
+        middle = (low + high) // 2
+        labels = skimage_felzenszwalb(image, scale=scale, sigma=sigma, min_size=middle)
+        if labels.max() + 1 >= num_tokens:
+            best, low = labels, middle
+        else:
+            high = middle
     return _merge_to_count(best, image, num_tokens)
 
 
