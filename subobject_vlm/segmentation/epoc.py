@@ -54,7 +54,7 @@ def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
 
 
 def _assign_watershed(
-    seeds: np.ndarray, probs: np.ndarray, levels: int = 8, max_passes: int = 4
+    seeds: np.ndarray, probs: np.ndarray, levels: int = 32, max_passes: int = 16
 ) -> np.ndarray:
     """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
 
