@@ -193,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines at equal counts",
     )
     add_eval_bsds_arguments(evaluate).set_defaults(func=cmd_eval_bsds)
+
+    from .training.train_boundary import add_train_boundary_parser
+
+    add_train_boundary_parser(sub)
     return parser
 
 

@@ -112,3 +112,8 @@ def test_eval_bsds_runs_from_the_command_line(tmp_path, capsys):
     report = json.loads((out / "metrics.json").read_text())
     assert report["boundary"]["ODS"]["f"] > 0 and (out / "pr_curve.png").exists()
     assert "patch" in capsys.readouterr().out
+
+
+def test_train_boundary_reports_a_missing_config_clearly(tmp_path, capsys):
+    assert main(["train-boundary", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
