@@ -1,0 +1,495 @@
+"""Data for SubobjectLlava instruction tuning: LLaVA-style conversations, precomputed segmentations, collation.
+
+Pipeline (each step a cached ``datasets.map``; segmentation runs once per image, never per training step)::
+
+    load_conversations(source)                 # columns: image (path | PIL | None), conversations
+      -> precompute_segmentations(...)         # + label_maps (h, w) int16/int32 at label_size, num_tokens
+      -> tokenize_conversations(...)           # + input_ids, labels (-100 except assistant turns)
+      -> SubobjectCollator(...)                # pads text, loads + normalises pixels, packs per-image tensors
+
+A LLaVA JSON/JSONL record is ``{"image": "rel/path.jpg", "conversations": [{"from": "human", "value":
+"<image>\\nWhat is this?"}, {"from": "gpt", "value": "A cat."}, ...]}``; ``image`` is optional (text-only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.image_processing_backends import TorchvisionBackend
+
+from ..configuration_subobject_llava import num_image_placeholders
+from ..image_utils import load_image, to_rgb_uint8
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+SYNTHETIC_COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 40),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "white": (245, 245, 245),
+}
+SYNTHETIC_SHAPES = ("square", "circle", "triangle")
+SYNTHETIC_PROMPT = "What is in the image?"
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+class DataError(ValueError):
+    """Training data that cannot be used (missing images, broken records); the message names the problem."""
+
+
+def _read_records(path: Path) -> list[dict]:
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = json.loads(text)
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    return records
+
+
+def load_conversations(
+    path: str | os.PathLike,
+    image_folder: str | os.PathLike | None = None,
+    split: str = "train",
+    image_column: str = "image",
+    conversations_column: str = "conversations",
+    limit: int | None = None,
+):
+    """A ``datasets.Dataset`` with columns ``image`` (absolute path, PIL image or ``None``) and ``conversations``.
+
+    ``path``: a LLaVA ``.json``/``.jsonl`` file (image paths relative to ``image_folder``, default the file's
+    folder), a ``save_to_disk`` folder, or a dataset name for ``load_dataset``. Raises ``DataError`` naming
+    missing image files.
+    """
+    import datasets
+
+    path_obj = Path(path)
+    if path_obj.suffix in (".json", ".jsonl"):
+        if not path_obj.is_file():
+            raise DataError(f"conversation file {path_obj} does not exist")
+        records = _read_records(path_obj)[:limit]
+        folder = Path(image_folder) if image_folder is not None else path_obj.parent
+        images, conversations = [], []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or conversations_column not in record:
+                raise DataError(f"{path_obj}: record {i} has no {conversations_column!r} list")
+            name = record.get(image_column)
+            images.append(str((folder / name).resolve()) if name else None)
+            conversations.append(_normalise_turns(record[conversations_column], f"{path_obj}: record {i}"))
+        missing = [p for p in images if p is not None and not Path(p).is_file()]
+        if missing:
+            raise DataError(
+                f"{len(missing)} image(s) listed in {path_obj} are missing from {folder}: {', '.join(missing[:5])}"
+            )
+        return datasets.Dataset.from_dict({"image": images, "conversations": conversations})
+    if path_obj.is_dir() and (path_obj / "dataset_dict.json").exists():
+        dataset = datasets.load_from_disk(str(path_obj))[split]
+    elif path_obj.is_dir() and (path_obj / "dataset_info.json").exists():
+        dataset = datasets.load_from_disk(str(path_obj))
+    else:
+        dataset = datasets.load_dataset(str(path), split=split)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    for column in (image_column, conversations_column):
+        if column not in dataset.column_names:
+            raise DataError(f"dataset {path} has no column {column!r} (columns: {dataset.column_names})")
+    dataset = dataset.select_columns([image_column, conversations_column])
+    if image_column != "image":
+        dataset = dataset.rename_column(image_column, "image")
+    if conversations_column != "conversations":
+        dataset = dataset.rename_column(conversations_column, "conversations")
+    return dataset
+
+
+def _normalise_turns(turns: Any, where: str) -> list[dict[str, str]]:
+    """LLaVA ``{from, value}`` or chat ``{role, content}`` turns -> ``[{"from": ..., "value": ...}]``."""
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: conversations must be a non-empty list of turns")
+    out = []
+    for turn in turns:
+        speaker = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
+        value = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
+        if speaker not in ROLES or not isinstance(value, str):
+            raise DataError(
+                f"{where}: bad turn {turn!r}; expected {{'from': human|gpt|system, 'value': str}}"
+            )
+        out.append({"from": speaker, "value": value})
+    return out
+
+
+def make_synthetic_shapes(
+    out_dir: str | os.PathLike, num_images: int = 32, size: int = 64, seed: int = 0
+) -> Path:
+    """Write ``num_images`` pictures of one coloured shape on a dark background and a LLaVA JSON about them.
+
+    The answer to ``"What is in the image?"`` is e.g. ``"a red square"``. Returns the JSON path
+    (``out_dir/data.json``; images in ``out_dir/images``). Deterministic for a given seed.
+    """
+    from PIL import Image, ImageDraw
+
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    records = []
+    for i in range(num_images):
+        colour = rng.choice(sorted(SYNTHETIC_COLOURS))
+        shape = rng.choice(SYNTHETIC_SHAPES)
+        background = tuple(rng.randint(0, 60) for _ in range(3))
+        image = Image.new("RGB", (size, size), background)
+        draw = ImageDraw.Draw(image)
+        half = rng.randint(size // 5, size // 3)
+        cx, cy = rng.randint(half, size - half), rng.randint(half, size - half)
+        box = [cx - half, cy - half, cx + half, cy + half]
+        fill = SYNTHETIC_COLOURS[colour]
+        if shape == "square":
+            draw.rectangle(box, fill=fill)
+        elif shape == "circle":
+            draw.ellipse(box, fill=fill)
+        else:
+            draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
+        name = f"images/{i:04d}.png"
+        image.save(out_dir / name)
+        records.append(
+            {
+                "image": name,
+                "conversations": [
+                    {"from": "human", "value": f"<image>\n{SYNTHETIC_PROMPT}"},
+                    {"from": "gpt", "value": f"a {colour} {shape}"},
+                ],
+            }
+        )
+    path = out_dir / "data.json"
+    path.write_text(json.dumps(records, indent=1))
+    return path
+
+
+def synthetic_vocabulary() -> list[str]:
+    """Every word the synthetic data and the default chat template produce (for a tiny word-level tokenizer)."""
+    prompt_words = SYNTHETIC_PROMPT.replace("?", " ?").split()
+    return ["USER", "ASSISTANT", ":", "a", *prompt_words, *sorted(SYNTHETIC_COLOURS), *SYNTHETIC_SHAPES]
+
+
+def tiny_tokenizer(words: list[str] | None = None):
+    """A word-level ``PreTrainedTokenizerFast`` (``<pad> <s> </s> <unk>`` + ``words`` + ``<image>``), built locally.
+
+    Adds ``<s>`` in front of every text, as Llama tokenizers do. For tests, examples and smoke runs.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from ..processing_subobject_llava import add_image_token
+
+    special = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {
+        token: i for i, token in enumerate(dict.fromkeys(special + list(words or synthetic_vocabulary())))
+    }
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    backend.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    add_image_token(tokenizer)
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------ segmentation
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
+
+
+def _load_rgb(image: Any, where: str) -> np.ndarray:
+    """(H, W, 3) uint8 from a path, PIL image or array; ``DataError`` naming ``where`` if unreadable."""
+    try:
+        return load_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb_uint8(image, name=where)
+    except Exception as error:  # noqa: BLE001 - name the sample whatever went wrong
+        raise DataError(
+            f"{where}: cannot read image {image if isinstance(image, str) else ''}: {error}"
+        ) from None
+
+
+def precompute_segmentations(
+    dataset, image_processor, cache_dir: str | os.PathLike, batch_size: int = 16, num_proc: int | None = None
+):
+    """Add ``label_maps`` ((h, w) at the processor's ``label_size``; int16, or int32 above 32767 tokens; ``None``
+    for text-only samples) and ``num_tokens`` (int32, 0 without image) with one cached ``datasets.map``.
+
+    The cache file under ``cache_dir`` is named after the dataset's fingerprint and the segmentation settings,
+    so a second run (or another rank) loads it instead of segmenting again.
+    """
+    import datasets
+
+    from ..image_processing_subobject import SEGMENTATION_KEYS
+
+    settings = {key: getattr(image_processor, key) for key in SEGMENTATION_KEYS}
+    height, width = settings["label_size"]["height"], settings["label_size"]["width"]
+    dtype = "int16" if (settings["max_tokens"] or 1 << 30) <= 32767 else "int32"
+    features = dataset.features.copy()
+    features["label_maps"] = datasets.Array2D((height, width), dtype)
+    features["num_tokens"] = datasets.Value("int32")
+
+    def segment(batch: dict, indices: list[int]) -> dict:
+        present = [i for i, image in enumerate(batch["image"]) if image is not None]
+        images = [_load_rgb(batch["image"][i], f"sample {indices[i]}") for i in present]
+        maps: list[np.ndarray | None] = [None] * len(batch["image"])
+        for i, label_map in zip(present, image_processor.segment(images) if images else []):
+            maps[i] = label_map.astype(dtype)
+        batch["label_maps"] = maps
+        batch["num_tokens"] = [0 if m is None else int(m.max()) + 1 for m in maps]
+        return batch
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _digest(dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items()))
+    return dataset.map(
+        segment,
+        batched=True,
+        batch_size=batch_size,
+        with_indices=True,
+        features=features,
+        num_proc=num_proc,
+        cache_file_name=str(cache_dir / f"segmentations-{key}.arrow"),
+        new_fingerprint=f"segmentations-{key}",
+        desc="segmenting images (once)",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def conversation_messages(turns: list[dict], has_image: bool, image_token: str, where: str) -> list[dict]:
+    """LLaVA turns -> chat messages with typed content; ``image_token`` in user text becomes an image part.
+
+    An image without any ``image_token`` in the text goes in front of the first user turn (LLaVA's rule).
+    """
+    messages, images_seen = [], 0
+    for turn in turns:
+        role = ROLES[turn["from"]]
+        text = turn["value"]
+        count = text.count(image_token)
+        images_seen += count
+        text = text.replace(image_token, "").strip() if count else text
+        parts = [{"type": "image"}] * count + [{"type": "text", "text": text}]
+        messages.append({"role": role, "content": parts})
+    if has_image and images_seen == 0:
+        first_user = next((m for m in messages if m["role"] == "user"), None)
+        if first_user is None:
+            raise DataError(f"{where}: has an image but no user turn to put it in")
+        first_user["content"].insert(0, {"type": "image"})
+        images_seen = 1
+    if images_seen != int(has_image):
+        raise DataError(
+            f"{where}: the text has {images_seen} {image_token} tokens but the sample has {int(has_image)} image(s)"
+        )
+    if not any(m["role"] == "assistant" for m in messages):
+        raise DataError(f"{where}: no assistant (gpt) turn to learn from")
+    return messages
+
+
+def tokenize_conversation(
+    processor, messages: list[dict], num_tokens: int, max_length: int | None, where: str
+) -> tuple[list[int], list[int]] | None:
+    """Token ids and labels for one conversation, the image token expanded to ``num_tokens + 2`` placeholders.
+
+    Labels are ``-100`` everywhere except the tokens of assistant turns (and an end-of-sequence token after
+    each, added if the chat template does not emit one). Returns ``None`` when ``max_length`` would cut into
+    the image placeholders or leave no assistant token.
+    """
+    tokenizer = processor.tokenizer
+
+    def render(msgs: list[dict], generation_prompt: bool) -> str:
+        return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt)
+
+    text = render(messages, False)
+    spans = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before, through = render(messages[:k], True), render(messages[: k + 1], False)
+        if not (through.startswith(before) and text.startswith(through)):
+            raise DataError(
+                f"{where}: the chat template does not render conversations prefix by prefix, so assistant turns "
+                "cannot be located for the loss mask; use a template like DEFAULT_CHAT_TEMPLATE"
+            )
+        spans.append((len(before), len(through)))
+    encoding = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    eos = tokenizer.eos_token_id
+    out_ids: list[int] = []
+    labels: list[int] = []
+    span_of = [next((s for s, (a, b) in enumerate(spans) if a <= start < b and end > start), None)
+               for start, end in offsets]  # fmt: skip
+    for j, (token, span) in enumerate(zip(ids, span_of)):
+        if token == processor.image_token_id:
+            count = int(num_image_placeholders(num_tokens))
+            out_ids += [token] * count
+            labels += [IGNORE_INDEX] * count
+            continue
+        out_ids.append(token)
+        labels.append(token if span is not None else IGNORE_INDEX)
+        last_of_span = span is not None and (j + 1 == len(ids) or span_of[j + 1] != span)
+        if last_of_span and token != eos and eos is not None:
+            out_ids.append(eos)
+            labels.append(eos)
+    if max_length is not None and len(out_ids) > max_length:
+        image_positions = [i for i, t in enumerate(out_ids) if t == processor.image_token_id]
+        if image_positions and image_positions[-1] >= max_length:
+            return None
+        out_ids, labels = out_ids[:max_length], labels[:max_length]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return out_ids, labels
+
+
+def tokenize_conversations(
+    dataset, processor, max_length: int | None, cache_dir: str | os.PathLike, num_proc: int | None = None
+):
+    """Add ``input_ids`` and ``labels`` (see :func:`tokenize_conversation`), drop ``conversations`` and the
+    samples that do not fit ``max_length`` (logged). Cached under ``cache_dir`` like the segmentations."""
+    image_token = processor.image_token
+
+    def tokenize(sample: dict, index: int) -> dict:
+        where = f"sample {index}"
+        messages = conversation_messages(
+            sample["conversations"], sample["image"] is not None, image_token, where
+        )
+        result = tokenize_conversation(processor, messages, sample["num_tokens"], max_length, where)
+        ids, labels = result if result is not None else ([], [])
+        return {"input_ids": ids, "labels": labels}
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = processor.tokenizer
+    vocabulary = (
+        tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else len(tokenizer)
+    )
+    key = _digest(dataset._fingerprint, vocabulary, processor.chat_template, image_token, max_length)
+    tokenized = dataset.map(
+        tokenize,
+        with_indices=True,
+        remove_columns=["conversations"],
+        num_proc=num_proc,
+        cache_file_name=str(cache_dir / f"tokens-{key}.arrow"),
+        new_fingerprint=f"tokens-{key}",
+        desc="tokenizing conversations",
+    )
+    kept = tokenized.filter(
+        lambda ids: len(ids) > 0,
+        input_columns="input_ids",
+        cache_file_name=str(cache_dir / f"tokens-{key}-kept.arrow"),
+        new_fingerprint=f"tokens-{key}-kept",
+    )
+    dropped = len(tokenized) - len(kept)
+    if dropped:
+        logger.warning(
+            f"dropped {dropped} of {len(tokenized)} samples: image tokens beyond max_length={max_length}"
+        )
+    if len(kept) == 0:
+        raise DataError(f"no training sample fits max_length={max_length} with its image tokens")
+    return kept
+
+
+# ------------------------------------------------------------------------------------------- collation
+
+
+class _PixelProcessor(TorchvisionBackend):
+    """Resize/rescale/normalise exactly as a ``SubobjectImageProcessor`` does, without segmenting."""
+
+    model_input_names = ["pixel_values"]
+
+
+def pixel_processor(image_processor) -> TorchvisionBackend:
+    """An image processor with ``image_processor``'s resize/normalisation settings that only makes pixels."""
+    keys = (
+        "size",
+        "resample",
+        "default_to_square",
+        "do_resize",
+        "do_rescale",
+        "rescale_factor",
+        "do_normalize",
+        "image_mean",
+        "image_std",
+        "do_center_crop",
+        "crop_size",
+        "do_convert_rgb",
+    )
+    settings = {
+        key: getattr(image_processor, key) for key in keys if getattr(image_processor, key, None) is not None
+    }
+    return _PixelProcessor(**settings)
+
+
+class SubobjectCollator:
+    """Pads text and packs the images of a batch for ``SubobjectLlavaForConditionalGeneration``.
+
+    Each feature holds ``input_ids``/``labels`` (lists), ``image`` (path, PIL or ``None``), ``label_maps``
+    ((h, w) or ``None``) and ``num_tokens``. Returns ``input_ids``/``attention_mask``/``labels`` (B, L)
+    (right padding; labels -100 on padding) and, if any sample has an image, ``pixel_values`` (N, 3, H, W)
+    float32, ``label_maps`` (N, h, w) int64 and ``num_tokens`` (N,) int64 for those N images in batch order.
+    """
+
+    def __init__(self, image_processor, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pixels = pixel_processor(image_processor)
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = len(features)
+        input_ids = torch.full((batch, length), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch, length), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((batch, length), dtype=torch.long)
+        for i, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[i, :n] = torch.as_tensor(feature["input_ids"])
+            labels[i, :n] = torch.as_tensor(feature["labels"])
+            attention_mask[i, :n] = 1
+        out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        with_image = [f for f in features if f.get("image") is not None]
+        if with_image:
+            images = [_load_rgb(f["image"], "batch image") for f in with_image]
+            tensors = [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in images]
+            out["pixel_values"] = self.pixels(tensors, return_tensors="pt")["pixel_values"]
+            out["label_maps"] = torch.stack(
+                [torch.as_tensor(np.asarray(f["label_maps"])) for f in with_image]
+            ).long()
+            out["num_tokens"] = torch.tensor([int(f["num_tokens"]) for f in with_image], dtype=torch.long)
+        return out
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "DataError",
+    "SubobjectCollator",
+    "conversation_messages",
+    "load_conversations",
+    "make_synthetic_shapes",
+    "pixel_processor",
+    "precompute_segmentations",
+    "synthetic_vocabulary",
+    "tiny_tokenizer",
+    "tokenize_conversation",
+    "tokenize_conversations",
+]
