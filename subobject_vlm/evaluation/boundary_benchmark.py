@@ -62,7 +62,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
 
     Gives exactly ``skimage.morphology.thin(bmap)`` (Guo-Hall, two parallel sub-iterations until nothing
     changes), but only re-examines pixels next to a deletion, so a dense map costs O(foreground) work
-    instead of O(H*W) per iteration (10-20x faster on low thresholds of a boundary map).
+    instead of O(H*W) per iteration (measured on a BSDS image: 2x faster at threshold 0.1, 17x at 0.01).
 
     Args:
         bmap: ``(H, W)`` array, nonzero = foreground.

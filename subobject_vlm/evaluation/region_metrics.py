@@ -76,13 +76,17 @@ def segmentation_boundary_counts(
 
 
 def _tolerance_hits(
-    label_map: np.ndarray, gt_boundaries: np.ndarray | Sequence[np.ndarray], tolerance: float
+    label_map: np.ndarray,
+    gt_boundaries: np.ndarray | Sequence[np.ndarray],
+    tolerance: float,
+    seg: np.ndarray | None = None,
 ) -> tuple[int, int, int, int]:
-    """``(GT pixels within tolerance, GT pixels, seg pixels within tolerance of any GT, seg pixels)``."""
+    """``(GT pixels within tolerance, GT pixels, seg pixels within tolerance of any GT, seg pixels)``;
+    ``seg``: the label map's thinned boundaries if already computed."""
     label_map = np.asarray(label_map)
     gts = [g.astype(bool) for g in _as_list(gt_boundaries)]
     _check_shapes(label_map, gts, "ground-truth boundary")
-    seg = thin(segmentation_boundaries(label_map))
+    seg = thin(segmentation_boundaries(label_map)) if seg is None else seg
     to_seg = ndi.distance_transform_edt(~seg) if seg.any() else np.full(seg.shape, np.inf)
     hits = sum(int((to_seg[g] <= tolerance).sum()) for g in gts)
     total = sum(int(g.sum()) for g in gts)
@@ -224,11 +228,13 @@ def segmentation_metrics(
         ``[cntR, sumR, cntP, sumP]`` list for pooling over a dataset.
     """
     label_map = np.asarray(label_map)
-    counts = segmentation_boundary_counts(label_map, gt_boundaries, max_dist)
-    cnt_r, sum_r, cnt_p, sum_p = (int(c) for c in counts)
+    gts = [g.astype(bool) for g in _as_list(gt_boundaries)]
+    _check_shapes(label_map, gts, "ground-truth boundary")
+    seg = thin(segmentation_boundaries(label_map))
+    cnt_r, sum_r, cnt_p, sum_p = (int(c) for c in boundary_counts(seg, gts, max_dist))
     recall = cnt_r / sum_r if sum_r else 0.0
     precision = cnt_p / sum_p if sum_p else 0.0
-    hits, total, near, size = _tolerance_hits(label_map, gt_boundaries, tolerance)
+    hits, total, near, size = _tolerance_hits(label_map, gts, tolerance, seg)
     gts = _as_list(gt_segmentations)
     _check_shapes(label_map, gts, "ground-truth segmentation")
     tables = [contingency(label_map, gt) for gt in gts]
