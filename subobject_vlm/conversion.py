@@ -1,0 +1,254 @@
+"""Build a SubobjectLlava checkpoint from a llava-hf ``LlavaForConditionalGeneration`` checkpoint.
+
+>>> convert_llava_checkpoint("llava-hf/llava-1.5-7b-hf", "checkpoints/subobject-llava-1.5-7b", max_tokens=64)
+
+``subobject-vlm convert SRC DST``. The vision tower and the language model (with its head) are copied
+weight for weight; the new :class:`MaskPooledEmbedding` replaces LLaVA's patch projector. Its input is
+``[content (C), box (4), shape (R*R)]`` where the content is the mean of the same CLIP features LLaVA projected
+patch by patch, so with ``reuse_projector`` (default, when the shapes allow) its first layer takes LLaVA's
+``linear_1`` on the content columns (zeros on the box/shape columns) and its last layer LLaVA's ``linear_2``:
+a region token then starts as LLaVA's projection of the region's mean feature. Otherwise the embedding is
+initialised at random with a last layer scaled to the word embeddings. The start/end-of-image vectors are
+drawn with the word embeddings' mean and spread. Tokenizer, chat template and an equivalent image processor
+(the source CLIP processor's size, mean, std and resampling) are saved with the model as safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .configuration_subobject_llava import SubobjectLlavaConfig
+from .embedding import MaskPooledEmbedding
+
+_DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_PROJECTOR_PREFIX = "model.multi_modal_projector."
+_NEW_PREFIXES = (_PROJECTOR_PREFIX, "model.image_boundary_embeddings.")
+
+
+def _subobject_config(source_config, max_tokens: int, shape_resolution: int) -> SubobjectLlavaConfig:
+    feature_layer = source_config.vision_feature_layer
+    if not isinstance(feature_layer, int):
+        raise ValueError(
+            f"only a single vision_feature_layer is supported, the source uses {feature_layer!r}"
+        )
+    if source_config.vision_feature_select_strategy not in ("default", "full"):
+        raise ValueError(
+            f"unknown vision_feature_select_strategy {source_config.vision_feature_select_strategy!r}"
+        )
+    return SubobjectLlavaConfig(
+        vision_config=source_config.vision_config.to_dict(),
+        text_config=source_config.text_config.to_dict(),
+        feature_layer=feature_layer,
+        image_token_index=source_config.image_token_index,
+        max_tokens_per_image=max_tokens,
+        shape_resolution=shape_resolution,
+        projector_depth=2,
+        projector_hidden_act=source_config.projector_hidden_act
+        if source_config.projector_hidden_act in ("gelu", "relu", "silu")
+        else "gelu",
+        tie_word_embeddings=bool(getattr(source_config, "tie_word_embeddings", False)),
+    )
+
+
+def init_embedding(
+    embedding: MaskPooledEmbedding,
+    word_embeddings: torch.Tensor,
+    source_projector: dict[str, torch.Tensor] | None = None,
+) -> bool:
+    """Initialise ``embedding`` in place; returns whether the LLaVA projector weights were reused.
+
+    Args:
+        embedding: a two-layer :class:`MaskPooledEmbedding` (``Linear(C + 4 + R*R, D) -> act -> Linear(D, D)``).
+        word_embeddings: (V, D) the language model's input embeddings (sets the output scale).
+        source_projector: LLaVA's ``linear_1.{weight,bias}`` (D, C) and ``linear_2.{weight,bias}`` (D, D), or None.
+    """
+    first, last = embedding.projector[0], embedding.projector[-1]
+    channels = embedding.in_channels
+    with torch.no_grad():
+        reusable = (
+            source_projector is not None
+            and len(embedding.projector) == 3
+            and source_projector["linear_1.weight"].shape == (first.out_features, channels)
+            and source_projector["linear_2.weight"].shape == tuple(last.weight.shape)
+        )
+        if reusable:
+            first.weight.zero_()
+            first.weight[:, :channels] = source_projector["linear_1.weight"]
+            first.bias.copy_(source_projector["linear_1.bias"])
+            last.weight.copy_(source_projector["linear_2.weight"])
+            last.bias.copy_(source_projector["linear_2.bias"])
+            return True
+        for layer in embedding.projector:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.xavier_uniform_(layer.weight)
+                torch.nn.init.zeros_(layer.bias)
+        # outputs about as large as word embeddings: scale the last layer by their std
+        last.weight.mul_(float(word_embeddings.float().std()) / max(float(last.weight.std()), 1e-8) / 10)
+    return False
+
+
+def convert_llava_checkpoint(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    max_tokens: int = 256,
+    shape_resolution: int = 8,
+    label_size: int | None = None,
+    boundary_model: str = "default",
+    reuse_projector: bool = True,
+    dtype: str = "auto",
+    seed: int = 0,
+) -> Path:
+    """Convert a llava-hf checkpoint (hub id or local folder) into a SubobjectLlava checkpoint at ``dst``.
+
+    Args:
+        src: ``LlavaForConditionalGeneration`` checkpoint with its processor (e.g. ``llava-hf/llava-1.5-7b-hf``).
+        dst: output folder (created): ``config.json``, ``model*.safetensors``, tokenizer, processor files.
+        max_tokens: regions per image (image processor budget and ``max_tokens_per_image``).
+        shape_resolution: R, side of the region shape picture.
+        label_size: side of the label maps (default: the image size).
+        boundary_model: the image processor's boundary model (``default``, a DirectSAM id/path, a baseline).
+        reuse_projector: start the embedding from LLaVA's projector (see the module docstring).
+        dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
+        seed: seed of the new parameters' initialisation.
+
+    Raises ``ValueError`` when the source weights do not cover the new model exactly (anything missing,
+    misshaped or left over other than LLaVA's projector).
+    """
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from . import processing_subobject_llava  # noqa: F401 - registers AutoProcessor
+    from .image_processing_subobject import SubobjectImageProcessor
+    from .modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
+    from .processing_subobject_llava import SubobjectLlavaProcessor
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    source = LlavaForConditionalGeneration.from_pretrained(
+        str(src), dtype=_DTYPES[dtype], use_safetensors=True
+    )
+    source_processor = AutoProcessor.from_pretrained(str(src))
+    config = _subobject_config(source.config, max_tokens, shape_resolution)
+    weight_dtype = next(source.parameters()).dtype
+    config.dtype = weight_dtype
+
+    with torch.device("meta"):
+        expected = SubobjectLlavaForConditionalGeneration(config).state_dict()
+    source_state = source.state_dict()
+    state = {k: v for k, v in source_state.items() if not k.startswith(_PROJECTOR_PREFIX)}
+    leftover = sorted(k for k in state if k not in expected)
+    missing = sorted(k for k in expected if k not in state and not k.startswith(_NEW_PREFIXES))
+    misshaped = sorted(k for k in state if k in expected and expected[k].shape != state[k].shape)
+    if leftover or missing or misshaped:
+        raise ValueError(
+            f"{src} does not map onto SubobjectLlava: missing {missing[:8]}, unexpected {leftover[:8]}, "
+            f"misshaped {misshaped[:8]}"
+        )
+
+    torch.manual_seed(seed)
+    hidden = config.text_config.hidden_size
+    embedding = MaskPooledEmbedding(
+        config.vision_config.hidden_size,
+        hidden,
+        shape_resolution=shape_resolution,
+        projector_depth=config.projector_depth,
+        projector_hidden_size=config.projector_hidden_size,
+        projector_hidden_act=config.projector_hidden_act,
+    )
+    word_embeddings = source.get_input_embeddings().weight
+    llava_projector = {
+        k[len(_PROJECTOR_PREFIX) :]: v.float()
+        for k, v in source_state.items()
+        if k.startswith(_PROJECTOR_PREFIX)
+    }
+    init_embedding(embedding, word_embeddings, llava_projector if reuse_projector else None)
+    for name, tensor in embedding.state_dict().items():
+        state[f"{_PROJECTOR_PREFIX}{name}"] = tensor.to(weight_dtype)
+    words = word_embeddings.float()
+    boundary = words.mean(0) + torch.randn(2, hidden) * words.std(0)  # (2, D) start, end
+    state["model.image_boundary_embeddings.weight"] = boundary.to(weight_dtype)
+    absent = sorted(set(expected) - set(state))
+    if absent:  # pragma: no cover - guarded by the checks above
+        raise ValueError(f"internal error: no weights for {absent}")
+
+    with torch.device("meta"):
+        model = SubobjectLlavaForConditionalGeneration(config)
+    model.load_state_dict(state, assign=True, strict=True)  # shares the source tensors: no second copy
+    dst = Path(dst)
+    model.save_pretrained(dst, safe_serialization=True)
+
+    clip = source_processor.image_processor
+    crop = getattr(clip, "crop_size", None) or {}
+    side = crop.get("height") or config.vision_config.image_size
+    image_processor = SubobjectImageProcessor(
+        size={"height": side, "width": side},
+        label_size={"height": label_size or side, "width": label_size or side},
+        image_mean=list(clip.image_mean),
+        image_std=list(clip.image_std),
+        resample=clip.resample,
+        max_tokens=max_tokens,
+        boundary_model=boundary_model,
+    )
+    tokenizer = source_processor.tokenizer
+    processor = SubobjectLlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=source_processor.chat_template,
+        image_token=getattr(source_processor, "image_token", "<image>"),
+    )
+    if processor.image_token_id != config.image_token_id:
+        raise ValueError(
+            f"tokenizer image token id {processor.image_token_id} != source image_token_index {config.image_token_id}"
+        )
+    processor.save_pretrained(dst)
+    return dst
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``subobject-vlm convert SRC DST``; pair with ``parser.set_defaults(func=cmd_convert)``."""
+    parser.add_argument("src", help="llava-hf checkpoint: hub id (e.g. llava-hf/llava-1.5-7b-hf) or folder")
+    parser.add_argument("dst", help="output folder for the SubobjectLlava checkpoint")
+    parser.add_argument("--max-tokens", type=int, default=256, help="regions per image (default 256)")
+    parser.add_argument("--shape-resolution", type=int, default=8, help="side of the region shape picture")
+    parser.add_argument("--label-size", type=int, default=None, help="label map side (default: image size)")
+    parser.add_argument("--boundary-model", default="default", help="image processor boundary model")
+    parser.add_argument("--dtype", default="auto", choices=sorted(_DTYPES), help="weights dtype")
+    parser.add_argument(
+        "--no-reuse-projector",
+        dest="reuse_projector",
+        action="store_false",
+        help="initialise the region embedding at random instead of from LLaVA's projector",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Run ``subobject-vlm convert``; prints the output folder. Exit status 2 on a bad source or option."""
+    if args.max_tokens < 1:
+        print("error: --max-tokens must be a positive integer", file=sys.stderr)
+        return 2
+    try:
+        dst = convert_llava_checkpoint(
+            args.src,
+            args.dst,
+            max_tokens=args.max_tokens,
+            shape_resolution=args.shape_resolution,
+            label_size=args.label_size,
+            boundary_model=args.boundary_model,
+            reuse_projector=args.reuse_projector,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(dst)
+    return 0
+
+
+__all__ = ["add_convert_arguments", "cmd_convert", "convert_llava_checkpoint", "init_embedding"]

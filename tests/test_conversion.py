@@ -1,0 +1,156 @@
+"""Conversion of a llava-hf LlavaForConditionalGeneration checkpoint (built and saved here) to SubobjectLlava."""
+
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from subobject_vlm.conversion import add_convert_arguments, cmd_convert, convert_llava_checkpoint
+from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
+from subobject_vlm.processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
+from subobject_vlm.training.vlm_data import tiny_tokenizer
+
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    """A tiny random llava-hf checkpoint in the hub format (safetensors + LlavaProcessor)."""
+    tokenizer = tiny_tokenizer()
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("llava-hf")
+    LlavaForConditionalGeneration(config).save_pretrained(path)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=MEAN, image_std=STD
+    )
+    LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        chat_template=DEFAULT_CHAT_TEMPLATE,
+    ).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(llava_dir, tmp_path_factory):
+    return convert_llava_checkpoint(
+        llava_dir, tmp_path_factory.mktemp("subobject"), max_tokens=8, boundary_model="gradient"
+    )
+
+
+def test_writes_a_safetensors_checkpoint_loadable_with_the_auto_classes(converted):
+    assert (converted / "model.safetensors").is_file() and not list(converted.glob("*.bin"))
+    model = AutoModelForImageTextToText.from_pretrained(converted)
+    assert isinstance(model, SubobjectLlavaForConditionalGeneration)
+    assert isinstance(AutoProcessor.from_pretrained(converted), SubobjectLlavaProcessor)
+    assert model.config.max_tokens_per_image == 8
+
+
+def test_vision_tower_and_language_model_weights_are_copied_exactly(llava_dir, converted):
+    source = LlavaForConditionalGeneration.from_pretrained(llava_dir).state_dict()
+    with safe_open(converted / "model.safetensors", "pt") as saved:
+        keys = set(saved.keys())
+        copied = [k for k in source if not k.startswith("model.multi_modal_projector.")]
+        for key in copied:
+            assert torch.equal(saved.get_tensor(key), source[key]), key
+    new = {k for k in keys if k not in source}
+    assert new == {
+        "model.multi_modal_projector.projector.0.weight",
+        "model.multi_modal_projector.projector.0.bias",
+        "model.multi_modal_projector.projector.2.weight",
+        "model.multi_modal_projector.projector.2.bias",
+        "model.image_boundary_embeddings.weight",
+    }
+
+
+def test_a_region_token_starts_as_llavas_projection_of_the_regions_mean_feature(llava_dir, converted):
+    source = LlavaForConditionalGeneration.from_pretrained(llava_dir).eval()
+    model = AutoModelForImageTextToText.from_pretrained(converted).eval()
+    pixels = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    whole_image = torch.zeros(1, 32, 32, dtype=torch.long)  # one region: the mean of all patch features
+    with torch.no_grad():
+        token = model.get_image_features(pixels, whole_image).image_tokens  # (1, D)
+        hidden = source.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
+        expected = source.model.multi_modal_projector(hidden.mean(1))
+    torch.testing.assert_close(token, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_random_projector_init_when_reuse_is_off(llava_dir, tmp_path):
+    out = convert_llava_checkpoint(llava_dir, tmp_path / "fresh", max_tokens=8, reuse_projector=False)
+    with safe_open(out / "model.safetensors", "pt") as saved:
+        first = saved.get_tensor("model.multi_modal_projector.projector.0.weight")
+    assert first[:, 32:].abs().sum() > 0  # box and shape columns are not zero
+
+
+def test_image_processor_takes_the_source_clip_size_mean_and_std(converted):
+    image_processor = AutoProcessor.from_pretrained(converted).image_processor
+    assert (image_processor.size["height"], image_processor.size["width"]) == (32, 32)
+    assert list(image_processor.image_mean) == MEAN and list(image_processor.image_std) == STD
+    assert (image_processor.max_tokens, image_processor.boundary_model) == (8, "gradient")
+
+
+def test_converted_model_generates_from_processor_inputs(converted):
+    processor = AutoProcessor.from_pretrained(converted)
+    model = AutoModelForImageTextToText.from_pretrained(converted).eval()
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[:, 24:] = 200
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the image?"}]}
+    ]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=image, text=prompt, return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=2, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_cli_convert_reports_a_missing_source_and_exits_2(tmp_path, capsys):
+    parser = add_convert_arguments(argparse.ArgumentParser())
+    args = parser.parse_args([str(tmp_path / "nowhere"), str(tmp_path / "out")])
+    assert cmd_convert(args) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_convert_writes_the_checkpoint(llava_dir, tmp_path, capsys):
+    parser = add_convert_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(
+        [str(llava_dir), str(tmp_path / "out"), "--max-tokens", "4", "--dtype", "bfloat16"]
+    )
+    assert cmd_convert(args) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
+    assert model.dtype == torch.bfloat16 and os.path.exists(tmp_path / "out" / "processor_config.json")
