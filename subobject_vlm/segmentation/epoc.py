@@ -53,57 +53,73 @@ def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
     return seed_ids[nearest.ravel() - 1].reshape(seeds.shape)
 
 
-def _assign_watershed(
-    seeds: np.ndarray, probs: np.ndarray, levels: int = 32, max_passes: int = 16
-) -> np.ndarray:
+def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) -> np.ndarray:
     """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
 
-    The probabilities are quantised into ``levels`` flooding levels; within a level the flood advances one
-    pixel ring per vectorised pass over the still-unlabelled pixels of that level, each pixel taking the
-    label of its lowest labelled 4-neighbour (probabilities compared at 8 bits). After ``max_passes``
-    passes (plateaus) the rest of a level is carried on to the next; whatever the last level leaves after
-    ``64 * max_passes`` passes (a huge plateau) goes to the nearest labelled pixel. Work is done on a grid
-    padded by one pixel, so neighbours need no bounds checks. ``seeds`` (int32) is overwritten with the result.
+    Probabilities are quantised to ``levels`` flooding levels (``levels <= 254``). At level ``k``, the
+    unlabelled pixels of that level touching a labelled pixel are labelled first; then the flood spreads
+    breadth-first from the pixels just labelled into unlabelled neighbours of level ``<= k``. Each pixel
+    takes the label of its lowest labelled 4-neighbour (probabilities compared at 8 bits). Every step is
+    vectorised over the current frontier, so the total work is O(boundary pixels); the grid is padded by
+    one pixel so neighbours need no bounds checks. ``seeds`` (int32, 0 = unlabelled) is overwritten with
+    the result.
     """
     height, width = seeds.shape
     padded_w = width + 2
-    labels = np.zeros((height + 2, padded_w), dtype=np.int32)  # (H+2, W+2), border stays 0 = unlabelled
+    labels = np.zeros((height + 2, padded_w), dtype=np.int32)  # (H+2, W+2), 0 = unlabelled
     labels[1:-1, 1:-1] = seeds
     labels = labels.ravel()
     quantised = np.zeros((height + 2, padded_w), dtype=np.uint8)  # (H+2, W+2) probs at 8 bits
     quantised[1:-1, 1:-1] = cv2.convertScaleAbs(probs, alpha=255.0)  # saturating, no float temporary
     quantised = quantised.ravel()
+    done = 255  # state of labelled pixels and of the padding: never a candidate
+    state = np.full((height + 2, padded_w), done, dtype=np.uint8)  # (H+2, W+2) flooding level or `done`
+    level = quantised.reshape(height + 2, padded_w)[1:-1, 1:-1].astype(np.uint16) * levels // 256
+    state[1:-1, 1:-1] = np.where(seeds == 0, level, done)
+    del level
+    state = state.ravel()
     index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
-    todo = np.flatnonzero(labels[padded_w:-padded_w] == 0).astype(index_dtype) + padded_w  # interior rows
-    col = todo % padded_w
-    todo = todo[(col > 0) & (col < padded_w - 1)]  # (U,) flat padded indices of boundary pixels
-    level = (quantised[todo].astype(np.uint16) * levels // 256).astype(np.uint8)  # (U,) uint8: radix sort
-    order = np.argsort(level, kind="stable")
-    todo, level = todo[order], level[order]
-    starts = np.searchsorted(level, np.arange(levels + 1))
+    todo = np.flatnonzero(state != done).astype(index_dtype)  # (U,) boundary pixels, padded flat indices
+    todo_level = state[todo]
+    order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
+    todo, todo_level = todo[order], todo_level[order]
+    starts = np.searchsorted(todo_level, np.arange(levels + 1))
+    offsets = np.array([-padded_w, padded_w, -1, 1], dtype=index_dtype)
+    owner = np.empty(labels.size, dtype=index_dtype)  # scratch for de-duplicating frontiers
     never = np.iinfo(np.int64).max
-    pending = todo[:0]
+
+    def lowest_labelled_neighbour(cand: np.ndarray) -> np.ndarray:
+        best = np.full(cand.size, never, dtype=np.int64)  # (m,) key = quantised prob << 32 | label
+        for offset in offsets:
+            nbr = cand + offset
+            nbr_label = labels[nbr]
+            key = (quantised[nbr].astype(np.int64) << 32) | nbr_label
+            key[nbr_label == 0] = never
+            np.minimum(best, key, out=best)
+        return best
+
     for k in range(levels):
-        cand = np.concatenate([pending, todo[starts[k] : starts[k + 1]]])
-        for _ in range(max_passes if k < levels - 1 else 64 * max_passes):
-            if cand.size == 0:
+        cand = todo[starts[k] : starts[k + 1]]
+        cand = cand[state[cand] != done]
+        if cand.size == 0:
+            continue
+        best = lowest_labelled_neighbour(cand)
+        reached = best != never
+        frontier = cand[reached]
+        labels[frontier] = (best[reached] & 0xFFFFFFFF).astype(np.int32)
+        state[frontier] = done
+        while frontier.size:
+            nbr = (frontier[:, None] + offsets[None, :]).ravel()  # (4f,)
+            nbr = nbr[state[nbr] <= k]  # unlabelled, at this level or a lower one left behind
+            if nbr.size == 0:
                 break
-            best = np.full(cand.size, never, dtype=np.int64)  # (m,) key = quantised prob << 32 | label
-            for offset in (-padded_w, padded_w, -1, 1):
-                nbr = cand + offset
-                nbr_label = labels[nbr]
-                key = (quantised[nbr].astype(np.int64) << 32) | nbr_label
-                key[nbr_label == 0] = never
-                np.minimum(best, key, out=best)
-            reached = best != never
-            if not reached.any():
-                break
-            labels[cand[reached]] = (best[reached] & 0xFFFFFFFF).astype(np.int32)
-            cand = cand[~reached]
-        pending = cand
+            position = np.arange(nbr.size, dtype=index_dtype)
+            owner[nbr] = position
+            nbr = nbr[owner[nbr] == position]  # each pixel once
+            labels[nbr] = (lowest_labelled_neighbour(nbr) & 0xFFFFFFFF).astype(np.int32)
+            state[nbr] = done
+            frontier = nbr
     seeds[...] = labels.reshape(height + 2, padded_w)[1:-1, 1:-1]  # reuse the seeds' memory for the result
-    if pending.size:
-        return _assign_nearest(seeds)
     return seeds
 
 
