@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import time
 from pathlib import Path
 
@@ -29,6 +31,12 @@ def sobel_lab_probs(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
         gx, gy = ndi.sobel(lab[..., c], axis=1), ndi.sobel(lab[..., c], axis=0)
         magnitude = np.maximum(magnitude, np.hypot(gx, gy))
     return np.clip(magnitude / (np.percentile(magnitude, 99) + 1e-6), 0.0, 1.0)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the pool's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def compare_matchers(samples, probs, thresholds=(0.1, 0.3, 0.5, 0.7)) -> dict:
@@ -74,7 +82,7 @@ def main() -> None:
     start = time.perf_counter()
     probs = [sobel_lab_probs(load_image(s.image_path)) for s in samples]
     probs_seconds = time.perf_counter() - start
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     result = benchmark_boundaries(
         probs,
         [s.boundaries for s in samples],
@@ -83,6 +91,8 @@ def main() -> None:
         names=[s.name for s in samples],
     )
     bench_seconds = time.perf_counter() - start
+    cpu_seconds = _cpu_seconds() - cpu_start
+    load = os.getloadavg()[0]
     report = {
         "split": args.split,
         "images": len(samples),
@@ -93,11 +103,14 @@ def main() -> None:
         "R50": result["R50"],
         "seconds_boundary_maps": round(probs_seconds, 2),
         "seconds_benchmark": round(bench_seconds, 2),
+        "cpu_seconds_benchmark": round(cpu_seconds, 2),
+        "load_average_1min_after": round(load, 2),
     }
     print(
         f"{len(samples)} images, {args.thresholds} thresholds: ODS {result['ODS']['f']:.4f}  "
         f"OIS {result['OIS']['f']:.4f}  AP {result['AP']:.4f}  R50 {result['R50']:.4f}  "
-        f"benchmark wall time {bench_seconds:.1f} s"
+        f"benchmark wall time {bench_seconds:.1f} s, CPU time {cpu_seconds:.1f} s (all processes), "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
     )
     if args.matchers:
         try:

@@ -154,8 +154,9 @@ def maximum_matching(
         mate_left[:] = initial
         matched = np.flatnonzero(mate_left >= 0)
         mate_right[mate_left[matched]] = matched
-    rows, cols = np.nonzero(neighbours >= 0)  # all edges, grouped by row, in column order
-    right = neighbours[rows, cols]
+    valid = neighbours >= 0
+    rows, cols = np.nonzero(valid)  # all edges, grouped by row, in column order
+    right = neighbours[valid].astype(np.int64)
     # greedy, nearest pairs first: column by column over the edges whose ends are both free
     # (if two left vertices claim one right vertex in a column, one wins; never when columns are translations)
     free_edge = np.flatnonzero((mate_left[rows] < 0) & (mate_right[right] < 0))
@@ -180,8 +181,9 @@ def maximum_matching(
         return mate_left, mate_right
     # augmenting phases only need each row's candidates: pack them to the front
     column = np.arange(rows.size) - (np.cumsum(degree) - degree)[rows]
-    packed = np.full((num_left, int(degree.max())), -1, dtype=np.int64)
-    packed[rows, column] = right
+    width = int(degree.max())
+    packed = np.full((num_left, width), -1, dtype=np.int64)
+    packed.ravel()[rows * width + column] = right
     while free.size and _augment(packed, mate_left, mate_right, free):
         free = free[mate_left[free] < 0]
     return mate_left, mate_right
@@ -249,7 +251,7 @@ class _Annotation:
         ys, xs = np.divmod(self.pixels, width)
         index[ys + self.pad, xs + self.pad] = np.arange(self.pixels.size, dtype=np.int32)
         self.index = index.ravel()
-        self.flat_offsets = offsets[:, 0] * self.width_padded + offsets[:, 1]
+        self.flat_offsets = (offsets[:, 0] * self.width_padded + offsets[:, 1]).astype(np.int32)
         kernel = np.zeros((2 * self.pad + 1, 2 * self.pad + 1), dtype=np.uint8)
         kernel[offsets[:, 0] + self.pad, offsets[:, 1] + self.pad] = 1
         self.reach = cv2.dilate(gt.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
@@ -267,7 +269,7 @@ class _Annotation:
         near = np.flatnonzero(self.reach[pred_pixels]) if self.pixels.size else np.zeros(0, np.int64)
         if near.size:
             ys, xs = np.divmod(pred_pixels[near], width)
-            base = (ys + self.pad) * self.width_padded + xs + self.pad
+            base = ((ys + self.pad) * self.width_padded + xs + self.pad).astype(np.int32)
             initial = self.previous[pred_pixels[near]] if warm_start and self.previous is not None else None
             mate[near], _ = maximum_matching(
                 self.index[base[:, None] + self.flat_offsets], self.pixels.size, initial
