@@ -1,7 +1,7 @@
 """subobject_vlm: subobject-level image tokenization (DirectSAM + EPOC) for Hugging Face VLMs.
 
 Importing the package registers its classes with the transformers Auto classes (AutoConfig,
-AutoImageProcessor, AutoModel, AutoModelForImageTextToText).
+AutoImageProcessor, AutoProcessor, AutoModel, AutoModelForImageTextToText).
 """
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ from .modeling_subobject_llava import (  # noqa: E402
     SubobjectLlavaForConditionalGeneration,
     SubobjectLlavaModel,
 )
+from .processing_subobject_llava import SubobjectLlavaProcessor  # noqa: E402
 from .segmentation import epoc, merge_regions, relabel_by_area  # noqa: E402
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SubobjectLlavaConfig",
     "SubobjectLlavaForConditionalGeneration",
     "SubobjectLlavaModel",
+    "SubobjectLlavaProcessor",
     "__version__",
     "epoc",
     "mask_pool",

@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.train_boundary import add_train_boundary_parser
 
     add_train_boundary_parser(sub)
+
+    from .conversion import add_convert_arguments, cmd_convert
+    from .training.train_vlm import add_train_arguments, cmd_train
+
+    convert = sub.add_parser("convert", help="build a SubobjectLlava from a llava-hf LLaVA checkpoint")
+    add_convert_arguments(convert).set_defaults(func=cmd_convert)
+    train = sub.add_parser("train", help="fine-tune a SubobjectLlava with LoRA from a YAML config")
+    add_train_arguments(train).set_defaults(func=cmd_train)
     return parser
 
 

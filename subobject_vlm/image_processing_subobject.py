@@ -53,6 +53,7 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     merge (`str`): `"weakest_boundary"` or `"smallest_region"`.
     assign (`str`): `"watershed"` or `"nearest"`.
     label_size (`dict`): `{"height", "width"}` of the returned label maps.
+    do_segment (`bool`): segment the images (default); `False` returns `pixel_values` only.
     """
 
     boundary_model: str
@@ -63,6 +64,7 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     merge: str
     assign: str
     label_size: dict
+    do_segment: bool
 
 
 def _flatten_images(images) -> list:
@@ -107,6 +109,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
     merge = "weakest_boundary"
     assign = "watershed"
     label_size = {"height": 336, "width": 336}
+    do_segment = True
 
     def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
         super().__init__(**kwargs)
@@ -198,6 +201,11 @@ class SubobjectImageProcessor(TorchvisionBackend):
         """Forget cached segmentations."""
         self._cache.clear()
 
+    def pixel_values(self, images, return_tensors: str | None = "pt"):
+        """Backbone pixels only, without segmenting: ``(B, 3, H, W)`` float (e.g. when label maps were
+        precomputed with ``datasets.map``)."""
+        return self(images, do_segment=False, return_tensors=return_tensors)["pixel_values"]
+
     # --- transformers entry point -------------------------------------------------------------------
     def _preprocess_image_like_inputs(self, images, *args, **kwargs) -> BatchFeature:
         flat = _flatten_images(images)
@@ -211,20 +219,21 @@ class SubobjectImageProcessor(TorchvisionBackend):
                 raise
             except Exception as error:  # unexpected input types: name the offending position
                 raise ImageLoadError(f"images[{i}]: {error}") from None
-        settings = {key: kwargs.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
-        settings["label_size"] = dict(settings["label_size"] or {})
-        self._validate_segmentation_settings(**settings)
-        label_maps = self._segment_rgb(rgb_images, settings)
-
+        do_segment = kwargs.pop("do_segment", True)
+        settings = {key: kwargs.pop(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        return_tensors = kwargs.pop("return_tensors", None)
         tensors = [
             torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in rgb_images
         ]  # (3, H, W) uint8
-        return_tensors = kwargs.pop("return_tensors", None)
-        for key in SEGMENTATION_KEYS:
-            kwargs.pop(key, None)
         pixel_values = self._preprocess(tensors, *args, return_tensors=return_tensors, **kwargs)[
             "pixel_values"
         ]
+        if not do_segment:
+            return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
+
+        settings["label_size"] = dict(settings["label_size"] or {})
+        self._validate_segmentation_settings(**settings)
+        label_maps = self._segment_rgb(rgb_images, settings)
         label_maps_tensor = torch.stack(
             [torch.from_numpy(m.astype(np.int64)) for m in label_maps]
         )  # (B, h, w)

@@ -118,3 +118,11 @@ def test_auto_image_processor_loads_a_saved_processor_after_import(processor, tm
         loaded(astronaut, return_tensors="pt")["label_maps"],
         processor(astronaut, return_tensors="pt")["label_maps"],
     )
+
+
+def test_pixel_values_alone_skip_segmentation(processor, astronaut, monkeypatch):
+    model = api.load_boundary_model("default")
+    monkeypatch.setattr(model, "predict", lambda images: pytest.fail("must not segment"))
+    pixels = processor.pixel_values([astronaut[::3], astronaut])
+    assert pixels.shape == (2, 3, 64, 64)
+    assert set(processor(astronaut, do_segment=False)) == {"pixel_values"}

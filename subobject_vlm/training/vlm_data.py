@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.image_processing_backends import TorchvisionBackend
 
 from ..configuration_subobject_llava import num_image_placeholders
 from ..image_utils import load_image, to_rgb_uint8
@@ -411,34 +410,6 @@ def tokenize_conversations(
 # ------------------------------------------------------------------------------------------- collation
 
 
-class _PixelProcessor(TorchvisionBackend):
-    """Resize/rescale/normalise exactly as a ``SubobjectImageProcessor`` does, without segmenting."""
-
-    model_input_names = ["pixel_values"]
-
-
-def pixel_processor(image_processor) -> TorchvisionBackend:
-    """An image processor with ``image_processor``'s resize/normalisation settings that only makes pixels."""
-    keys = (
-        "size",
-        "resample",
-        "default_to_square",
-        "do_resize",
-        "do_rescale",
-        "rescale_factor",
-        "do_normalize",
-        "image_mean",
-        "image_std",
-        "do_center_crop",
-        "crop_size",
-        "do_convert_rgb",
-    )
-    settings = {
-        key: getattr(image_processor, key) for key in keys if getattr(image_processor, key, None) is not None
-    }
-    return _PixelProcessor(**settings)
-
-
 class SubobjectCollator:
     """Pads text and packs the images of a batch for ``SubobjectLlavaForConditionalGeneration``.
 
@@ -449,7 +420,7 @@ class SubobjectCollator:
     """
 
     def __init__(self, image_processor, pad_token_id: int, pad_to_multiple_of: int | None = None) -> None:
-        self.pixels = pixel_processor(image_processor)
+        self.image_processor = image_processor
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
 
@@ -470,8 +441,7 @@ class SubobjectCollator:
         with_image = [f for f in features if f.get("image") is not None]
         if with_image:
             images = [_load_rgb(f["image"], "batch image") for f in with_image]
-            tensors = [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in images]
-            out["pixel_values"] = self.pixels(tensors, return_tensors="pt")["pixel_values"]
+            out["pixel_values"] = self.image_processor.pixel_values(images)  # label maps come precomputed
             out["label_maps"] = torch.stack(
                 [torch.as_tensor(np.asarray(f["label_maps"])) for f in with_image]
             ).long()
@@ -486,7 +456,6 @@ __all__ = [
     "conversation_messages",
     "load_conversations",
     "make_synthetic_shapes",
-    "pixel_processor",
     "precompute_segmentations",
     "synthetic_vocabulary",
     "tiny_tokenizer",
