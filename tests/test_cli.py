@@ -117,3 +117,28 @@ def test_eval_bsds_runs_from_the_command_line(tmp_path, capsys):
 def test_train_boundary_reports_a_missing_config_clearly(tmp_path, capsys):
     assert main(["train-boundary", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_train_runs_the_tiny_smoke_recipe_from_the_command_line(tmp_path):
+    from conftest import REPO_ROOT
+
+    config = REPO_ROOT / "configs" / "vlm_tiny_smoke.yaml"
+    status = main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--max-steps",
+            "2",
+            "--no-merge",
+        ]
+    )
+    assert status == 0
+    assert any((tmp_path / "run").rglob("adapter_model.safetensors"))
+
+
+def test_convert_reports_a_missing_source_clearly(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "no-such-llava"), str(tmp_path / "out")]) != 0
+    assert "no-such-llava" in capsys.readouterr().err
