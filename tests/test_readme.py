@@ -20,3 +20,12 @@ def test_readme_starts_with_the_main_job_and_the_test_command():
     assert commands[1] == 'pip install -e ".[test]" && pytest -q'
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+def test_segment_example_runs(tmp_path, monkeypatch):
+    import runpy
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["segment.py", "--max-tokens", "16", "--out", str(tmp_path)])
+    runpy.run_path(str(REPO_ROOT / "examples" / "segment.py"), run_name="__main__")
+    assert (tmp_path / "subobjects.png").exists() and (tmp_path / "felzenszwalb.png").exists()
