@@ -54,6 +54,7 @@ from .boundary_data import (
     folder_items,
     hf_items,
 )
+from .config import ConfigError, build_dataclass, load_yaml_config
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
@@ -65,10 +66,6 @@ SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
 }
 CLASS_BALANCE = ("none", "pos_weight", "hed")
 SOURCE_KINDS = ("bsds", "folders", "hf")
-
-
-class ConfigError(ValueError):
-    """A boundary-training config that cannot be used; the message names the offending key."""
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -231,55 +228,29 @@ class BoundaryTrainingConfig:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
 
 
-def _build(cls, values: Any, where: str):
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known keys: {sorted(fields)}")
+def _convert(cls, name: str, value: Any, path: str) -> Any:
+    """Typed values of a boundary-training config: nested sections, lists of sources, ``scale_range``."""
     nested = {"data": DataSection, "model": ModelSection, "loss": LossSection}
-    kwargs = {}
-    for name, value in values.items():
-        path = f"{where}.{name}" if where else name
-        if cls is BoundaryTrainingConfig and name in nested:
-            value = _build(nested[name], value or {}, path)
-        elif cls is DataSection and name in ("train", "val"):
-            if isinstance(value, dict):
-                value = [value]
-            if not isinstance(value, list):
-                raise ConfigError(f"{path} must be a list of sources")
-            value = [_build(DataSource, source, f"{path}[{i}]") for i, source in enumerate(value)]
-        elif name == "scale_range":
-            if not (isinstance(value, list | tuple) and len(value) == 2):
-                raise ConfigError(f"{path} must be [low, high], got {value!r}")
-            value = (float(value[0]), float(value[1]))
-        kwargs[name] = value
-    missing = sorted(
-        name
-        for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    )
-    if missing:
-        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
-    return cls(**kwargs)
+    if cls is BoundaryTrainingConfig and name in nested:
+        return build_dataclass(nested[name], value or {}, path, _convert)
+    if cls is DataSection and name in ("train", "val"):
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be a list of sources")
+        return [
+            build_dataclass(DataSource, source, f"{path}[{i}]", _convert) for i, source in enumerate(value)
+        ]
+    if name == "scale_range":
+        if not (isinstance(value, list | tuple) and len(value) == 2):
+            raise ConfigError(f"{path} must be [low, high], got {value!r}")
+        return (float(value[0]), float(value[1]))
+    return value
 
 
 def load_config(config: str | os.PathLike | dict) -> BoundaryTrainingConfig:
     """A YAML file or a dict -> validated ``BoundaryTrainingConfig`` (``ConfigError`` on any problem)."""
-    if not isinstance(config, dict):
-        import yaml
-
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        config = yaml.safe_load(path.read_text()) or {}
-    parsed = _build(BoundaryTrainingConfig, config, "")
-    parsed.validate()
-    return parsed
+    return load_yaml_config(config, BoundaryTrainingConfig, _convert)
 
 
 # ------------------------------------------------------------------------------------------ model + loss

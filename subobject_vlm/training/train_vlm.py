@@ -55,6 +55,7 @@ from typing import Any
 
 import torch
 
+from .config import ConfigError, build_dataclass, load_yaml_config
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
     SubobjectCollator,
@@ -68,10 +69,6 @@ from .vlm_data import (
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRAINED_MODULES = ("multi_modal_projector", "image_boundary_embeddings")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ConfigError(ValueError):
-    """A VLM training config that cannot be used; the message names the offending key."""
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -224,44 +221,17 @@ _NESTED = {
 }
 
 
-def _build(cls, values: Any, where: str):
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known keys: {sorted(fields)}")
-    kwargs = {}
-    for name, value in values.items():
-        nested = _NESTED.get((cls, name))
-        if nested is not None and value is not None:
-            value = _build(nested, value, f"{where}.{name}" if where else name)
-        kwargs[name] = value
-    missing = sorted(
-        name
-        for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    )
-    if missing:
-        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
-    return cls(**kwargs)
+def _convert(cls, name: str, value: Any, path: str) -> Any:
+    """Typed values of a VLM training config: the nested sections."""
+    nested = _NESTED.get((cls, name))
+    if nested is not None and value is not None:
+        return build_dataclass(nested, value, path, _convert)
+    return value
 
 
 def load_config(config: str | os.PathLike | dict) -> VLMTrainingConfig:
     """A YAML file or a dict -> validated ``VLMTrainingConfig`` (``ConfigError`` on any problem)."""
-    if not isinstance(config, dict):
-        import yaml
-
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        config = yaml.safe_load(path.read_text()) or {}
-    parsed = _build(VLMTrainingConfig, config, "")
-    parsed.validate()
-    return parsed
+    return load_yaml_config(config, VLMTrainingConfig, _convert)
 
 
 # ------------------------------------------------------------------------------------------------- model

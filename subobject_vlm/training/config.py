@@ -1,0 +1,64 @@
+"""YAML training configs as validated dataclasses: unknown, missing and malformed keys are named."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Convert = Callable[[type, str, Any, str], Any]
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the offending key."""
+
+
+def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert | None = None) -> T:
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name.
+
+    ``convert(cls, name, value, path)`` may turn a raw value into its typed form (e.g. a nested section,
+    built with ``build_dataclass`` again); ``path`` is the key's dotted location for error messages.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        path = f"{where}.{name}" if where else name
+        kwargs[name] = convert(cls, name, value, path) if convert is not None else value
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise ConfigError(f"{where or 'config'}: missing required keys {missing}")
+    return cls(**kwargs)
+
+
+def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Convert | None = None) -> T:
+    """A YAML file or a dict -> ``cls`` instance, checked by its ``validate()`` (``ConfigError`` on problems)."""
+    if not isinstance(config, dict):
+        import yaml
+
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    parsed = build_dataclass(cls, config, "", convert)
+    parsed.validate()
+    return parsed
+
+
+__all__ = ["ConfigError", "build_dataclass", "load_yaml_config"]
