@@ -71,7 +71,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """Normalise one image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
 
-    Accepts a file path, a PIL image (any mode), or a numpy array / torch tensor shaped ``(H, W)``,
+    Accepts a file path, a PIL image (any mode), or a numpy array / torch tensor / nested list shaped ``(H, W)``,
     ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4; uint8, uint16, bool or float in [0, 1].
     """
     if isinstance(image, (str, os.PathLike)):
@@ -80,6 +80,8 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
         return _pil_to_rgb(image)
     if hasattr(image, "detach"):  # torch.Tensor
         image = image.detach().cpu().numpy()
+    elif isinstance(image, list):  # nested lists, as HF datasets return array columns
+        image = np.asarray(image)
     if not isinstance(image, np.ndarray):
         raise ImageLoadError(f"{name}: unsupported image type {type(image).__name__}")
     array = image

@@ -21,9 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..data.bsds import find_bsds_root, read_bsds_annotations
+from ..image_utils import load_image, to_rgb_uint8
 
 IGNORE_INDEX = -1.0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,23 +103,6 @@ def masks_to_label_map(
 
 
 # ---------------------------------------------------------------------------------------------- decoding
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> ``(H, W, 3)`` uint8 RGB, EXIF-rotated."""
-    with Image.open(path) as image:
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-
-
-def _as_rgb_array(image) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an RGB image, got an array of shape {array.shape}")
-    return np.ascontiguousarray(array[..., :3]).astype(np.uint8)
 
 
 def label_image_to_label_map(label_image) -> np.ndarray:
@@ -238,7 +222,7 @@ def folder_items(
 
 
 def _hf_image(dataset, index: int, column: str) -> np.ndarray:
-    return _as_rgb_array(dataset[index][column])
+    return to_rgb_uint8(dataset[index][column], name=f"{column}[{index}]")
 
 
 def _hf_label_map(dataset, index: int, column: str) -> np.ndarray:
@@ -248,7 +232,7 @@ def _hf_label_map(dataset, index: int, column: str) -> np.ndarray:
 def _hf_masks(dataset, index: int, image_column: str, column: str) -> np.ndarray:
     record = dataset[index]
     masks = [_decode_mask(mask) for mask in record[column]]
-    shape = _as_rgb_array(record[image_column]).shape[:2] if not masks else None
+    shape = to_rgb_uint8(record[image_column], name=image_column).shape[:2] if not masks else None
     return masks_to_label_map(masks, shape)[None]
 
 
@@ -435,7 +419,6 @@ __all__ = [
     "hf_items",
     "label_image_to_label_map",
     "load_bsds_label_maps",
-    "load_image",
     "load_label_map_file",
     "masks_to_label_map",
     "transform_sample",
