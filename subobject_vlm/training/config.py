@@ -61,4 +61,27 @@ def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Co
     return parsed
 
 
-__all__ = ["ConfigError", "build_dataclass", "load_yaml_config"]
+def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> str | None:
+    """``resume_from_checkpoint`` -> the checkpoint folder to resume from, or ``None``.
+
+    ``None``/``False``: start afresh; ``"auto"``: the latest ``checkpoint-*`` in ``output_dir`` if any;
+    ``True``: that latest checkpoint, which must exist; a path: that folder.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if resume in (None, False):
+        return None
+    output_dir = Path(output_dir)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume == "auto":
+        return last
+    if resume is True:
+        if last is None:
+            raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
+        return last
+    if not Path(resume).is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {resume} is not a folder")
+    return str(resume)
+
+
+__all__ = ["ConfigError", "build_dataclass", "load_yaml_config", "resolve_resume"]

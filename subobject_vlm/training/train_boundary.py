@@ -54,7 +54,7 @@ from .boundary_data import (
     folder_items,
     hf_items,
 )
-from .config import ConfigError, build_dataclass, load_yaml_config
+from .config import ConfigError, build_dataclass, load_yaml_config, resolve_resume
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
@@ -424,25 +424,6 @@ def _training_arguments(config: BoundaryTrainingConfig, has_val: bool):
         raise ConfigError(f"training: {error}") from None
 
 
-def _resume_argument(config: BoundaryTrainingConfig) -> bool | str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    resume = config.resume_from_checkpoint
-    if resume in (None, False):
-        return None
-    output_dir = Path(config.output_dir)
-    if resume == "auto":
-        return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume is True:
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        if last is None:
-            raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
-        return last
-    if not Path(resume).is_dir():
-        raise ConfigError(f"resume_from_checkpoint: {resume} is not a folder")
-    return str(resume)
-
-
 def train_boundary(config: str | os.PathLike | dict) -> Path:
     """Train a boundary model as described by ``config`` (a YAML path or a dict); returns the output folder.
 
@@ -455,7 +436,7 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
         torch.set_num_threads(config.torch_threads)
     data = config.data
     args = _training_arguments(config, has_val=bool(data.val))
-    resume = _resume_argument(config)
+    resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
 
     train_items = [item for source in data.train for item in source.items()]
     val_items = [item for source in data.val for item in source.items()]

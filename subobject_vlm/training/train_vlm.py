@@ -55,7 +55,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, build_dataclass, load_yaml_config
+from .config import ConfigError, build_dataclass, load_yaml_config, resolve_resume
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
     SubobjectCollator,
@@ -479,24 +479,6 @@ def _training_arguments(config: VLMTrainingConfig, has_val: bool):
         raise ConfigError(f"training: {error}") from None
 
 
-def _resume_argument(config: VLMTrainingConfig) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    resume, output_dir = config.resume_from_checkpoint, Path(config.output_dir)
-    if resume in (None, False):
-        return None
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-    if resume == "auto":
-        return last
-    if resume is True:
-        if last is None:
-            raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
-        return last
-    if not Path(resume).is_dir():
-        raise ConfigError(f"resume_from_checkpoint: {resume} is not a folder")
-    return str(resume)
-
-
 def train_vlm(config: str | os.PathLike | dict) -> Path:
     """Train LoRA adapters + the subobject embedding as described by ``config``; returns the output folder.
 
@@ -509,7 +491,7 @@ def train_vlm(config: str | os.PathLike | dict) -> Path:
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     args = _training_arguments(config, has_val=config.data.val is not None)
-    resume = _resume_argument(config)
+    resume = resolve_resume(config.resume_from_checkpoint, config.output_dir)
     output_dir = Path(args.output_dir)
 
     set_seed(config.seed)  # same random initialisation on every rank
