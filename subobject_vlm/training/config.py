@@ -61,6 +61,22 @@ def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Co
     return parsed
 
 
+def check_trainer_section(training: dict, torch_threads: int | None) -> None:
+    """The ``training`` mapping must hold ``TrainingArguments`` fields only, minus the ones a config sets at its
+    top level (``output_dir``, ``seed``, ``resume_from_checkpoint``); ``torch_threads`` must be positive."""
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(training) - known)
+    if unknown:
+        raise ConfigError(f"training: unknown TrainingArguments fields {unknown}")
+    owned = sorted({"output_dir", "seed", "resume_from_checkpoint"} & set(training))
+    if owned:
+        raise ConfigError(f"training: set {owned} at the top level of the config, not under 'training'")
+    if torch_threads is not None and torch_threads < 1:
+        raise ConfigError(f"torch_threads must be >= 1, got {torch_threads}")
+
+
 def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> str | None:
     """``resume_from_checkpoint`` -> the checkpoint folder to resume from, or ``None``.
 
@@ -84,4 +100,4 @@ def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> 
     return str(resume)
 
 
-__all__ = ["ConfigError", "build_dataclass", "load_yaml_config", "resolve_resume"]
+__all__ = ["ConfigError", "build_dataclass", "check_trainer_section", "load_yaml_config", "resolve_resume"]

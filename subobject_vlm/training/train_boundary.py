@@ -32,7 +32,6 @@ Config layout (every section is optional except ``output_dir`` and ``data.train`
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -54,7 +53,7 @@ from .boundary_data import (
     folder_items,
     hf_items,
 )
-from .config import ConfigError, build_dataclass, load_yaml_config, resolve_resume
+from .config import ConfigError, build_dataclass, check_trainer_section, load_yaml_config, resolve_resume
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
@@ -212,20 +211,11 @@ class BoundaryTrainingConfig:
     resume_from_checkpoint: bool | str | None = None
 
     def validate(self) -> None:
-        from transformers import TrainingArguments
 
         self.model.validate()
         self.data.validate()
         self.loss.validate()
-        known = {f.name for f in dataclasses.fields(TrainingArguments)}
-        unknown = sorted(set(self.training) - known)
-        if unknown:
-            raise ConfigError(f"training: unknown TrainingArguments fields {unknown}")
-        owned = sorted({"output_dir", "seed", "resume_from_checkpoint"} & set(self.training))
-        if owned:
-            raise ConfigError(f"training: set {owned} at the top level of the config, not under 'training'")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        check_trainer_section(self.training, self.torch_threads)
 
 
 def _convert(cls, name: str, value: Any, path: str) -> Any:

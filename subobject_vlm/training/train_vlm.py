@@ -55,7 +55,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, build_dataclass, load_yaml_config, resolve_resume
+from .config import ConfigError, build_dataclass, check_trainer_section, load_yaml_config, resolve_resume
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
     SubobjectCollator,
@@ -191,25 +191,16 @@ class VLMTrainingConfig:
     resume_from_checkpoint: bool | str | None = None
 
     def validate(self) -> None:
-        from transformers import TrainingArguments
 
         from ..image_processing_subobject import SubobjectImageProcessor
 
         self.model.validate()
         self.lora.validate()
         self.data.validate()
-        known = {f.name for f in dataclasses.fields(TrainingArguments)}
-        unknown = sorted(set(self.training) - known)
-        if unknown:
-            raise ConfigError(f"training: unknown TrainingArguments fields {unknown}")
-        owned = sorted({"output_dir", "seed", "resume_from_checkpoint"} & set(self.training))
-        if owned:
-            raise ConfigError(f"training: set {owned} at the top level of the config, not under 'training'")
+        check_trainer_section(self.training, self.torch_threads)
         bad = sorted(set(self.image_processor) - set(SubobjectImageProcessor.valid_kwargs.__annotations__))
         if bad:
             raise ConfigError(f"image_processor: unknown SubobjectImageProcessor settings {bad}")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
 
 
 _NESTED = {
