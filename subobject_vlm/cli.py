@@ -146,8 +146,9 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .image_utils import load_image
+    from .segmentation import BASELINES
 
-    if args.model in ("patch", "slic", "felzenszwalb"):
+    if args.model in BASELINES:
         print(f"error: {args.model} is a baseline tokenizer and has no boundary map", file=sys.stderr)
         return 2
     model = _load_model(args)
