@@ -171,3 +171,16 @@ def test_merged_regions_of_equal_area_are_ordered_by_their_smallest_input_id():
 def test_merge_regions_rejects_unknown_order():
     with pytest.raises(ValueError, match="order"):
         merge_regions(np.zeros((3, 3), int), np.zeros((3, 3)), max_regions=1, order="largest")
+
+
+def test_nearest_assignment_gives_boundary_pixels_to_the_closest_seed():
+    probs = np.array([[0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]], np.float32)  # seeds: column 0 and columns 5-6
+    label_map = epoc(probs, 0.5, assign="nearest")
+    assert label_map.tolist() == [[1, 1, 1, 0, 0, 0, 0]]  # columns 1-2 are closer to the left seed
+
+
+def test_watershed_assignment_splits_a_band_at_its_ridge():
+    probs = np.array([[0.0, 0.3, 0.9, 0.6, 0.5, 0.4, 0.0]], np.float32)  # ridge at column 2, off-centre
+    label_map = epoc(probs, 0.1)
+    assert label_map[0, :2].tolist() == [label_map[0, 0]] * 2 and label_map[0, 3] == label_map[0, 6]
+    assert label_map[0, 1] != label_map[0, 3]
