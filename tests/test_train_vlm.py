@@ -299,3 +299,28 @@ def test_training_goes_below_the_loss_a_model_blind_to_the_image_can_reach(tmp_p
         if "loss" in entry
     ]
     assert losses[0] > 2.0 and sum(losses[-5:]) / 5 < 0.45
+
+
+def test_text_only_samples_train_beside_samples_with_images(processor, shapes_json, tmp_path):
+    records = json.loads(shapes_json.read_text())
+    for record in records[:2]:  # make them absolute so the copy can live elsewhere
+        record["image"] = str(shapes_json.parent / record["image"])
+    text_only = [
+        {"conversations": [{"from": "human", "value": "say red"}, {"from": "gpt", "value": "red"}]},
+        {"conversations": [{"from": "human", "value": "say blue"}, {"from": "gpt", "value": "blue"}]},
+    ]
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps([records[0], text_only[0], records[1], text_only[1]]))
+    dataset = precompute_segmentations(load_conversations(mixed), processor.image_processor, tmp_path)
+    dataset = tokenize_conversations(dataset, processor, max_length=64, cache_dir=tmp_path)
+    batch = SubobjectCollator(processor.image_processor, processor.tokenizer.pad_token_id)(
+        [dataset[i] for i in range(4)]
+    )
+    assert batch["pixel_values"].shape[0] == 2  # only the two samples with an image
+    assert batch["num_tokens"].tolist() == [dataset[0]["num_tokens"], dataset[2]["num_tokens"]]
+    model = build_tiny_model(processor.tokenizer, max_tokens_per_image=16)
+    assert torch.isfinite(model(**batch).loss)
+    config = tiny_config(tmp_path / "run", max_steps=3)
+    config["data"] = {"train": {"path": str(mixed)}, "max_length": 64}
+    config["merge"] = False
+    assert (train_vlm(config) / "adapter_model.safetensors").exists()
