@@ -177,6 +177,33 @@ def test_image_tokens_are_the_mask_pooled_embedding_of_the_clip_grid(tiny_model)
     torch.testing.assert_close(out.image_tokens, expected)
 
 
+def test_siglip_tower_without_cls_token_gives_its_whole_patch_grid():
+    from transformers import SiglipVisionConfig
+
+    torch.manual_seed(0)
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    config = SubobjectLlavaConfig(
+        vision_config=vision, text_config=tiny_text_config(), image_token_index=IMAGE, max_tokens_per_image=16
+    )
+    model = SubobjectLlavaForConditionalGeneration(config).eval()
+    pixels, labels = two_images()
+    with torch.no_grad():
+        out = model.get_image_features(pixels, labels)
+        grid = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[
+            -2
+        ]  # (2, 16, 32): no CLS
+        expected, _ = model.model.multi_modal_projector(grid.transpose(1, 2).reshape(2, 32, 4, 4), labels)
+    assert out.last_hidden_state.shape == (2, 32, 4, 4)
+    torch.testing.assert_close(out.image_tokens, expected)
+
+
 def test_timm_backbone_gives_one_token_per_region(tiny_timm_model):
     pixels, labels = two_images(size=64)
     with torch.no_grad():
