@@ -140,3 +140,15 @@ def test_pyramid_crops_cover_the_image_with_the_requested_overlap():
 def test_crop_edges_inside_the_image_are_down_weighted_and_image_borders_are_not():
     weights = crop_edge_weights((0, 0, 50, 50), 100, 100, padding=9)  # top-left crop
     assert weights[0, 0] == 1 and weights[25, 49] == 0 and weights[25, 44] == 0.5 and weights[25, 40] == 1
+
+
+def test_default_switches_to_embedded_directsam_weights_when_they_ship(tiny_checkpoint, monkeypatch):
+    from subobject_vlm.segmentation import GradientBoundaryModel, api
+
+    monkeypatch.setattr(api, "_CACHE", {})
+    monkeypatch.setattr(api, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint.parent / "no-weights-here")
+    assert isinstance(api.load_boundary_model("default"), GradientBoundaryModel)
+    monkeypatch.setattr(api, "_CACHE", {})
+    monkeypatch.setattr(api, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
+    model = api.load_boundary_model("default")
+    assert isinstance(model, DirectSAM) and model.resolution == 64
