@@ -22,10 +22,24 @@ def test_readme_starts_with_the_main_job_and_the_test_command():
     assert commands[1] in ci
 
 
-def test_segment_example_runs(tmp_path, monkeypatch):
+def run_example(name: str, argv: list[str], monkeypatch) -> None:
     import runpy
     import sys
 
-    monkeypatch.setattr(sys, "argv", ["segment.py", "--max-tokens", "16", "--out", str(tmp_path)])
-    runpy.run_path(str(REPO_ROOT / "examples" / "segment.py"), run_name="__main__")
+    monkeypatch.setattr(sys, "argv", [name, *argv])
+    runpy.run_path(str(REPO_ROOT / "examples" / name), run_name="__main__")
+
+
+def test_segment_example_runs(tmp_path, monkeypatch):
+    run_example("segment.py", ["--max-tokens", "16", "--out", str(tmp_path)], monkeypatch)
     assert (tmp_path / "subobjects.png").exists() and (tmp_path / "felzenszwalb.png").exists()
+
+
+def test_generate_example_runs(monkeypatch, capsys):
+    run_example("generate.py", [], monkeypatch)
+    assert "answer:" in capsys.readouterr().out
+
+
+def test_train_example_runs(tmp_path, monkeypatch):
+    run_example("train_tiny.py", [str(tmp_path / "run")], monkeypatch)
+    assert (tmp_path / "run" / "merged" / "model.safetensors").exists()
