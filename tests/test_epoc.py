@@ -184,3 +184,19 @@ def test_watershed_assignment_splits_a_band_at_its_ridge():
     label_map = epoc(probs, 0.1)
     assert label_map[0, :2].tolist() == [label_map[0, 0]] * 2 and label_map[0, 3] == label_map[0, 6]
     assert label_map[0, 1] != label_map[0, 3]
+
+
+def test_region_adjacency_counts_border_pixel_pairs_and_their_mean_probability():
+    from subobject_vlm.segmentation import region_adjacency
+
+    label_map = np.array([[0, 0, 1], [2, 2, 1]])
+    probs = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)
+    edges, weight_sum, border_length = region_adjacency(label_map, probs)
+    found = {
+        tuple(e): (round(float(w), 6), int(c)) for e, w, c in zip(edges.tolist(), weight_sum, border_length)
+    }
+    assert found == {
+        (0, 1): (0.25, 1),  # (0.2 + 0.3) / 2, one horizontal pair
+        (0, 2): (0.25 + 0.35, 2),  # two vertical pairs: (0.1 + 0.4) / 2 and (0.2 + 0.5) / 2
+        (1, 2): (0.55, 1),  # (0.5 + 0.6) / 2
+    }

@@ -69,18 +69,18 @@ def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) ->
     labels = np.zeros((height + 2, padded_w), dtype=np.int32)  # (H+2, W+2), 0 = unlabelled
     labels[1:-1, 1:-1] = seeds
     labels = labels.ravel()
-    quantised = np.zeros((height + 2, padded_w), dtype=np.uint8)  # (H+2, W+2) probs at 8 bits
-    quantised[1:-1, 1:-1] = cv2.convertScaleAbs(probs, alpha=255.0)  # saturating, no float temporary
+    small = cv2.convertScaleAbs(probs, alpha=255.0)  # (H, W) uint8 probs at 8 bits, no float temporary
+    quantised = np.zeros((height + 2, padded_w), dtype=np.uint8)  # (H+2, W+2)
+    quantised[1:-1, 1:-1] = small
     quantised = quantised.ravel()
-    done = 255  # state of labelled pixels and of the padding: never a candidate
-    state = np.full((height + 2, padded_w), done, dtype=np.uint8)  # (H+2, W+2) flooding level or `done`
-    level = quantised.reshape(height + 2, padded_w)[1:-1, 1:-1].astype(np.uint16) * levels // 256
-    state[1:-1, 1:-1] = np.where(seeds == 0, level, done)
-    del level
-    state = state.ravel()
     index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
-    todo = np.flatnonzero(state != done).astype(index_dtype)  # (U,) boundary pixels, padded flat indices
-    todo_level = state[todo]
+    unlabelled = np.flatnonzero(seeds.ravel() == 0)  # (U,) boundary pixels, unpadded flat indices
+    todo_level = (small.ravel()[unlabelled].astype(np.uint16) * levels // 256).astype(np.uint8)  # (U,)
+    todo = (unlabelled + 2 * (unlabelled // width) + padded_w + 1).astype(index_dtype)  # padded indices
+    del small, unlabelled
+    done = 255  # state of labelled pixels and of the padding: never a candidate
+    state = np.full(labels.size, done, dtype=np.uint8)  # (padded HW,) flooding level or `done`
+    state[todo] = todo_level
     order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
     todo, todo_level = todo[order], todo_level[order]
     starts = np.searchsorted(todo_level, np.arange(levels + 1))

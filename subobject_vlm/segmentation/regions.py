@@ -76,16 +76,20 @@ def region_adjacency(
     """
     label_map = np.asarray(label_map)
     probs = np.asarray(boundary_probs, dtype=np.float32)
+    height, width = label_map.shape
     n = int(label_map.max()) + 1 if num_labels is None else num_labels
+    flat_labels, flat_probs = label_map.ravel(), probs.ravel()
     keys, weights = [], []
-    for a, b, pa, pb in (
-        (label_map[:, :-1], label_map[:, 1:], probs[:, :-1], probs[:, 1:]),  # horizontal pairs
-        (label_map[:-1, :], label_map[1:, :], probs[:-1, :], probs[1:, :]),  # vertical pairs
+    for cut, step in (
+        (label_map[:, :-1] != label_map[:, 1:], 1),  # (H, W-1) bool: horizontal pairs that differ
+        (label_map[:-1, :] != label_map[1:, :], width),  # (H-1, W) bool: vertical pairs that differ
     ):
-        cut = a != b  # (H, W-1) or (H-1, W) bool
-        la, lb = a[cut].astype(np.int64), b[cut].astype(np.int64)
+        first = np.flatnonzero(cut)  # (E,) indices into the cut map
+        if step == 1:
+            first = first + first // (width - 1)  # -> flat image index of the left pixel
+        la, lb = flat_labels[first].astype(np.int64), flat_labels[first + step].astype(np.int64)
         keys.append(np.minimum(la, lb) * n + np.maximum(la, lb))
-        weights.append((pa[cut] + pb[cut]) * 0.5)
+        weights.append((flat_probs[first] + flat_probs[first + step]) * 0.5)
     key = np.concatenate(keys)
     weight = np.concatenate(weights).astype(np.float64)
     if key.size == 0:
