@@ -148,7 +148,7 @@ def epoc(
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1``, label 0 the largest region, area-descending order
-        (ties by first pixel in raster order); every pixel is labelled.
+        (ties: the region whose seed comes first in raster order); every pixel is labelled.
     """
     probs = as_boundary_probs(boundary_probs)
     if not np.isfinite(threshold):
