@@ -77,6 +77,23 @@ def check_trainer_section(training: dict, torch_threads: int | None) -> None:
         raise ConfigError(f"torch_threads must be >= 1, got {torch_threads}")
 
 
+def make_training_arguments(defaults: dict, training: dict, output_dir: str, seed: int):
+    """``TrainingArguments`` from a recipe's ``defaults`` overridden by the config's ``training`` section.
+
+    Pinned memory is turned off where there is no GPU to pin for; invalid values raise ``ConfigError``.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    defaults = dict(defaults)
+    if training.get("use_cpu") or not torch.cuda.is_available():
+        defaults["dataloader_pin_memory"] = False
+    try:
+        return TrainingArguments(**{**defaults, **training, "output_dir": output_dir, "seed": seed})
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"training: {error}") from None
+
+
 def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> str | None:
     """``resume_from_checkpoint`` -> the checkpoint folder to resume from, or ``None``.
 
@@ -100,4 +117,11 @@ def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> 
     return str(resume)
 
 
-__all__ = ["ConfigError", "build_dataclass", "check_trainer_section", "load_yaml_config", "resolve_resume"]
+__all__ = [
+    "ConfigError",
+    "build_dataclass",
+    "check_trainer_section",
+    "load_yaml_config",
+    "make_training_arguments",
+    "resolve_resume",
+]

@@ -53,7 +53,14 @@ from .boundary_data import (
     folder_items,
     hf_items,
 )
-from .config import ConfigError, build_dataclass, check_trainer_section, load_yaml_config, resolve_resume
+from .config import (
+    ConfigError,
+    build_dataclass,
+    check_trainer_section,
+    load_yaml_config,
+    make_training_arguments,
+    resolve_resume,
+)
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
@@ -382,7 +389,6 @@ def plot_loss_curve(
 
 
 def _training_arguments(config: BoundaryTrainingConfig, has_val: bool):
-    from transformers import TrainingArguments
 
     defaults: dict[str, Any] = {
         "per_device_train_batch_size": 4,
@@ -403,15 +409,9 @@ def _training_arguments(config: BoundaryTrainingConfig, has_val: bool):
     }
     if has_val:
         defaults.update(eval_strategy="steps", eval_steps=500, metric_for_best_model="eval_loss")
-    if config.training.get("use_cpu") or not torch.cuda.is_available():
-        defaults["dataloader_pin_memory"] = False
-    kwargs = {**defaults, **config.training, "output_dir": config.output_dir, "seed": config.seed}
-    if not has_val and kwargs.get("load_best_model_at_end"):
+    if not has_val and config.training.get("load_best_model_at_end"):
         raise ConfigError("training.load_best_model_at_end needs validation data (data.val)")
-    try:
-        return TrainingArguments(**kwargs)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"training: {error}") from None
+    return make_training_arguments(defaults, config.training, config.output_dir, config.seed)
 
 
 def train_boundary(config: str | os.PathLike | dict) -> Path:

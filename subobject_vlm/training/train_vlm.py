@@ -55,7 +55,14 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, build_dataclass, check_trainer_section, load_yaml_config, resolve_resume
+from .config import (
+    ConfigError,
+    build_dataclass,
+    check_trainer_section,
+    load_yaml_config,
+    make_training_arguments,
+    resolve_resume,
+)
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
     SubobjectCollator,
@@ -439,7 +446,6 @@ def prepare_dataset(source, processor, data: DataSection, output_dir: Path, name
 
 
 def _training_arguments(config: VLMTrainingConfig, has_val: bool):
-    from transformers import TrainingArguments
 
     defaults: dict[str, Any] = {
         "per_device_train_batch_size": 4,
@@ -461,13 +467,7 @@ def _training_arguments(config: VLMTrainingConfig, has_val: bool):
     }
     if has_val:
         defaults.update(eval_strategy="steps", eval_steps=500)
-    if config.training.get("use_cpu") or not torch.cuda.is_available():
-        defaults["dataloader_pin_memory"] = False
-    kwargs = {**defaults, **config.training, "output_dir": config.output_dir, "seed": config.seed}
-    try:
-        return TrainingArguments(**kwargs)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"training: {error}") from None
+    return make_training_arguments(defaults, config.training, config.output_dir, config.seed)
 
 
 def train_vlm(config: str | os.PathLike | dict) -> Path:
