@@ -11,8 +11,6 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     CLIPImageProcessor,
-    CLIPVisionConfig,
-    LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -21,6 +19,7 @@ from transformers import (
 from subobject_vlm.conversion import add_convert_arguments, cmd_convert, convert_llava_checkpoint
 from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
 from subobject_vlm.processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
+from subobject_vlm.training.train_vlm import tiny_text_config, tiny_vision_config
 from subobject_vlm.training.vlm_data import tiny_tokenizer
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
@@ -31,23 +30,8 @@ def llava_dir(tmp_path_factory):
     """A tiny random llava-hf checkpoint in the hub format (safetensors + LlavaProcessor)."""
     tokenizer = tiny_tokenizer()
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
-        text_config=LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=len(tokenizer),
-            eos_token_id=tokenizer.eos_token_id,
-        ),
+        vision_config=tiny_vision_config(),
+        text_config=tiny_text_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )
     torch.manual_seed(0)

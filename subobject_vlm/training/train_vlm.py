@@ -235,29 +235,26 @@ def load_config(config: str | os.PathLike | dict) -> VLMTrainingConfig:
 # ------------------------------------------------------------------------------------------------- model
 
 
-def build_tiny_model(tokenizer, image_size: int = 32, **overrides):
-    """A random SubobjectLlava (CLIP vision width 32, Llama width 32, 2 layers each) for ``tokenizer``.
+def tiny_text_config(vocab_size: int, **token_ids):
+    """A 2-layer Llama config of width 32 (tests, smoke runs); ``token_ids``: ``pad/bos/eos_token_id``."""
+    from transformers import LlamaConfig
 
-    ``overrides`` are ``SubobjectLlavaConfig`` fields. Builds in well under a second; nothing is downloaded.
-    """
-    from transformers import CLIPVisionConfig, LlamaConfig
-
-    from ..configuration_subobject_llava import SubobjectLlavaConfig
-    from ..modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
-    from ..processing_subobject_llava import add_image_token
-
-    text_config = LlamaConfig(
+    return LlamaConfig(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        vocab_size=vocab_size,
+        **token_ids,
     )
-    vision_config = CLIPVisionConfig(
+
+
+def tiny_vision_config(image_size: int = 32, config_class=None):
+    """A 2-layer ViT config of width 32 with 8-pixel patches (``CLIPVisionConfig`` unless ``config_class``)."""
+    if config_class is None:
+        from transformers import CLIPVisionConfig as config_class
+    return config_class(
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
@@ -265,8 +262,27 @@ def build_tiny_model(tokenizer, image_size: int = 32, **overrides):
         image_size=image_size,
         patch_size=8,
     )
+
+
+def build_tiny_model(tokenizer, image_size: int = 32, **overrides):
+    """A random SubobjectLlava (CLIP vision width 32, Llama width 32, 2 layers each) for ``tokenizer``.
+
+    ``overrides`` are ``SubobjectLlavaConfig`` fields. Builds in well under a second; nothing is downloaded.
+    """
+    from ..configuration_subobject_llava import SubobjectLlavaConfig
+    from ..modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
+    from ..processing_subobject_llava import add_image_token
+
+    text_config = tiny_text_config(
+        len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     settings = {"shape_resolution": 4, "max_tokens_per_image": 64, **overrides}
-    config = SubobjectLlavaConfig(vision_config=vision_config, text_config=text_config, **settings)
+    config = SubobjectLlavaConfig(
+        vision_config=tiny_vision_config(image_size), text_config=text_config, **settings
+    )
     add_image_token(tokenizer, config)
     return SubobjectLlavaForConditionalGeneration(config)
 
