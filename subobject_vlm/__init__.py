@@ -1,7 +1,7 @@
 """subobject_vlm: subobject-level image tokenization (DirectSAM + EPOC) for Hugging Face VLMs.
 
 Importing the package registers its classes with the transformers Auto classes (AutoConfig,
-AutoImageProcessor, AutoProcessor, AutoModel, AutoModelForImageTextToText).
+AutoImageProcessor, AutoProcessor, AutoModel, AutoModelForImageTextToText, AutoModelForSemanticSegmentation).
 """
 
 __version__ = "0.1.0"
@@ -14,9 +14,17 @@ from .modeling_subobject_llava import (  # noqa: E402
     SubobjectLlavaModel,
 )
 from .processing_subobject_llava import SubobjectLlavaProcessor  # noqa: E402
-from .segmentation import epoc, merge_regions, relabel_by_area  # noqa: E402
+from .segmentation import (  # noqa: E402
+    EdgeNetConfig,
+    EdgeNetForBoundaryDetection,
+    epoc,
+    merge_regions,
+    relabel_by_area,
+)
 
 __all__ = [
+    "EdgeNetConfig",
+    "EdgeNetForBoundaryDetection",
     "MaskPooledEmbedding",
     "SubobjectImageProcessor",
     "SubobjectLlavaConfig",

@@ -6,6 +6,7 @@ from .boundary_benchmark import (
     correspond_pixels,
     evaluate_boundary_image,
     maximum_matching,
+    non_maximum_suppression,
     summarize_boundary_counts,
     thin,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "eval_bsds",
     "evaluate_boundary_image",
     "maximum_matching",
+    "non_maximum_suppression",
     "num_tokens",
     "segmentation_boundaries",
     "segmentation_metrics",

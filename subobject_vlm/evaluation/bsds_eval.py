@@ -4,7 +4,8 @@
 ``groundTruth/<split>/*.mat``):
 
 1. the boundary model once (in this process), giving a probability map;
-2. in a process pool: the BSDS boundary benchmark of that map (99 thresholds, ODS / OIS / AP), and at each
+2. in a process pool: the BSDS boundary benchmark of that map (99 thresholds, ODS / OIS / AP; after
+   non-maximum suppression by default, as edge detectors are evaluated), and at each
    token budget ``N`` our tokenizer ``segment(image, model, max_tokens=N)`` plus every baseline at exactly
    the per-image token count ``n_i`` our tokenizer produced (``segment(image, "slic", num_tokens=n_i)``),
    each scored with ``segmentation_metrics``;
@@ -29,6 +30,7 @@ from .boundary_benchmark import (
     bsds_thresholds,
     default_workers,
     evaluate_boundary_image,
+    non_maximum_suppression,
     precision_recall_f,
     process_pool,
     summarize_boundary_counts,
@@ -68,8 +70,9 @@ def _evaluate_sample(task: dict) -> dict:
     image, probs, segs, bdrys = task["image"], task["probs"], task["segmentations"], task["boundaries"]
     result: dict = {"name": task["name"], "boundary_counts": None, "tokens": {}}
     if probs is not None and task["thresholds"] is not None:
+        benchmarked = non_maximum_suppression(probs) if task["nms"] else probs  # EPOC gets the raw map
         result["boundary_counts"] = evaluate_boundary_image(
-            probs, bdrys, task["thresholds"], task["max_dist"], matcher=task["matcher"]
+            benchmarked, bdrys, task["thresholds"], task["max_dist"], matcher=task["matcher"]
         ).tolist()
     ours, baselines = task["ours"], task["baselines"]
     for budget in task["budgets"]:
@@ -116,6 +119,7 @@ def eval_bsds(
     *,
     boundary_probs_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     segment_options: dict | None = None,
+    nms: bool = True,
     max_dist: float = BSDS_MAX_DIST,
     tolerance: float = 2,
     matcher: str = "exact",
@@ -137,6 +141,8 @@ def eval_bsds(
         thresholds: boundary benchmark thresholds (number or sequence); ``None`` skips the benchmark.
         boundary_probs_fn: any ``(H, W, 3) uint8 -> (H, W) float [0, 1]`` function used instead of ``model``.
         segment_options: extra EPOC options for ``segment`` (``threshold``, ``min_area``, ...).
+        nms: benchmark the map after ``non_maximum_suppression`` (the edge-detection protocol of HED, RCF,
+            Structured Edges); the tokenizer always segments the raw map.
         max_dist: BSDS matching tolerance (fraction of the diagonal).
         tolerance: pixel tolerance of the superpixel-style boundary recall / precision.
         matcher: ``"exact"`` or ``"csa"`` (pyEdgeEval, slow).
@@ -197,6 +203,7 @@ def eval_bsds(
             "segmentations": sample.segmentations,
             "boundaries": sample.boundaries,
             "thresholds": thresholds,
+            "nms": nms,
             "max_dist": max_dist,
             "matcher": matcher,
             "tolerance": tolerance,
@@ -241,6 +248,7 @@ def eval_bsds(
             "budgets": budgets,
             "baselines": baselines,
             "thresholds": None if thresholds is None else len(thresholds),
+            "nms": nms,
             "max_dist": max_dist,
             "tolerance_px": tolerance,
             "matcher": matcher,
@@ -305,6 +313,12 @@ def add_eval_bsds_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--thresholds", type=int, default=99, help="boundary benchmark thresholds (0: skip)")
     parser.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold")
+    parser.add_argument(
+        "--no-nms",
+        dest="nms",
+        action="store_false",
+        help="benchmark the raw map (default: after non-maximum suppression)",
+    )
     parser.add_argument("--matcher", choices=("exact", "csa"), default="exact")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     parser.add_argument("--resolution", type=int, default=None, help="DirectSAM input resolution")
@@ -324,6 +338,7 @@ def cmd_eval_bsds(args: argparse.Namespace) -> int:
         args.limit,
         args.thresholds or None,
         segment_options=None if args.threshold is None else {"threshold": args.threshold},
+        nms=args.nms,
         matcher=args.matcher,
         workers=args.workers,
         **model_options,

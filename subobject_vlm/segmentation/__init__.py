@@ -1,8 +1,9 @@
-"""Boundary models (DirectSAM, classical gradients), baselines, and boundary -> label map post-processing."""
+"""Boundary models (DirectSAM, EdgeNet, classical gradients), baselines, and boundary -> label map post-processing."""
 
-from .api import BoundaryModel, has_embedded_directsam, load_boundary_model, segment
+from .api import BoundaryModel, has_embedded_weights, load_boundary_model, segment
 from .baselines import BASELINES, felzenszwalb, patch_grid, run_baseline, slic
 from .directsam import DirectSAM
+from .edgenet import EdgeNetConfig, EdgeNetForBoundaryDetection
 from .epoc import as_boundary_probs, epoc
 from .gradient import GradientBoundaryModel, gradient_boundary_probs
 from .regions import merge_regions, region_adjacency, relabel_by_area
@@ -11,12 +12,14 @@ __all__ = [
     "BASELINES",
     "BoundaryModel",
     "DirectSAM",
+    "EdgeNetConfig",
+    "EdgeNetForBoundaryDetection",
     "GradientBoundaryModel",
     "as_boundary_probs",
     "epoc",
     "felzenszwalb",
     "gradient_boundary_probs",
-    "has_embedded_directsam",
+    "has_embedded_weights",
     "load_boundary_model",
     "merge_regions",
     "patch_grid",

@@ -1,7 +1,8 @@
 """Named boundary models and the one-call ``segment`` function.
 
-A model name is ``"default"`` (the model embedded in the package), ``"gradient"`` (classical colour
-gradients), a hub id or local path of a DirectSAM checkpoint, or a baseline (``patch``, ``slic``,
+A model name is ``"default"`` (the model embedded in the package: a learned EdgeNet, see
+``weights/default/README.md``), ``"gradient"`` (classical colour gradients), a hub id or local path of a
+DirectSAM (or EdgeNet) checkpoint, or a baseline (``patch``, ``slic``,
 ``felzenszwalb``), which produces label maps directly.
 """
 
@@ -35,8 +36,9 @@ _CACHE: dict[tuple, BoundaryModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def has_embedded_directsam() -> bool:
-    """Whether the package ships learned DirectSAM weights (else ``default`` is the gradient model)."""
+def has_embedded_weights() -> bool:
+    """Whether the package ships learned boundary weights in ``weights/default`` (else ``default`` is the
+    classical gradient model)."""
     return (DEFAULT_WEIGHTS_DIR / "config.json").is_file() and (
         DEFAULT_WEIGHTS_DIR / "model.safetensors"
     ).is_file()
@@ -65,7 +67,7 @@ def load_boundary_model(name: str | os.PathLike = "default", **options) -> Bound
 def _load_uncached(name: str, options: dict) -> BoundaryModel:
     from .directsam import DirectSAM
 
-    if name == "gradient" or (name == "default" and not has_embedded_directsam()):
+    if name == "gradient" or (name == "default" and not has_embedded_weights()):
         gradient_options = {k: v for k, v in options.items() if k in ("sigmas", "max_side")}
         return GradientBoundaryModel(**gradient_options)
     if name == "default":
@@ -113,4 +115,4 @@ def segment(
     return epoc(probs, threshold, max_tokens=max_tokens, min_area=min_area, merge=merge, assign=assign)
 
 
-__all__ = ["BoundaryModel", "DEFAULT_WEIGHTS_DIR", "has_embedded_directsam", "load_boundary_model", "segment"]
+__all__ = ["BoundaryModel", "DEFAULT_WEIGHTS_DIR", "has_embedded_weights", "load_boundary_model", "segment"]

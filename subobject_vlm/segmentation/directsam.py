@@ -114,17 +114,20 @@ class DirectSAM:
         resolution: int | None | str = "auto",
         **options,
     ) -> DirectSAM:
-        """Load a DirectSAM checkpoint (hub id or local folder, safetensors weights).
+        """Load a boundary checkpoint (hub id or local folder, safetensors weights): a one-label
+        ``SegformerForSemanticSegmentation`` (DirectSAM) or any one-label model registered with
+        ``AutoModelForSemanticSegmentation`` (e.g. our ``EdgeNetForBoundaryDetection``).
 
-        ``resolution="auto"`` uses the checkpoint's preprocessor size (``preprocessor_config.json``), else 1024.
+        ``resolution="auto"`` uses the model config's ``resolution`` (and ``keep_aspect``) if it has one, else
+        the checkpoint's preprocessor size (``preprocessor_config.json``), else 1024.
         """
-        from transformers import AutoImageProcessor, SegformerForSemanticSegmentation
+        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
         torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
         if torch_dtype not in DTYPES.values():
             raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         try:
-            model = SegformerForSemanticSegmentation.from_pretrained(
+            model = AutoModelForSemanticSegmentation.from_pretrained(
                 str(name_or_path), dtype=torch_dtype, use_safetensors=True
             )
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
@@ -142,7 +145,9 @@ class DirectSAM:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # no preprocessor_config.json: SegFormer defaults
         if resolution == "auto":
-            resolution = size or 1024
+            resolution = getattr(model.config, "resolution", None) or size or 1024
+            if hasattr(model.config, "keep_aspect"):
+                options.setdefault("keep_aspect", model.config.keep_aspect)
         return cls(model.to(device), resolution, image_mean=mean, image_std=std, **options)
 
     @property

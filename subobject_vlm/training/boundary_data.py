@@ -285,38 +285,40 @@ def transform_sample(
     scale_range: tuple[float, float] = (0.75, 1.5),
     hflip: bool = True,
     color_jitter: float = 0.0,
+    crop_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scale, crop/pad to ``resolution`` x ``resolution``, flip and colour-jitter one sample.
+    """Scale, crop/pad to ``crop_size`` x ``crop_size`` (default ``resolution``), flip and colour-jitter one sample.
 
     ``image``: ``(H, W, 3)`` uint8; ``label_maps``: ``(K, H, W)`` int. Scale 1 fits the longer side to
     ``resolution`` (what inference with ``keep_aspect`` sees). With ``rng=None`` the transform is deterministic:
-    scale 1, top-left placement, no flip, no jitter (validation). Returns the image ``(R, R, 3)`` uint8
-    (padding is black), label maps ``(K, R, R)`` int32 (padding repeats the nearest edge label, so the pad
-    border draws no boundary) and ``valid`` ``(R, R)`` bool (False on padding).
+    scale 1, top-left placement, no flip, no jitter (validation). Returns the image ``(C, C, 3)`` uint8
+    (padding is black), label maps ``(K, C, C)`` int32 (padding repeats the nearest edge label, so the pad
+    border draws no boundary) and ``valid`` ``(C, C)`` bool (False on padding).
     """
     height, width = image.shape[:2]
+    crop = resolution if crop_size is None else int(crop_size)
     if label_maps.shape[-2:] != (height, width):
         raise ValueError(f"image is {height}x{width} but its label maps are {label_maps.shape[-2:]}")
     scale = resolution / max(height, width)
     if rng is not None:
         scale *= float(rng.uniform(*scale_range))
     scaled_h, scaled_w = max(1, round(height * scale)), max(1, round(width * scale))
-    (src_y, dst_y), (src_x, dst_x) = _place(scaled_h, resolution, rng), _place(scaled_w, resolution, rng)
+    (src_y, dst_y), (src_x, dst_x) = _place(scaled_h, crop, rng), _place(scaled_w, crop, rng)
     flip = rng is not None and hflip and bool(rng.random() < 0.5)
 
     # image: resize (area when shrinking), then paste the crop into a black canvas
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (scaled_w, scaled_h), interpolation=interpolation)
-    h, w = min(scaled_h - src_y, resolution - dst_y), min(scaled_w - src_x, resolution - dst_x)
-    canvas = np.zeros((resolution, resolution, 3), dtype=np.uint8)
+    h, w = min(scaled_h - src_y, crop - dst_y), min(scaled_w - src_x, crop - dst_x)
+    canvas = np.zeros((crop, crop, 3), dtype=np.uint8)
     canvas[dst_y : dst_y + h, dst_x : dst_x + w] = resized[src_y : src_y + h, src_x : src_x + w]
-    valid = np.zeros((resolution, resolution), dtype=bool)
+    valid = np.zeros((crop, crop), dtype=bool)
     valid[dst_y : dst_y + h, dst_x : dst_x + w] = True
 
     # label maps: nearest neighbour through index maps, edge-replicated into the padding
-    rows = _nearest_indices(height, scaled_h)[np.clip(np.arange(resolution) - dst_y + src_y, 0, scaled_h - 1)]
-    cols = _nearest_indices(width, scaled_w)[np.clip(np.arange(resolution) - dst_x + src_x, 0, scaled_w - 1)]
-    labels = np.asarray(label_maps, dtype=np.int32)[:, rows[:, None], cols[None, :]]  # (K, R, R)
+    rows = _nearest_indices(height, scaled_h)[np.clip(np.arange(crop) - dst_y + src_y, 0, scaled_h - 1)]
+    cols = _nearest_indices(width, scaled_w)[np.clip(np.arange(crop) - dst_x + src_x, 0, scaled_w - 1)]
+    labels = np.asarray(label_maps, dtype=np.int32)[:, rows[:, None], cols[None, :]]  # (K, C, C)
 
     if flip:
         canvas, labels, valid = canvas[:, ::-1], labels[:, :, ::-1], valid[:, ::-1]
@@ -340,7 +342,8 @@ def _jitter_colours(image: np.ndarray, strength: float, rng: np.random.Generator
 
 
 class BoundaryDataset(torch.utils.data.Dataset):
-    """Items -> ``{"pixel_values": (3, R, R) float32 (normalised), "labels": (R, R) float32}``.
+    """Items -> ``{"pixel_values": (3, C, C) float32 (normalised), "labels": (C, C) float32}``, ``C = crop_size``
+    (default ``resolution``, the size the longer image side is scaled to).
 
     ``labels`` is the boundary target in [0, 1] with ``IGNORE_INDEX`` (-1) on padding. With ``augment=True``
     each index draws its own augmentation from ``numpy.random.default_rng([seed, index])``, so a run is
@@ -361,6 +364,7 @@ class BoundaryDataset(torch.utils.data.Dataset):
         color_jitter: float = 0.3,
         seed: int = 0,
         repeats: int = 1,
+        crop_size: int | None = None,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
     ):
@@ -374,11 +378,13 @@ class BoundaryDataset(torch.utils.data.Dataset):
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range}")
         if repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {repeats}")
+        if crop_size is not None and crop_size < 32:
+            raise ValueError(f"crop_size must be >= 32, got {crop_size}")
         self.items = list(items)
         self.resolution, self.thickness, self.annotators = int(resolution), int(thickness), annotators
         self.augment, self.scale_range = augment, tuple(scale_range)
         self.hflip, self.color_jitter = hflip, color_jitter
-        self.seed, self.repeats = seed, repeats
+        self.seed, self.repeats, self.crop_size = seed, repeats, crop_size
         self.mean = np.asarray(image_mean, dtype=np.float32) * 255
         self.std = np.asarray(image_std, dtype=np.float32) * 255
 
@@ -386,12 +392,19 @@ class BoundaryDataset(torch.utils.data.Dataset):
         return len(self.items) * self.repeats
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The transformed image ``(R, R, 3)`` uint8 and its target ``(R, R)`` float32 (-1 on padding)."""
+        """The transformed image ``(C, C, 3)`` uint8 and its target ``(C, C)`` float32 (-1 on padding)."""
         load_image_fn, load_labels_fn = self.items[index % len(self.items)]
         image, label_maps = load_image_fn(), load_labels_fn()
         rng = np.random.default_rng([self.seed, index]) if self.augment else None
         image, label_maps, valid = transform_sample(
-            image, label_maps, self.resolution, rng, self.scale_range, self.hflip, self.color_jitter
+            image,
+            label_maps,
+            self.resolution,
+            rng,
+            self.scale_range,
+            self.hflip,
+            self.color_jitter,
+            self.crop_size,
         )
         target = combine_annotators(label_maps, self.thickness, self.annotators)
         target[~valid] = IGNORE_INDEX
@@ -399,7 +412,7 @@ class BoundaryDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, target = self.sample(index)
-        pixels = (image.astype(np.float32) - self.mean) / self.std  # (R, R, 3); padding is normalised to 0
+        pixels = (image.astype(np.float32) - self.mean) / self.std  # (C, C, 3); padding is normalised to 0
         pixels[target == IGNORE_INDEX] = 0.0
         return {
             "pixel_values": torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))),

@@ -1,4 +1,4 @@
-"""Train a DirectSAM boundary model (a one-label SegFormer) with the Hugging Face ``Trainer``, from a YAML config.
+"""Train a DirectSAM boundary model (a one-label SegFormer, or the small EdgeNet FCN) with the Hugging Face ``Trainer``, from a YAML config.
 
 >>> output_dir = train_boundary("configs/boundary_bsds_b0.yaml")
 >>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or DirectSAM.from_pretrained(...)
@@ -15,17 +15,19 @@ Config layout (every section is optional except ``output_dir`` and ``data.train`
     seed: 0
     torch_threads: null            # torch.set_num_threads, e.g. 1 on a shared CPU
     resume_from_checkpoint: null   # true (latest checkpoint in output_dir), "auto" (if one exists) or a path
-    model: {pretrained: null, size: b0, overrides: {}}   # overrides: any SegformerConfig field
+    model: {architecture: segformer, pretrained: null, size: b0, overrides: {}}   # or architecture: edgenet
     data:
       train: [{kind: bsds, split: train}]   # kinds: bsds (root, split), folders (images, labels),
       val: [{kind: bsds, split: val}]       #        hf (path, split, image_column, masks_column|label_map_column)
-      resolution: 320
+      resolution: 320              # scale 1 fits the longer image side to this
+      crop_size: null              # random crops of this size (default: resolution)
       thickness: 2
       annotators: union            # union | soft (several annotators per image, BSDS)
       scale_range: [0.75, 1.5]
       hflip: true
       color_jitter: 0.3
-    loss: {class_balance: none, max_pos_weight: 10.0}   # none | pos_weight | hed
+    loss: {class_balance: none, max_pos_weight: 10.0, positive_threshold: 0.3, side_weight: 0.5}
+                                   # class_balance: none | pos_weight | hed | rcf
     training: {max_steps: 4000, learning_rate: 1e-3, ...}   # any transformers.TrainingArguments field
 """
 
@@ -70,8 +72,19 @@ SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
     "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
 }
-CLASS_BALANCE = ("none", "pos_weight", "hed")
+CLASS_BALANCE = ("none", "pos_weight", "hed", "rcf")
+ARCHITECTURES = ("segformer", "edgenet")
 SOURCE_KINDS = ("bsds", "folders", "hf")
+
+
+def _config_class(architecture: str):
+    if architecture == "edgenet":
+        from ..segmentation.edgenet import EdgeNetConfig
+
+        return EdgeNetConfig
+    from transformers import SegformerConfig
+
+    return SegformerConfig
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -79,22 +92,27 @@ SOURCE_KINDS = ("bsds", "folders", "hf")
 
 @dataclass
 class ModelSection:
-    """``pretrained``: a hub id or local folder to fine-tune; ``None`` builds ``size`` from scratch.
-    ``overrides``: ``SegformerConfig`` fields (e.g. ``hidden_sizes``, ``depths``) applied on top."""
+    """``architecture``: ``segformer`` (DirectSAM) or ``edgenet`` (``EdgeNetForBoundaryDetection``, a small FCN
+    that trains from scratch on a CPU). ``pretrained``: a hub id or local folder to fine-tune; ``None`` builds
+    the model from scratch (``size`` b0-b5 for SegFormer). ``overrides``: fields of the architecture's config
+    (``SegformerConfig``, e.g. ``hidden_sizes``; ``EdgeNetConfig``, e.g. ``widths``) applied on top."""
 
+    architecture: str = "segformer"
     pretrained: str | None = None
     size: str = "b0"
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        from transformers import SegformerConfig
-
-        if self.pretrained is None and self.size not in SEGFORMER_SIZES:
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"model.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.architecture == "segformer" and self.pretrained is None and self.size not in SEGFORMER_SIZES:
             raise ConfigError(f"model.size must be one of {list(SEGFORMER_SIZES)}, got {self.size!r}")
-        known = SegformerConfig().to_dict()
+        known = _config_class(self.architecture)().to_dict()
         unknown = sorted(set(self.overrides) - set(known))
         if unknown:
-            raise ConfigError(f"model.overrides: unknown SegformerConfig fields {unknown}")
+            raise ConfigError(
+                f"model.overrides: unknown {_config_class(self.architecture).__name__} fields {unknown}"
+            )
 
 
 @dataclass
@@ -162,6 +180,7 @@ class DataSection:
     train: list[DataSource]
     val: list[DataSource] = field(default_factory=list)
     resolution: int = 512
+    crop_size: int | None = None
     thickness: int = 3
     annotators: str = "union"
     scale_range: tuple[float, float] = (0.75, 1.5)
@@ -173,6 +192,8 @@ class DataSection:
             raise ConfigError("data.train needs at least one source")
         if self.resolution < 32 or self.resolution % 32:
             raise ConfigError(f"data.resolution must be a multiple of 32 (>= 32), got {self.resolution}")
+        if self.crop_size is not None and (self.crop_size < 32 or self.crop_size % 32):
+            raise ConfigError(f"data.crop_size must be a multiple of 32 (>= 32), got {self.crop_size}")
         if self.thickness < 1:
             raise ConfigError(f"data.thickness must be >= 1, got {self.thickness}")
         if self.annotators not in ("union", "soft"):
@@ -192,10 +213,14 @@ class DataSection:
 @dataclass
 class LossSection:
     """``class_balance``: ``none`` (plain BCE), ``pos_weight`` (positives weighted by the batch's
-    negative/positive ratio, clipped to ``max_pos_weight``) or ``hed`` (HED's balanced BCE)."""
+    negative/positive ratio, clipped to ``max_pos_weight``), ``hed`` (HED's balanced BCE) or ``rcf`` (RCF's:
+    targets ``>= positive_threshold`` are positives, 0 are negatives, in between ignored; balanced, negatives
+    x1.1). ``side_weight``: weight of the deep-supervision losses of models with side outputs (EdgeNet)."""
 
     class_balance: str = "none"
     max_pos_weight: float = 10.0
+    positive_threshold: float = 0.3
+    side_weight: float = 0.5
 
     def validate(self) -> None:
         if self.class_balance not in CLASS_BALANCE:
@@ -204,6 +229,10 @@ class LossSection:
             )
         if self.max_pos_weight < 1:
             raise ConfigError(f"loss.max_pos_weight must be >= 1, got {self.max_pos_weight}")
+        if not 0 < self.positive_threshold <= 1:
+            raise ConfigError(f"loss.positive_threshold must be in (0, 1], got {self.positive_threshold}")
+        if self.side_weight < 0:
+            raise ConfigError(f"loss.side_weight must be >= 0, got {self.side_weight}")
 
 
 @dataclass
@@ -254,9 +283,17 @@ def load_config(config: str | os.PathLike | dict) -> BoundaryTrainingConfig:
 
 
 def build_model(section: ModelSection):
-    """A ``SegformerForSemanticSegmentation`` with one boundary label, from scratch or from a checkpoint."""
+    """A one-label boundary model (SegFormer or EdgeNet), from scratch or from a checkpoint."""
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
+    if section.architecture == "edgenet":
+        from ..segmentation.edgenet import EdgeNetConfig, EdgeNetForBoundaryDetection
+
+        if section.pretrained is None:
+            return EdgeNetForBoundaryDetection(EdgeNetConfig(**section.overrides))
+        return EdgeNetForBoundaryDetection.from_pretrained(
+            section.pretrained, use_safetensors=True, **section.overrides
+        )
     labels = {"num_labels": 1, "id2label": {0: "boundary"}, "label2id": {"boundary": 0}}
     if section.pretrained is None:
         config = SegformerConfig(**{**SEGFORMER_SIZES[section.size], **section.overrides, **labels})
@@ -267,10 +304,15 @@ def build_model(section: ModelSection):
 
 
 def boundary_loss(
-    logits: torch.Tensor, labels: torch.Tensor, class_balance: str = "none", max_pos_weight: float = 10.0
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    class_balance: str = "none",
+    max_pos_weight: float = 10.0,
+    positive_threshold: float = 0.3,
 ) -> torch.Tensor:
-    """Masked BCE-with-logits. ``logits``: ``(B, 1, h, w)`` (SegFormer outputs at 1/4 resolution, upsampled
-    bilinearly here); ``labels``: ``(B, H, W)`` float in [0, 1], ``IGNORE_INDEX`` where ignored. Returns a scalar."""
+    """Masked BCE-with-logits. ``logits``: ``(B, 1, h, w)`` (SegFormer outputs at 1/4 resolution are upsampled
+    bilinearly here); ``labels``: ``(B, H, W)`` float in [0, 1], ``IGNORE_INDEX`` where ignored. Returns a scalar
+    (the loss summed over the valid pixels, divided by their number)."""
     logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     valid = (labels != IGNORE_INDEX).float()
     target = labels.clamp(min=0) * valid
@@ -284,6 +326,13 @@ def boundary_loss(
         beta = (negatives / count).detach()
         weights = target * beta + (1 - target) * (1 - beta)
         losses = weights * F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    elif class_balance == "rcf":
+        positive = (target >= positive_threshold).float() * valid
+        negative = (target == 0).float() * valid
+        num_pos, num_neg = positive.sum(), negative.sum()
+        total = (num_pos + num_neg).clamp(min=1)
+        weights = positive * (num_neg / total) + negative * (1.1 * num_pos / total)
+        losses = weights * F.binary_cross_entropy_with_logits(logits, positive, reduction="none")
     else:
         losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return (losses * valid).sum() / count
@@ -293,7 +342,8 @@ def _trainer_class():
     from transformers import Trainer
 
     class BoundaryTrainer(Trainer):
-        """``Trainer`` whose loss is ``boundary_loss`` (the model only sees ``pixel_values``)."""
+        """``Trainer`` whose loss is ``boundary_loss`` on the logits, plus ``side_weight`` times it on each side
+        output of models that have them (the model only sees ``pixel_values``)."""
 
         loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by the accumulation steps
 
@@ -303,12 +353,11 @@ def _trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(pixel_values=inputs["pixel_values"])
-            loss = boundary_loss(
-                outputs.logits,
-                inputs["labels"],
-                self.loss_section.class_balance,
-                self.loss_section.max_pos_weight,
-            )
+            section = self.loss_section
+            options = (section.class_balance, section.max_pos_weight, section.positive_threshold)
+            loss = boundary_loss(outputs.logits, inputs["labels"], *options)
+            for side_logits in getattr(outputs, "side_logits", None) or ():  # deep supervision (EdgeNet)
+                loss = loss + section.side_weight * boundary_loss(side_logits, inputs["labels"], *options)
             return (loss, outputs) if return_outputs else loss
 
         # transformers 5 saves SegFormer weights under their legacy names (as the public DirectSAM checkpoints)
@@ -446,6 +495,7 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
         train_items,
         data.resolution,
         augment=True,
+        crop_size=data.crop_size,
         scale_range=data.scale_range,
         hflip=data.hflip,
         color_jitter=data.color_jitter,
