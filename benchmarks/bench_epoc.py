@@ -91,7 +91,8 @@ def main() -> None:
         for regions in args.regions:
             probs = synthetic_boundary_map(size, regions)
             up_s, up_peak, masks = measure(
-                lambda probs=probs: upstream_style(probs, args.threshold, args.max_tokens), max(1, args.repeats // 2)
+                lambda probs=probs: upstream_style(probs, args.threshold, args.max_tokens),
+                max(1, args.repeats // 2),
             )
             ours_s, ours_peak, _ = measure(
                 lambda probs=probs: epoc(probs, args.threshold, max_tokens=args.max_tokens), args.repeats

@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.4, 0.5])
     parser.add_argument("--merges", nargs="+", default=["weakest_boundary", "smallest_region"])
     parser.add_argument("--min-areas", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", nargs="+", default=["threshold"], help="threshold and/or minima")
     parser.add_argument("--budgets", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--baseline", default=None, help="e.g. slic: also scored at equal per-image counts")
     parser.add_argument("--split", default="val")
@@ -52,15 +53,15 @@ def main() -> None:
 
     model = load_boundary_model(args.model)
     samples = load_bsds(split=args.split, limit=args.limit)
-    settings = list(itertools.product(args.thresholds, args.merges, args.min_areas))
+    settings = list(itertools.product(args.thresholds, args.merges, args.min_areas, args.seeds))
     rows: dict[tuple, dict[str, list[float]]] = {}
     for sample in tqdm(samples, desc=f"BSDS {args.split}"):
         image = load_image(sample.image_path)
         [probs] = model.predict([image])
-        for (threshold, merge, min_area), budget in itertools.product(settings, args.budgets):
-            label_map = epoc(probs, threshold, max_tokens=budget, merge=merge, min_area=min_area)
+        for (threshold, merge, min_area, seeds), budget in itertools.product(settings, args.budgets):
+            label_map = epoc(probs, threshold, max_tokens=budget, merge=merge, min_area=min_area, seeds=seeds)
             metrics = segmentation_metrics(label_map, sample.segmentations, sample.boundaries)
-            entry = rows.setdefault((threshold, merge, min_area, budget), {m: [] for m in METRICS})
+            entry = rows.setdefault((threshold, merge, min_area, seeds, budget), {m: [] for m in METRICS})
             for m in METRICS:
                 entry[m].append(metrics[m])
             if args.baseline:
@@ -79,11 +80,11 @@ def main() -> None:
         for (t, mg, ma, b), e in rows.items()
     ]
     print(f"{args.split}: {len(samples)} images, model {args.model}")
-    header = f"{'thr':>5} {'merge':>17} {'min_area':>8} {'budget':>6} {'tokens':>7} {'F':>6} {'R@2':>6} {'P@2':>6} {'ASA':>6}"
+    header = f"{'thr':>5} {'merge':>17} {'min_area':>8} {'seeds':>9} {'budget':>6} {'tokens':>7} {'F':>6} {'R@2':>6} {'P@2':>6} {'ASA':>6}"
     print(header + (f" {args.baseline + ' F':>8} {'ASA':>6}" if args.baseline else ""))
     for row in summary:
         line = (
-            f"{row['threshold']:>5.2f} {row['merge']:>17} {row['min_area']:>8} {row['budget']:>6} {row['tokens']:>7.1f} "
+            f"{row['threshold']:>5.2f} {row['merge']:>17} {row['min_area']:>8} {row['seeds']:>9} {row['budget']:>6} {row['tokens']:>7.1f} "
             f"{row['boundary_f']:>6.3f} {row['boundary_recall_2px']:>6.3f} {row['boundary_precision_2px']:>6.3f} "
             f"{row['achievable_segmentation_accuracy']:>6.3f}"
         )
@@ -99,7 +100,7 @@ def main() -> None:
 
 
 def plot(summary: list[dict], budgets: list[int], path: Path) -> None:
-    """Boundary F and ASA against threshold, one line per (merge, min_area) and budget."""
+    """Boundary F and ASA against threshold, one line per (merge, min_area, seeds) and budget."""
     import matplotlib
 
     matplotlib.use("Agg")

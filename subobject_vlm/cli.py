@@ -18,7 +18,7 @@ import numpy as np
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> None:
-    choices = "default (embedded), a DirectSAM hub id or local path, gradient"
+    choices = "default (embedded), a DirectSAM / EdgeNet hub id or local path, gradient"
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument(
@@ -28,7 +28,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> No
     )
     parser.add_argument("--resolution", type=int, default=None, help="boundary model input size (DirectSAM)")
     parser.add_argument(
-        "--keep-aspect", action="store_true", help="resize keeping the aspect ratio (DirectSAM)"
+        "--keep-aspect",
+        action="store_true",
+        default=None,
+        help="resize keeping the aspect ratio (DirectSAM; EdgeNet checkpoints do by default)",
     )
     parser.add_argument("--pyramid-layers", type=int, default=0, help="extra crop-pyramid passes (DirectSAM)")
     parser.add_argument("--device", default="cpu", help="torch device for DirectSAM, e.g. cuda")
@@ -36,7 +39,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> No
 
 
 def _model_options(args: argparse.Namespace) -> dict:
-    options = {"device": args.device, "dtype": args.dtype, "keep_aspect": args.keep_aspect}
+    options = {"device": args.device, "dtype": args.dtype}
+    if args.keep_aspect is not None:
+        options["keep_aspect"] = args.keep_aspect
     if args.resolution is not None:
         options["resolution"] = args.resolution
     if args.pyramid_layers:
@@ -108,6 +113,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 min_area=args.min_area,
                 merge=args.merge,
                 assign=args.assign,
+                seeds=args.seeds,
             )
         save_composite(out_dir / f"{stem}.png", image, label_map, probs, args.threshold)
         if args.save_labels == "npy":
@@ -180,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--min-area", type=int, default=0, help="merge regions smaller than this many pixels")
     seg.add_argument("--merge", default="weakest_boundary", choices=["weakest_boundary", "smallest_region"])
     seg.add_argument("--assign", default="watershed", choices=["watershed", "nearest"])
+    seg.add_argument(
+        "--seeds",
+        default="threshold",
+        choices=["threshold", "minima"],
+        help="EPOC seeds: components under the threshold, or also every regional minimum (fills the budget)",
+    )
     seg.add_argument("--save-labels", choices=["npy", "png"], default=None, help="also write the label maps")
     seg.set_defaults(func=cmd_segment)
 

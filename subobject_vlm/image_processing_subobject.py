@@ -26,7 +26,7 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation import BASELINES, epoc, load_boundary_model, run_baseline
-from .segmentation.epoc import ASSIGN_MODES
+from .segmentation.epoc import ASSIGN_MODES, SEED_MODES
 from .segmentation.regions import MERGE_ORDERS
 
 SEGMENTATION_KEYS = (
@@ -37,6 +37,7 @@ SEGMENTATION_KEYS = (
     "min_area",
     "merge",
     "assign",
+    "seeds",
     "label_size",
 )
 
@@ -52,6 +53,7 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     min_area (`int`): regions smaller than this (pixels at label resolution) are merged first.
     merge (`str`): `"weakest_boundary"` or `"smallest_region"`.
     assign (`str`): `"watershed"` or `"nearest"`.
+    seeds (`str`): `"threshold"` (components under the threshold) or `"minima"` (plus every regional minimum).
     label_size (`dict`): `{"height", "width"}` of the returned label maps.
     do_segment (`bool`): segment the images (default); `False` returns `pixel_values` only.
     """
@@ -63,6 +65,7 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     min_area: int
     merge: str
     assign: str
+    seeds: str
     label_size: dict
     do_segment: bool
 
@@ -108,6 +111,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
     min_area = 0
     merge = "weakest_boundary"
     assign = "watershed"
+    seeds = "threshold"
     label_size = {"height": 336, "width": 336}
     do_segment = True
 
@@ -119,7 +123,15 @@ class SubobjectImageProcessor(TorchvisionBackend):
 
     @staticmethod
     def _validate_segmentation_settings(
-        boundary_model, boundary_model_options, threshold, max_tokens, min_area, merge, assign, label_size
+        boundary_model,
+        boundary_model_options,
+        threshold,
+        max_tokens,
+        min_area,
+        merge,
+        assign,
+        seeds,
+        label_size,
     ) -> None:
         if not isinstance(boundary_model, (str, os.PathLike)):
             raise ValueError(f"boundary_model must be a name or path, got {type(boundary_model).__name__}")
@@ -135,6 +147,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
             raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
         if assign not in ASSIGN_MODES:
             raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
+        if seeds not in SEED_MODES:
+            raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
         size = dict(label_size or {})
         if set(size) != {"height", "width"} or min(size.values()) < 1:
             raise ValueError(
@@ -184,6 +198,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
                     min_area=settings["min_area"],
                     merge=settings["merge"],
                     assign=settings["assign"],
+                    seeds=settings["seeds"],
                 )
                 self._store(keys[i], label_map)
         label_maps = []

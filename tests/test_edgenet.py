@@ -244,3 +244,32 @@ def test_nms_keeps_a_flat_map_and_rejects_bad_shapes():
     assert non_maximum_suppression(np.ones((1, 5), np.float32)).shape == (1, 5)
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         non_maximum_suppression(np.zeros((2, 3, 3)))
+
+
+# ------------------------------------------------------------------------------------ the shipped default
+
+
+def test_the_shipped_default_is_a_small_learned_edgenet_that_loads_offline(astronaut):
+    from subobject_vlm.segmentation import DEFAULT_WEIGHTS_DIR, has_embedded_weights, load_boundary_model
+
+    assert has_embedded_weights()
+    assert (DEFAULT_WEIGHTS_DIR / "model.safetensors").stat().st_size <= 20 * 2**20
+    assert (DEFAULT_WEIGHTS_DIR / "README.md").is_file()  # the model card
+    model = load_boundary_model("default")
+    assert isinstance(model, DirectSAM) and isinstance(model.model, EdgeNetForBoundaryDetection)
+    assert model.keep_aspect and model.resolution == model.model.config.resolution
+    [probs] = model.predict([astronaut])
+    assert probs.shape == astronaut.shape[:2] and probs.dtype == np.float32
+    # a real photo: most pixels are confidently interior, and boundaries exist
+    assert np.median(probs) < 0.1 and (probs > 0.5).mean() > 0.01
+
+
+@pytest.mark.slow
+def test_the_shipped_default_reaches_ods_0_70_on_bsds_val(tmp_path):
+    """The card's headline figure, re-measured (about 3 minutes on 2 cores): ``pytest -m slow``."""
+    from subobject_vlm.evaluation import eval_bsds
+
+    report = eval_bsds(
+        split="val", budgets=(64,), baselines=(), out_dir=tmp_path, thresholds=33, progress=False
+    )
+    assert report["boundary"]["ODS"]["f"] >= 0.70

@@ -44,9 +44,10 @@ MAPS = [random_boundary_map(seed) for seed in range(6)] + [
 @pytest.mark.parametrize("index", range(len(MAPS)))
 @pytest.mark.parametrize("max_tokens", [None, 1, 5, 40])
 @pytest.mark.parametrize("assign", ["watershed", "nearest"])
-def test_label_maps_cover_every_pixel_contiguously_in_area_order(index, max_tokens, assign):
+@pytest.mark.parametrize("seeds", ["threshold", "minima"])
+def test_label_maps_cover_every_pixel_contiguously_in_area_order(index, max_tokens, assign, seeds):
     probs = MAPS[index]
-    label_map = epoc(probs, 0.3, max_tokens=max_tokens, assign=assign)
+    label_map = epoc(probs, 0.3, max_tokens=max_tokens, assign=assign, seeds=seeds)
     # nearest-seed assignment (Euclidean) may leave a region in several pieces; flooding never does
     assert_valid_label_map(label_map, probs.shape, max_tokens, connected=assign == "watershed")
 
@@ -56,6 +57,18 @@ def test_epoc_is_deterministic(merge):
     probs = random_boundary_map(3)
     first = epoc(probs, 0.2, max_tokens=7, merge=merge)
     assert np.array_equal(first, epoc(probs.copy(), 0.2, max_tokens=7, merge=merge))
+
+
+def test_minima_seeds_split_a_region_at_a_weak_ridge_and_fill_the_budget():
+    columns = np.arange(60, dtype=np.float32)
+    probs = np.tile(0.2 + 0.4 * np.exp(-((columns - 30) ** 2) / 8), (40, 1))  # two basins above threshold
+    assert epoc(probs, 0.1).max() == 0  # no pixel under the threshold: one region
+    split = epoc(probs, 0.1, seeds="minima", max_tokens=2)
+    assert split.max() == 1 and len(np.unique(split[:, :29])) == 1 and len(np.unique(split[:, 31:])) == 1
+    assert split[0, 0] != split[0, -1]
+    field = random_boundary_map(2, size=(96, 128), blobs=6)
+    assert epoc(field, 0.0).max() + 1 < 30 <= epoc(field, 0.0, seeds="minima").max() + 1
+    assert epoc(field, 0.0, max_tokens=30, seeds="minima").max() + 1 == 30
 
 
 def test_all_zero_and_all_one_maps_give_a_single_region():
@@ -96,7 +109,8 @@ def test_bad_boundary_maps_are_rejected_with_a_clear_error(bad, error):
 
 def test_bad_options_are_rejected():
     probs = random_boundary_map(0)
-    for kwargs in ({"max_tokens": 0}, {"min_area": -1}, {"merge": "random"}, {"assign": "flood"}):
+    bad = ({"max_tokens": 0}, {"min_area": -1}, {"merge": "random"}, {"assign": "flood"}, {"seeds": "grid"})
+    for kwargs in bad:
         with pytest.raises(ValueError):
             epoc(probs, **kwargs)
 

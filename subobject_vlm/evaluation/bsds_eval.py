@@ -313,6 +313,8 @@ def add_eval_bsds_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--thresholds", type=int, default=99, help="boundary benchmark thresholds (0: skip)")
     parser.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold")
+    parser.add_argument("--seeds", choices=("threshold", "minima"), default=None, help="EPOC seeds")
+    parser.add_argument("--min-area", type=int, default=None, help="EPOC min_area (pixels)")
     parser.add_argument(
         "--no-nms",
         dest="nms",
@@ -337,7 +339,15 @@ def cmd_eval_bsds(args: argparse.Namespace) -> int:
         args.out,
         args.limit,
         args.thresholds or None,
-        segment_options=None if args.threshold is None else {"threshold": args.threshold},
+        segment_options={
+            key: value
+            for key, value in (
+                ("threshold", args.threshold),
+                ("seeds", args.seeds),
+                ("min_area", args.min_area),
+            )
+            if value is not None
+        },
         nms=args.nms,
         matcher=args.matcher,
         workers=args.workers,

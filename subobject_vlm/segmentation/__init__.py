@@ -1,6 +1,6 @@
 """Boundary models (DirectSAM, EdgeNet, classical gradients), baselines, and boundary -> label map post-processing."""
 
-from .api import BoundaryModel, has_embedded_weights, load_boundary_model, segment
+from .api import DEFAULT_WEIGHTS_DIR, BoundaryModel, has_embedded_weights, load_boundary_model, segment
 from .baselines import BASELINES, felzenszwalb, patch_grid, run_baseline, slic
 from .directsam import DirectSAM
 from .edgenet import EdgeNetConfig, EdgeNetForBoundaryDetection
@@ -11,6 +11,7 @@ from .regions import merge_regions, region_adjacency, relabel_by_area
 __all__ = [
     "BASELINES",
     "BoundaryModel",
+    "DEFAULT_WEIGHTS_DIR",
     "DirectSAM",
     "EdgeNetConfig",
     "EdgeNetForBoundaryDetection",

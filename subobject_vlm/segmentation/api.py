@@ -88,6 +88,7 @@ def segment(
     min_area: int = 0,
     merge: str = "weakest_boundary",
     assign: str = "watershed",
+    seeds: str = "threshold",
     **model_options,
 ) -> np.ndarray:
     """Segment one image into subobjects.
@@ -95,7 +96,7 @@ def segment(
     Args:
         image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
         model: a boundary model or its name (see ``load_boundary_model``), or a baseline name.
-        threshold, max_tokens, min_area, merge, assign: EPOC options (see ``epoc``).
+        threshold, max_tokens, min_area, merge, assign, seeds: EPOC options (see ``epoc``).
         num_tokens: baselines only: the exact number of regions (default ``max_tokens`` or 256).
 
     Returns:
@@ -112,7 +113,9 @@ def segment(
         load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
     )
     [probs] = boundary_model.predict([image])
-    return epoc(probs, threshold, max_tokens=max_tokens, min_area=min_area, merge=merge, assign=assign)
+    return epoc(
+        probs, threshold, max_tokens=max_tokens, min_area=min_area, merge=merge, assign=assign, seeds=seeds
+    )
 
 
 __all__ = ["BoundaryModel", "DEFAULT_WEIGHTS_DIR", "has_embedded_weights", "load_boundary_model", "segment"]
