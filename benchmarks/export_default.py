@@ -43,6 +43,7 @@ def main() -> None:
     offset = logit(EPOC_DEFAULT_THRESHOLD) - logit(args.tuned_threshold)
     with torch.no_grad():
         model.fuse.bias += offset
+    model.config.id2label, model.config.label2id = {0: "boundary"}, {"boundary": 0}
     model.config.calibration = {
         "tuned_threshold": args.tuned_threshold,
         "logit_offset": round(offset, 6),
@@ -54,6 +55,7 @@ def main() -> None:
     preprocessor = Path(args.run) / "preprocessor_config.json"
     if preprocessor.exists():
         shutil.copy(preprocessor, out / "preprocessor_config.json")
+    (out / "model.safetensors").chmod(0o644)
     size = (out / "model.safetensors").stat().st_size
     if size > MAX_BYTES:
         raise SystemExit(f"{out / 'model.safetensors'} is {size / 2**20:.1f} MB, over the 20 MB limit")

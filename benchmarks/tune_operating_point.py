@@ -74,10 +74,11 @@ def main() -> None:
             "threshold": t,
             "merge": mg,
             "min_area": ma,
+            "seeds": sd,
             "budget": b,
             **{k: float(np.mean(v)) for k, v in e.items()},
         }
-        for (t, mg, ma, b), e in rows.items()
+        for (t, mg, ma, sd, b), e in rows.items()
     ]
     print(f"{args.split}: {len(samples)} images, model {args.model}")
     header = f"{'thr':>5} {'merge':>17} {'min_area':>8} {'seeds':>9} {'budget':>6} {'tokens':>7} {'F':>6} {'R@2':>6} {'P@2':>6} {'ASA':>6}"

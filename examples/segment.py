@@ -1,6 +1,6 @@
 """Segment a photo into subobjects and look at the tokens (runs offline in a few seconds).
 
-    python examples/segment.py [IMAGE] [--max-tokens 64] [--out runs/example]
+python examples/segment.py [IMAGE] [--max-tokens 64] [--out runs/example]
 """
 
 import argparse
@@ -25,7 +25,9 @@ model = load_boundary_model("default")  # the embedded boundary model; or a Dire
 label_map = epoc(boundary_probs, threshold=0.1, max_tokens=args.max_tokens)  # (H, W) int32, ids 0..n-1
 
 areas = np.bincount(label_map.ravel())
-print(f"{len(areas)} tokens; largest covers {areas[0] / label_map.size:.1%} of the image, smallest {areas[-1]} px")
+print(
+    f"{len(areas)} tokens; largest covers {areas[0] / label_map.size:.1%} of the image, smallest {areas[-1]} px"
+)
 
 # the same budget with the Felzenszwalb baseline, for comparison
 baseline = segment(image, "felzenszwalb", num_tokens=len(areas))

@@ -337,7 +337,12 @@ def test_command_line_reports_a_bad_config_and_exits_with_status_2(tmp_path, cap
 
 
 def test_shipped_configs_are_valid(bsds_root):
-    for name in ("boundary_tiny_smoke", "boundary_bsds_b0", "boundary_finetune_directsam"):
+    for name in (
+        "boundary_tiny_smoke",
+        "boundary_bsds_b0",
+        "boundary_finetune_directsam",
+        "boundary_bsds_edgenet",
+    ):
         assert load_config(REPO_ROOT / "configs" / f"{name}.yaml").data.train
 
 
