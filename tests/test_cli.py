@@ -106,11 +106,18 @@ def test_eval_bsds_runs_from_the_command_line(tmp_path, capsys):
             str(out),
             "--workers",
             "1",
+            "--no-nms",
+            "--seeds",
+            "minima",
+            "--min-area",
+            "20",
         ]
     )
     assert status == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["boundary"]["ODS"]["f"] > 0 and (out / "pr_curve.png").exists()
+    assert report["config"]["nms"] is False
+    assert report["config"]["segment_options"] == {"seeds": "minima", "min_area": 20}
     assert "patch" in capsys.readouterr().out
 
 

@@ -426,3 +426,15 @@ def test_benchmark_with_a_process_pool_equals_the_in_process_run(bsds_root):
     serial = benchmark_boundaries(probs, gts, thresholds=5, workers=0, progress=False)
     pooled = benchmark_boundaries(probs, gts, thresholds=5, workers=2, progress=False)
     assert serial["counts"] == pooled["counts"]
+
+
+def test_nms_changes_the_boundary_benchmark_but_never_the_tokens(bsds_root, tmp_path):
+    from subobject_vlm.evaluation import eval_bsds
+
+    options = dict(budgets=(16,), baselines=(), limit=1, thresholds=9, boundary_probs_fn=sobel_probs)
+    options.update(workers=0, progress=False)
+    raw = eval_bsds(bsds_root, "val", out_dir=tmp_path / "raw", nms=False, **options)
+    thinned = eval_bsds(bsds_root, "val", out_dir=tmp_path / "nms", **options)
+    assert thinned["config"]["nms"] and not raw["config"]["nms"]
+    assert thinned["boundary"]["ODS"] != raw["boundary"]["ODS"]
+    assert thinned["tokens"] == raw["tokens"]

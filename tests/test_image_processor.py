@@ -93,12 +93,22 @@ def test_save_and_load_round_trip_keeps_settings_but_not_caches(processor, astro
         ({"max_tokens": 0}, "max_tokens"),
         ({"threshold": 2.0}, "threshold"),
         ({"merge": "biggest"}, "merge"),
+        ({"seeds": "grid"}, "seeds"),
         ({"label_size": {"height": 0, "width": 4}}, "label_size"),
     ],
 )
 def test_invalid_settings_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SubobjectImageProcessor(**kwargs)
+
+
+def test_minima_seeds_fill_more_of_the_budget_and_survive_a_save(astronaut, tmp_path):
+    processor = SubobjectImageProcessor(max_tokens=256, seeds="minima", min_area=20)
+    processor.save_pretrained(tmp_path)
+    loaded = SubobjectImageProcessor.from_pretrained(tmp_path)
+    assert loaded.seeds == "minima" and loaded.min_area == 20
+    threshold_only = SubobjectImageProcessor(max_tokens=256)(astronaut, return_tensors="pt")["num_tokens"]
+    assert threshold_only.item() < loaded(astronaut, return_tensors="pt")["num_tokens"].item() <= 256
 
 
 def test_bad_images_name_their_position(processor, astronaut):
