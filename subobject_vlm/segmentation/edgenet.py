@@ -4,9 +4,9 @@ A HED-style FCN (stages at 1, 1/2, 1/4 and 1/8 resolution, one side output per s
 convolution) fed with the RGB image and, optionally, fixed handcrafted channels computed inside the model:
 multi-scale CIELAB gradients split into lightness and chroma, structure-tensor orientation, differences of
 Gaussians and local contrast. The classical gradient map (``gradient_boundary_probs``) is one of these channels
-and also enters the fusion directly, so the network learns a correction of a sound classical map; that is what
-lets ~150k parameters reach ODS 0.7 on BSDS500 after minutes of CPU training, where SegFormer-b0 from scratch
-stays far below.
+and also enters the fusion directly, so the network learns a correction of a sound classical map. Trained from
+scratch on BSDS500 train on one CPU core, it reaches ODS 0.73 on val in under an hour (0.72 from RGB alone),
+where SegFormer-b0 stays near 0.61 (see ``weights/default/README.md``).
 
 It is an ordinary transformers model: ``EdgeNetConfig`` / ``EdgeNetForBoundaryDetection`` are registered with
 ``AutoConfig`` and ``AutoModelForSemanticSegmentation`` (``model_type="subobject_edgenet"``), take
