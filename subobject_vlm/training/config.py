@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -117,6 +118,18 @@ def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> 
     return str(resume)
 
 
+def run_training_command(train: Callable[[Any], Path], config: Any) -> int:
+    """Run ``train(config)`` for a command line: print the output folder and return 0, or print a config /
+    data error (any ``ValueError``) as one line on stderr and return 2."""
+    try:
+        output_dir = train(config)
+    except ValueError as error:  # ConfigError, DataError: one clear line, no traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(output_dir)
+    return 0
+
+
 __all__ = [
     "ConfigError",
     "build_dataclass",
@@ -124,4 +137,5 @@ __all__ = [
     "load_yaml_config",
     "make_training_arguments",
     "resolve_resume",
+    "run_training_command",
 ]

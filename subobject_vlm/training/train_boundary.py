@@ -62,6 +62,7 @@ from .config import (
     load_yaml_config,
     make_training_arguments,
     resolve_resume,
+    run_training_command,
 )
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
@@ -545,13 +546,7 @@ def add_train_boundary_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    try:
-        output_dir = train_boundary(args.config)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(output_dir)
-    return 0
+    return run_training_command(train_boundary, args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,7 @@ from .config import (
     load_yaml_config,
     make_training_arguments,
     resolve_resume,
+    run_training_command,
 )
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
@@ -618,13 +619,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.setdefault("training", {})["max_steps"] = args.max_steps
     if args.merge is not None:
         config["merge"] = args.merge
-    try:
-        output_dir = train_vlm(config)
-    except ValueError as error:  # ConfigError, DataError: one clear line
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(output_dir)
-    return 0
+    return run_training_command(train_vlm, config)
 
 
 def main(argv: list[str] | None = None) -> int:
