@@ -92,14 +92,11 @@ def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) ->
     never = np.iinfo(np.int64).max
 
     def lowest_labelled_neighbour(cand: np.ndarray) -> np.ndarray:
-        best = np.full(cand.size, never, dtype=np.int64)  # (m,) key = quantised prob << 32 | label
-        for offset in offsets:
-            nbr = cand + offset
-            nbr_label = labels[nbr]
-            key = (quantised[nbr].astype(np.int64) << 32) | nbr_label
-            key[nbr_label == 0] = never
-            np.minimum(best, key, out=best)
-        return best
+        nbr = cand[:, None] + offsets[None, :]  # (m, 4) the 4-neighbours
+        nbr_label = labels[nbr]  # (m, 4)
+        key = (quantised[nbr].astype(np.int64) << 32) | nbr_label  # quantised prob << 32 | label
+        key[nbr_label == 0] = never
+        return key.min(axis=1)  # (m,)
 
     for k in range(levels):
         cand = todo[starts[k] : starts[k + 1]]
