@@ -36,8 +36,8 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .directsam import IMAGENET_MEAN, IMAGENET_STD
+
 _SRGB_TO_XYZ = (
     (0.412453, 0.357580, 0.180423),
     (0.212671, 0.715160, 0.072169),

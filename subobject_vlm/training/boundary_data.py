@@ -25,10 +25,9 @@ from PIL import Image
 
 from ..data.bsds import find_bsds_root, read_bsds_annotations
 from ..image_utils import load_image, to_rgb_uint8
+from ..segmentation.directsam import IMAGENET_MEAN, IMAGENET_STD
 
 IGNORE_INDEX = -1.0
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ANNOTATOR_MODES = ("union", "soft")
 
