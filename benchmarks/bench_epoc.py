@@ -12,8 +12,12 @@ across their weakest boundary (nothing dropped).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -56,8 +60,40 @@ def partition_agreement(label_map: np.ndarray, reference: np.ndarray) -> float:
     return float(overlap.max(axis=1).sum() / label_map.size)
 
 
+_RSS_SNIPPET = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {bench_dir!r})
+import bench_epoc
+from subobject_vlm import epoc
+probs = bench_epoc.synthetic_boundary_map({size}, {regions})
+run = {run}
+run()  # warm-up: lazy imports, first-call allocations
+def kb(field):
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+before = kb("VmRSS")
+run()
+print((kb("VmHWM") - before) * 1024)
+"""
+
+
+def rss_peak_bytes(size: int, regions: int, run: str) -> int | None:
+    """Peak resident-memory growth of one call of ``run`` (source of a no-argument lambda over ``probs``)
+    in a fresh process: every allocation counts, C/C++ ones (OpenCV, the compiled kernel) included. Large
+    blocks are forced to ``mmap`` so freed memory leaves the process. ``None`` where this cannot be
+    measured (not Linux)."""
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    code = _RSS_SNIPPET.format(bench_dir=str(Path(__file__).parent), size=size, regions=regions, run=run)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return int(result.stdout.split()[-1]) if result.returncode == 0 else None
+
+
 def measure(fn, repeats: int) -> tuple[float, int, object]:
-    """Median seconds over ``repeats`` runs, and the peak bytes numpy allocated during one run."""
+    """Median seconds over ``repeats`` runs, the peak bytes Python/numpy allocated during one run
+    (tracemalloc), and the result."""
     result = fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -84,7 +120,12 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
-    header = f"{'size':>5} {'regions':>7} | {'upstream s':>10} {'MB':>7} | {'ours s':>7} {'MB':>6} {'B/px':>5} | {'speed-up':>8} {'agree':>6}"
+    kernel = "compiled" if importlib.import_module("subobject_vlm.segmentation.epoc")._flood else "numpy"
+    print(f"EPOC flooding kernel: {kernel}")
+    header = (
+        f"{'size':>5} {'regions':>7} | {'upstream s':>10} {'MB':>7} | {'ours s':>7} {'MB':>6} {'B/px':>5} "
+        f"{'RSS B/px':>8} | {'speed-up':>8} {'agree':>6}"
+    )
     print(header)
     print("-" * len(header))
     for size in args.sizes:
@@ -105,6 +146,14 @@ def main() -> None:
             num, seeds = cv2.connectedComponents((probs <= args.threshold).astype(np.uint8), connectivity=4)
             reference = watershed(probs, markers=seeds)
             agreement = partition_agreement(epoc(probs, args.threshold), reference)
+            up_rss = rss_peak_bytes(
+                size,
+                regions,
+                f"lambda: bench_epoc.upstream_style(probs, {args.threshold}, {args.max_tokens})",
+            )
+            ours_rss = rss_peak_bytes(
+                size, regions, f"lambda: epoc(probs, {args.threshold}, max_tokens={args.max_tokens})"
+            )
             row = {
                 "size": size,
                 "regions": int(num - 1),
@@ -114,6 +163,9 @@ def main() -> None:
                 "ours_seconds": ours_s,
                 "ours_peak_bytes": ours_peak,
                 "ours_peak_bytes_per_pixel": ours_peak / size**2,
+                "upstream_rss_peak_bytes": up_rss,
+                "ours_rss_peak_bytes": ours_rss,
+                "ours_rss_peak_bytes_per_pixel": None if ours_rss is None else ours_rss / size**2,
                 "ours_nearest_seconds": nearest_s,
                 "speedup": up_s / ours_s,
                 "speedup_nearest": up_s / nearest_s,
@@ -124,10 +176,13 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{size:>5} {row['regions']:>7} | {up_s:>10.3f} {up_peak / 2**20:>7.0f} | {ours_s:>7.4f} "
-                f"{ours_peak / 2**20:>6.1f} {row['ours_peak_bytes_per_pixel']:>5.1f} | {row['speedup']:>7.0f}x {agreement:>6.3f}"
+                f"{ours_peak / 2**20:>6.1f} {row['ours_peak_bytes_per_pixel']:>5.1f} "
+                f"{row['ours_rss_peak_bytes_per_pixel'] or float('nan'):>8.1f} | {row['speedup']:>7.0f}x {agreement:>6.3f}"
             )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"rows": rows, "args": vars(args)}, indent=2))
+    Path(args.out).write_text(
+        json.dumps({"rows": rows, "flooding_kernel": kernel, "args": vars(args)}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

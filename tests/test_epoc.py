@@ -214,3 +214,49 @@ def test_region_adjacency_counts_border_pixel_pairs_and_their_mean_probability()
         (0, 2): (0.25 + 0.35, 2),  # two vertical pairs: (0.1 + 0.4) / 2 and (0.2 + 0.5) / 2
         (1, 2): (0.55, 1),  # (0.5 + 0.6) / 2
     }
+
+
+def flooded_by(kernel: str, probs: np.ndarray, threshold: float, monkeypatch) -> np.ndarray:
+    """EPOC's watershed with the compiled kernel or with the numpy loop (``kernel``: "compiled" or "numpy")."""
+    import importlib
+
+    epoc_module = importlib.import_module("subobject_vlm.segmentation.epoc")
+    if kernel == "compiled" and epoc_module._flood is None:
+        pytest.skip("the compiled flooding kernel was not built (no C compiler at install time)")
+    with monkeypatch.context() as patch:
+        if kernel == "numpy":
+            patch.setattr(epoc_module, "_flood", None)
+        return epoc(probs, threshold, seeds="minima" if threshold < 0 else "threshold")
+
+
+FLOOD_MAPS = (
+    MAPS
+    + [random_boundary_map(seed, size=(120, 97), blobs=40) for seed in range(10, 16)]
+    + [np.random.default_rng(seed).uniform(0, 1, (40, 41)).astype(np.float32) ** 3 for seed in range(4)]
+)
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.3, -1.0])  # -1: minima seeds only
+def test_compiled_flooding_gives_the_numpy_labels_exactly(threshold, monkeypatch):
+    for probs in FLOOD_MAPS:
+        compiled = flooded_by("compiled", probs, threshold, monkeypatch)
+        assert np.array_equal(compiled, flooded_by("numpy", probs, threshold, monkeypatch))
+
+
+@pytest.mark.parametrize("index", range(len(MAPS)))
+def test_numpy_flooding_fallback_gives_valid_label_maps(index, monkeypatch):
+    label_map = flooded_by("numpy", MAPS[index], 0.3, monkeypatch)
+    assert_valid_label_map(label_map, MAPS[index].shape)
+
+
+def test_compiled_flooding_kernel_refuses_mismatched_grids():
+    import importlib
+
+    kernel = importlib.import_module("subobject_vlm.segmentation.epoc")._flood
+    if kernel is None:
+        pytest.skip("the compiled flooding kernel was not built")
+    labels = np.zeros((5, 6), np.int32)
+    with pytest.raises(ValueError, match="cannot flood"):
+        kernel.flood(labels, np.zeros((5, 7), np.uint8), 64)
+    with pytest.raises(ValueError, match="cannot flood"):
+        kernel.flood(labels, np.zeros((5, 6), np.uint8), 255)

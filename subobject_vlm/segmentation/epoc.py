@@ -21,6 +21,12 @@ ASSIGN_MODES = ("watershed", "nearest")
 Seeds = Literal["threshold", "minima"]
 SEED_MODES = ("threshold", "minima")
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+_DONE = 255  # flooding state of labelled pixels and of the padding: never a candidate
+
+try:  # the compiled flooding kernel, built by `pip install` where a C compiler is available
+    from . import _flood
+except ImportError:  # pragma: no cover - pure-numpy fallback, same labels
+    _flood = None
 
 
 def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarray:
@@ -56,43 +62,23 @@ def _assign_nearest(seeds: np.ndarray) -> np.ndarray:
     return seed_ids[nearest.ravel() - 1].reshape(seeds.shape)
 
 
-def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) -> np.ndarray:
-    """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
-
-    Probabilities are quantised to ``levels`` flooding levels (``levels <= 254``). At level ``k``, the
-    unlabelled pixels of that level touching a labelled pixel are labelled first; then the flood spreads
-    breadth-first from the pixels just labelled into unlabelled neighbours of level ``<= k``. Each pixel
-    takes the label of its lowest labelled 4-neighbour (probabilities compared at 8 bits). Every step is
-    vectorised over the current frontier, so the total work is O(boundary pixels); the grid is padded by
-    one pixel so neighbours need no bounds checks. ``seeds`` (int32, 0 = unlabelled) is overwritten with
-    the result.
-    """
-    height, width = seeds.shape
-    padded_w = width + 2
-    labels = np.zeros((height + 2, padded_w), dtype=np.int32)  # (H+2, W+2), 0 = unlabelled
-    labels[1:-1, 1:-1] = seeds
-    labels = labels.ravel()
-    small = cv2.convertScaleAbs(probs, alpha=255.0)  # (H, W) uint8 probs at 8 bits, no float temporary
-    quantised = np.zeros((height + 2, padded_w), dtype=np.uint8)  # (H+2, W+2)
-    quantised[1:-1, 1:-1] = small
-    quantised = quantised.ravel()
-    index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
-    unlabelled = np.flatnonzero(seeds.ravel() == 0)  # (U,) boundary pixels, unpadded flat indices
-    todo_level = (small.ravel()[unlabelled].astype(np.uint16) * levels // 256).astype(np.uint8)  # (U,)
-    todo = (unlabelled + 2 * (unlabelled // width) + padded_w + 1).astype(index_dtype)  # padded indices
-    del small, unlabelled
-    done = 255  # state of labelled pixels and of the padding: never a candidate
-    state = np.full(labels.size, done, dtype=np.uint8)  # (padded HW,) flooding level or `done`
-    state[todo] = todo_level
-    order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
-    todo, todo_level = todo[order], todo_level[order]
-    starts = np.searchsorted(todo_level, np.arange(levels + 1))
-    offsets = np.array([-padded_w, padded_w, -1, 1], dtype=index_dtype)
-    owner = np.empty(labels.size, dtype=index_dtype)  # scratch for de-duplicating frontiers
+def _flood_numpy(
+    labels: np.ndarray,
+    quantised: np.ndarray,
+    state: np.ndarray,
+    todo: np.ndarray,
+    starts: np.ndarray,
+    width: int,
+    levels: int,
+) -> None:
+    """The flooding loop of ``_assign_watershed`` in numpy, vectorised over each wave (the reference for the
+    compiled ``_flood.flood``, which gives identical labels). Arguments as there; ``labels`` is filled in place."""
+    offsets = np.array([-width, width, -1, 1], dtype=todo.dtype)
+    owner = np.empty(labels.size, dtype=todo.dtype)  # scratch for de-duplicating waves
     never = np.iinfo(np.int64).max
 
-    def lowest_labelled_neighbour(cand: np.ndarray) -> np.ndarray:
-        nbr = cand[:, None] + offsets[None, :]  # (m, 4) the 4-neighbours
+    def lowest_labelled_neighbour(pixels: np.ndarray) -> np.ndarray:
+        nbr = pixels[:, None] + offsets[None, :]  # (m, 4) the 4-neighbours
         nbr_label = labels[nbr]  # (m, 4)
         key = (quantised[nbr].astype(np.int64) << 32) | nbr_label  # quantised prob << 32 | label
         key[nbr_label == 0] = never
@@ -100,26 +86,61 @@ def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) ->
 
     for k in range(levels):
         cand = todo[starts[k] : starts[k + 1]]
-        cand = cand[state[cand] != done]
+        cand = cand[state[cand] != _DONE]
         if cand.size == 0:
             continue
         best = lowest_labelled_neighbour(cand)
         reached = best != never
-        frontier = cand[reached]
-        labels[frontier] = (best[reached] & 0xFFFFFFFF).astype(np.int32)
-        state[frontier] = done
-        while frontier.size:
-            nbr = (frontier[:, None] + offsets[None, :]).ravel()  # (4f,)
+        wave = cand[reached]
+        labels[wave] = (best[reached] & 0xFFFFFFFF).astype(np.int32)
+        state[wave] = _DONE
+        while wave.size:
+            nbr = (wave[:, None] + offsets[None, :]).ravel()  # (4w,)
             nbr = nbr[state[nbr] <= k]  # unlabelled, at this level or a lower one left behind
             if nbr.size == 0:
                 break
-            position = np.arange(nbr.size, dtype=index_dtype)
+            position = np.arange(nbr.size, dtype=todo.dtype)
             owner[nbr] = position
             nbr = nbr[owner[nbr] == position]  # each pixel once
             labels[nbr] = (lowest_labelled_neighbour(nbr) & 0xFFFFFFFF).astype(np.int32)
-            state[nbr] = done
-            frontier = nbr
-    seeds[...] = labels.reshape(height + 2, padded_w)[1:-1, 1:-1]  # reuse the seeds' memory for the result
+            state[nbr] = _DONE
+            wave = nbr
+
+
+def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) -> np.ndarray:
+    """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
+
+    Probabilities are quantised to ``levels`` flooding levels (``levels <= 254``). At level ``k``, the
+    unlabelled pixels of that level touching a labelled pixel are labelled first; then the flood spreads
+    in breadth-first waves from the pixels just labelled into unlabelled neighbours of level ``<= k``.
+    Each pixel takes the label of its lowest labelled 4-neighbour (probabilities compared at 8 bits), all
+    pixels of a wave from the labels before it. The total work is O(boundary pixels); the grid is padded
+    by one pixel so neighbours need no bounds checks. The loop runs in the compiled ``_flood`` kernel when
+    the package was built with it, else in numpy (``_flood_numpy``); both give the same labels. ``seeds``
+    (int32, 0 = unlabelled) is overwritten with the result.
+    """
+    height, width = seeds.shape
+    padded_w = width + 2
+    labels = cv2.copyMakeBorder(
+        seeds, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0
+    )  # (H+2, W+2) int32, 0 = unlabelled
+    quantised = cv2.copyMakeBorder(  # (H+2, W+2) uint8 probs at 8 bits, no float temporary
+        cv2.convertScaleAbs(probs, alpha=255.0), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0
+    )
+    if _flood is not None and labels.size < 2**31:
+        _flood.flood(labels, quantised, levels)
+    else:
+        index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
+        unlabelled = np.flatnonzero(seeds.ravel() == 0)  # (U,) boundary pixels, unpadded flat indices
+        todo = (unlabelled + 2 * (unlabelled // width) + padded_w + 1).astype(index_dtype)  # padded indices
+        todo_level = ((quantised.ravel()[todo].astype(np.uint16) * levels) >> 8).astype(np.uint8)  # (U,)
+        state = np.full(labels.size, _DONE, dtype=np.uint8)  # (padded HW,) flooding level, or _DONE
+        state[todo] = todo_level
+        order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
+        todo, todo_level = todo[order], todo_level[order]
+        starts = np.searchsorted(todo_level, np.arange(levels + 1))  # (levels + 1,) where each level starts
+        _flood_numpy(labels.ravel(), quantised.ravel(), state, todo, starts, padded_w, levels)
+    seeds[...] = labels[1:-1, 1:-1]  # reuse the seeds' memory for the result
     return seeds
 
 
