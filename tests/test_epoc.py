@@ -260,3 +260,17 @@ def test_compiled_flooding_kernel_refuses_mismatched_grids():
         kernel.flood(labels, np.zeros((5, 7), np.uint8), 64)
     with pytest.raises(ValueError, match="cannot flood"):
         kernel.flood(labels, np.zeros((5, 6), np.uint8), 255)
+
+
+def test_relabel_and_merge_of_maps_larger_than_one_chunk_match_a_direct_computation():
+    from subobject_vlm.segmentation import regions
+
+    rng = np.random.default_rng(0)
+    label_map = rng.integers(0, 50, (300, 301)).astype(np.int32)  # 90,300 pixels: two chunks
+    assert label_map.size > regions._CHUNK
+    areas = np.bincount(label_map.ravel())
+    order = np.lexsort((np.arange(len(areas)), -areas))  # area descending, ties by id
+    expected = np.argsort(order)[label_map]
+    assert np.array_equal(relabel_by_area(label_map), expected)
+    merged = merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_regions=50)
+    assert np.array_equal(merged, expected)  # nothing to merge: the same relabelling

@@ -38,19 +38,25 @@ cdef inline int32_t lowest_labelled_neighbour(
 def flood(int32_t[:, ::1] labels, const uint8_t[:, ::1] quantised, int levels):
     """Flood in place. ``labels`` ``(H+2, W+2)`` int32 (0 = unlabelled; the one-pixel frame is never
     labelled), ``quantised`` ``(H+2, W+2)`` uint8 probabilities at 8 bits; ``levels <= 254`` flooding levels.
-    Grids of ``2**31`` pixels or more are refused (``ValueError``); flood those with ``epoc._flood_numpy``."""
+    Grids of ``2**31`` pixels or more are refused (``ValueError``); flood those with ``epoc._flood_numpy``.
+
+    Memory: one byte per pixel of state, plus two int32 arrays of one entry per unlabelled pixel (the pixels
+    by level, and one append-only queue holding every wave in turn: a pixel joins a wave at most once).
+    """
     cdef Py_ssize_t rows = labels.shape[0], width = labels.shape[1]
     cdef Py_ssize_t size = rows * width
-    cdef int32_t[::1] flat_labels = np.asarray(labels).reshape(-1)
-    cdef const uint8_t[::1] flat_quantised = np.asarray(quantised).reshape(-1)
-    cdef uint8_t[::1] state = np.full(size, DONE, dtype=np.uint8)  # flooding level, or DONE
-    cdef int64_t[::1] starts = np.zeros(levels + 1, dtype=np.int64)
-    cdef Py_ssize_t offsets[4]
-    cdef Py_ssize_t i, j, p, q, m, n, row, unlabelled = 0
-    cdef int k
-    cdef int32_t label
     if size >= 2**31 or quantised.shape[0] != rows or quantised.shape[1] != width or not 0 < levels <= 254:
         raise ValueError(f"cannot flood a {rows}x{width} grid with {levels} levels here")
+    cdef int32_t* lab = &labels[0, 0]
+    cdef const uint8_t* quant = &quantised[0, 0]
+    cdef uint8_t[::1] state_array = np.full(size, DONE, dtype=np.uint8)  # flooding level, or DONE
+    cdef uint8_t* state = &state_array[0]
+    cdef int64_t[::1] starts = np.zeros(levels + 1, dtype=np.int64)
+    cdef Py_ssize_t offsets[4]
+    cdef Py_ssize_t i, j, p, q, row, unlabelled = 0
+    cdef Py_ssize_t wave_start, wave_end, queue_end
+    cdef int k
+    cdef int32_t label
     offsets[0] = -width
     offsets[1] = width
     offsets[2] = -1
@@ -58,55 +64,49 @@ def flood(int32_t[:, ::1] labels, const uint8_t[:, ::1] quantised, int levels):
     with nogil:  # counting sort of the unlabelled pixels by level
         for row in range(1, rows - 1):
             for p in range(row * width + 1, row * width + width - 1):
-                if flat_labels[p] == 0:
-                    state[p] = <uint8_t>((<int>flat_quantised[p] * levels) >> 8)
+                if lab[p] == 0:
+                    state[p] = <uint8_t>((<int>quant[p] * levels) >> 8)
                     starts[state[p] + 1] += 1
                     unlabelled += 1
         for k in range(levels):
             starts[k + 1] += starts[k]
-    # flat indices fit in int32: the caller floods grids of fewer than 2**31 pixels here
-    cdef int32_t[::1] todo = np.empty(unlabelled, dtype=np.int32)  # unlabelled pixels by level
+    cdef int32_t[::1] todo_array = np.empty(max(unlabelled, 1), dtype=np.int32)  # unlabelled pixels by level
+    cdef int32_t[::1] queue_array = np.empty(max(unlabelled, 1), dtype=np.int32)  # every wave, in turn
     cdef int64_t[::1] fill = np.array(starts[:levels], dtype=np.int64)
-    cdef int32_t[::1] wave = np.empty(unlabelled, dtype=np.int32)
-    cdef int32_t[::1] next_wave = np.empty(unlabelled, dtype=np.int32)
-    cdef int32_t[::1] found = np.empty(unlabelled, dtype=np.int32)
-    cdef int32_t[::1] swap
+    cdef int32_t* todo = &todo_array[0]
+    cdef int32_t* queue = &queue_array[0]
     with nogil:
         for row in range(1, rows - 1):
             for p in range(row * width + 1, row * width + width - 1):
                 if state[p] != DONE:
                     todo[fill[state[p]]] = <int32_t>p
                     fill[state[p]] += 1
+        queue_end = 0
         for k in range(levels):
-            m = 0
+            # A wave's labels are written negated, so that no pixel of the wave sees another's label, then
+            # made positive once the whole wave is labelled.
+            wave_start = queue_end
             for i in range(starts[k], starts[k + 1]):
                 p = todo[i]
                 if state[p] == DONE:
                     continue
-                label = lowest_labelled_neighbour(&flat_labels[0], &flat_quantised[0], p, width)
+                label = lowest_labelled_neighbour(lab, quant, p, width)
                 if label > 0:
-                    wave[m] = <int32_t>p
-                    found[m] = label
-                    m += 1
-            for i in range(m):
-                flat_labels[wave[i]] = found[i]
-                state[wave[i]] = DONE
-            while m > 0:
-                n = 0
-                for i in range(m):
-                    p = wave[i]
+                    lab[p] = -label
+                    state[p] = DONE
+                    queue[queue_end] = <int32_t>p
+                    queue_end += 1
+            while queue_end > wave_start:
+                wave_end = queue_end
+                for i in range(wave_start, wave_end):
+                    lab[queue[i]] = -lab[queue[i]]
+                for i in range(wave_start, wave_end):
+                    p = queue[i]
                     for j in range(4):
                         q = p + offsets[j]
                         if state[q] <= k:  # unlabelled, at this level or a lower one left behind
-                            state[q] = QUEUED
-                            next_wave[n] = <int32_t>q
-                            n += 1
-                for i in range(n):  # every label of the wave from the labels before it
-                    found[i] = lowest_labelled_neighbour(&flat_labels[0], &flat_quantised[0], next_wave[i], width)
-                for i in range(n):
-                    flat_labels[next_wave[i]] = found[i]
-                    state[next_wave[i]] = DONE
-                swap = wave
-                wave = next_wave
-                next_wave = swap
-                m = n
+                            state[q] = DONE
+                            lab[q] = -lowest_labelled_neighbour(lab, quant, q, width)
+                            queue[queue_end] = <int32_t>q
+                            queue_end += 1
+                wave_start = wave_end

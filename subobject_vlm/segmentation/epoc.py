@@ -107,41 +107,37 @@ def _flood_numpy(
             wave = nbr
 
 
-def _assign_watershed(seeds: np.ndarray, probs: np.ndarray, levels: int = 64) -> np.ndarray:
-    """Flood the boundary pixels from the seeds in order of increasing probability (watershed).
+def _assign_watershed(labels: np.ndarray, probs: np.ndarray, levels: int = 64) -> None:
+    """Flood the boundary pixels from the seeds in order of increasing probability (watershed), in place.
 
+    ``labels`` is the ``(H+2, W+2)`` int32 seed map of the ``(H, W)`` map ``probs`` (0 = unlabelled), framed
+    by one unlabelled pixel so that neighbours need no bounds checks; the frame stays 0.
     Probabilities are quantised to ``levels`` flooding levels (``levels <= 254``). At level ``k``, the
     unlabelled pixels of that level touching a labelled pixel are labelled first; then the flood spreads
     in breadth-first waves from the pixels just labelled into unlabelled neighbours of level ``<= k``.
     Each pixel takes the label of its lowest labelled 4-neighbour (probabilities compared at 8 bits), all
-    pixels of a wave from the labels before it. The total work is O(boundary pixels); the grid is padded
-    by one pixel so neighbours need no bounds checks. The loop runs in the compiled ``_flood`` kernel when
-    the package was built with it, else in numpy (``_flood_numpy``); both give the same labels. ``seeds``
-    (int32, 0 = unlabelled) is overwritten with the result.
+    pixels of a wave from the labels before it. The total work is O(boundary pixels). The loop runs in the
+    compiled ``_flood`` kernel when the package was built with it, else in numpy (``_flood_numpy``); both
+    give the same labels.
     """
-    height, width = seeds.shape
+    width = probs.shape[1]
     padded_w = width + 2
-    labels = cv2.copyMakeBorder(
-        seeds, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0
-    )  # (H+2, W+2) int32, 0 = unlabelled
     quantised = cv2.copyMakeBorder(  # (H+2, W+2) uint8 probs at 8 bits, no float temporary
         cv2.convertScaleAbs(probs, alpha=255.0), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0
     )
     if _flood is not None and labels.size < 2**31:
         _flood.flood(labels, quantised, levels)
-    else:
-        index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
-        unlabelled = np.flatnonzero(seeds.ravel() == 0)  # (U,) boundary pixels, unpadded flat indices
-        todo = (unlabelled + 2 * (unlabelled // width) + padded_w + 1).astype(index_dtype)  # padded indices
-        todo_level = ((quantised.ravel()[todo].astype(np.uint16) * levels) >> 8).astype(np.uint8)  # (U,)
-        state = np.full(labels.size, _DONE, dtype=np.uint8)  # (padded HW,) flooding level, or _DONE
-        state[todo] = todo_level
-        order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
-        todo, todo_level = todo[order], todo_level[order]
-        starts = np.searchsorted(todo_level, np.arange(levels + 1))  # (levels + 1,) where each level starts
-        _flood_numpy(labels.ravel(), quantised.ravel(), state, todo, starts, padded_w, levels)
-    seeds[...] = labels[1:-1, 1:-1]  # reuse the seeds' memory for the result
-    return seeds
+        return
+    index_dtype = np.int32 if labels.size < 2**31 - 1 else np.int64
+    unlabelled = np.flatnonzero(labels[1:-1, 1:-1] == 0)  # (U,) boundary pixels, unpadded flat indices
+    todo = (unlabelled + 2 * (unlabelled // width) + padded_w + 1).astype(index_dtype)  # padded indices
+    todo_level = ((quantised.ravel()[todo].astype(np.uint16) * levels) >> 8).astype(np.uint8)  # (U,)
+    state = np.full(labels.size, _DONE, dtype=np.uint8)  # (padded HW,) flooding level, or _DONE
+    state[todo] = todo_level
+    order = np.argsort(todo_level, kind="stable")  # uint8 keys: radix sort
+    todo, todo_level = todo[order], todo_level[order]
+    starts = np.searchsorted(todo_level, np.arange(levels + 1))  # (levels + 1,) where each level starts
+    _flood_numpy(labels.ravel(), quantised.ravel(), state, todo, starts, padded_w, levels)
 
 
 def epoc(
@@ -195,13 +191,21 @@ def epoc(
     if seeds == "minima":
         quantised = cv2.convertScaleAbs(probs, alpha=255.0)  # (H, W) uint8, the flooding's 8 bits
         interior |= (quantised <= cv2.erode(quantised, _CROSS)).view(np.uint8)  # no lower 4-neighbour
+    all_interior = bool(interior.all())
+    framed = assign == "watershed"  # flooding works in place on seeds framed by one unlabelled pixel
+    if framed:
+        interior = cv2.copyMakeBorder(interior, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # (H+2, W+2)
     num_seeds, labels = cv2.connectedComponents(interior, connectivity=4, ltype=cv2.CV_32S)  # 0 = boundary
+    del interior
     if num_seeds <= 1:  # no interior pixel at all: the whole image is one region
         return np.zeros(probs.shape, dtype=np.int32)
-    all_interior = bool(interior.all())
-    del interior
     if not all_interior:  # some boundary pixels need a region
-        labels = _assign_watershed(labels, probs) if assign == "watershed" else _assign_nearest(labels)
+        if framed:
+            _assign_watershed(labels, probs)
+        else:
+            labels = _assign_nearest(labels)
+    if framed:
+        labels = np.ascontiguousarray(labels[1:-1, 1:-1])  # (H, W) int32; frees the framed map
     if max_tokens is None and min_area <= 1:
         return relabel_by_area(labels)
     return merge_regions(labels, probs, max_regions=max_tokens, min_area=min_area, order=merge)

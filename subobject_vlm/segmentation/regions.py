@@ -30,6 +30,26 @@ def _compact(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse.astype(np.int64).ravel(), len(uniques)
 
 
+_CHUNK = 1 << 16  # pixels per pass of the whole-image count and gather below
+
+
+def _areas(flat: np.ndarray, m: int) -> np.ndarray:
+    """``np.bincount(flat, minlength=m)`` (``(m,)`` int64) in chunks: bincount turns int32 ids into an int64
+    copy, 8 bytes per pixel, which chunks keep to a few hundred kB."""
+    areas = np.zeros(m, dtype=np.int64)
+    for start in range(0, flat.size, _CHUNK):  # a few dozen whole-array passes, not a loop over pixels
+        areas += np.bincount(flat[start : start + _CHUNK], minlength=m)
+    return areas
+
+
+def _apply_lut(lut: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``lut[flat]`` as a new int32 array, in chunks for the same reason as ``_areas`` (and a little faster)."""
+    out = np.empty(flat.size, dtype=np.int32)
+    for start in range(0, flat.size, _CHUNK):
+        np.take(lut, flat[start : start + _CHUNK], out=out[start : start + _CHUNK])
+    return out
+
+
 def _area_order_lut(areas: np.ndarray, tie_key: np.ndarray | None = None) -> np.ndarray:
     """Lookup table old id -> new id: area descending, ties by ``tie_key`` (default: the old id); unused -> -1."""
     present = np.flatnonzero(areas > 0)
@@ -53,7 +73,7 @@ def relabel_by_area(label_map: np.ndarray) -> np.ndarray:
     """
     label_map = np.asarray(label_map)
     flat, m = _compact(label_map)
-    return np.take(_area_order_lut(np.bincount(flat, minlength=m)), flat).reshape(label_map.shape)
+    return _apply_lut(_area_order_lut(_areas(flat, m)), flat).reshape(label_map.shape)
 
 
 def region_adjacency(
@@ -237,7 +257,7 @@ def merge_regions(
         raise ValueError(f"max_regions must be >= 1, got {max_regions}")
     label_map = np.asarray(label_map)
     flat, m = _compact(label_map)
-    areas = np.bincount(flat, minlength=m)
+    areas = _areas(flat, m)
     num_regions = int((areas > 0).sum())
     target = num_regions if max_regions is None else max_regions
     needs_merge = num_regions > target or (min_area > 1 and areas[areas > 0].min() < min_area)
@@ -254,7 +274,7 @@ def merge_regions(
         lut = _area_order_lut(merged_areas, first_member)[root]  # (m,) old id -> final id
     else:
         lut = _area_order_lut(areas)
-    return np.take(lut, flat).reshape(label_map.shape)  # take: about 2x a fancy-index gather
+    return _apply_lut(lut, flat).reshape(label_map.shape)
 
 
 __all__ = [
