@@ -78,7 +78,7 @@ print((kb("VmHWM") - before) * 1024)
 """
 
 
-def rss_peak_bytes(size: int, regions: int, run: str) -> int | None:
+def rss_peak_bytes(size: int, regions: int, run: str, numpy_flood: bool = False) -> int | None:
     """Peak resident-memory growth of one call of ``run`` (source of a no-argument lambda over ``probs``)
     in a fresh process: every allocation counts, C/C++ ones (OpenCV, the compiled kernel) included. Large
     blocks are forced to ``mmap`` so freed memory leaves the process. ``None`` where this cannot be
@@ -86,6 +86,11 @@ def rss_peak_bytes(size: int, regions: int, run: str) -> int | None:
     if not Path("/proc/self/clear_refs").exists():
         return None
     code = _RSS_SNIPPET.format(bench_dir=str(Path(__file__).parent), size=size, regions=regions, run=run)
+    if numpy_flood:
+        code = code.replace(
+            "import bench_epoc\n",
+            "import bench_epoc\nimport subobject_vlm.segmentation.epoc as m\nm._flood = None\n",
+        )
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return int(result.stdout.split()[-1]) if result.returncode == 0 else None
@@ -116,11 +121,19 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--threshold", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--numpy-flood",
+        action="store_true",
+        help="time EPOC with its numpy flooding loop, as on an install without the compiled kernel",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "epoc.json"))
     args = parser.parse_args()
 
     rows = []
-    kernel = "compiled" if importlib.import_module("subobject_vlm.segmentation.epoc")._flood else "numpy"
+    epoc_module = importlib.import_module("subobject_vlm.segmentation.epoc")
+    if args.numpy_flood:
+        epoc_module._flood = None
+    kernel = "compiled" if epoc_module._flood else "numpy"
     print(f"EPOC flooding kernel: {kernel}")
     header = (
         f"{'size':>5} {'regions':>7} | {'upstream s':>10} {'MB':>7} | {'ours s':>7} {'MB':>6} {'B/px':>5} "

@@ -107,7 +107,7 @@ def _flood_numpy(
             wave = nbr
 
 
-def _assign_watershed(labels: np.ndarray, probs: np.ndarray, levels: int = 64) -> None:
+def _assign_watershed(labels: np.ndarray, probs: np.ndarray, levels: int = 254) -> None:
     """Flood the boundary pixels from the seeds in order of increasing probability (watershed), in place.
 
     ``labels`` is the ``(H+2, W+2)`` int32 seed map of the ``(H, W)`` map ``probs`` (0 = unlabelled), framed
