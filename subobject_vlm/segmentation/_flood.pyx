@@ -2,10 +2,11 @@
 """Compiled kernel of EPOC's watershed flooding (optional; ``epoc._flood_numpy`` computes the same labels).
 
 Works on a grid padded by one pixel, as ``epoc._flood_numpy`` does: ``state`` holds the flooding level
-(``< levels``) of each unlabelled pixel and ``DONE`` (255) for labelled pixels and the padding. Level by level, the unlabelled pixels of that level touching a labelled pixel are labelled,
-then the flood spreads in breadth-first waves into unlabelled neighbours of that level or lower. Every
-pixel of a wave takes the label of its lowest labelled 4-neighbour, all from the labels before the wave
-(ties: the smaller label), so the result does not depend on the order inside a wave. O(pixels flooded).
+(``< levels``) of each unlabelled pixel and ``DONE`` (255) for labelled pixels and the padding. Level by
+level, the unlabelled pixels of that level touching a labelled pixel are labelled, then the flood spreads
+in breadth-first waves into unlabelled neighbours of that level or lower. Every pixel of a wave takes the
+label of its lowest labelled 4-neighbour, all from the labels before the wave (ties: the smaller label), so
+the result does not depend on the order inside a wave. O(pixels flooded).
 """
 
 import numpy as np
@@ -13,12 +14,13 @@ import numpy as np
 from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef uint8_t DONE = 255
-cdef uint8_t QUEUED = 254
 
 
 cdef inline int32_t lowest_labelled_neighbour(
     const int32_t* labels, const uint8_t* quantised, Py_ssize_t p, Py_ssize_t width
 ) noexcept nogil:
+    """Label of the 4-neighbour of ``p`` with the lowest (quantised value, label) among those labelled
+    (> 0; a wave's own labels are still negative), or 0 if none is."""
     cdef Py_ssize_t offsets[4]
     cdef Py_ssize_t j, q
     cdef int64_t key, best = -1
