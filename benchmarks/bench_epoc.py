@@ -65,7 +65,10 @@ import sys
 from pathlib import Path
 sys.path.insert(0, {bench_dir!r})
 import bench_epoc
+import subobject_vlm.segmentation.epoc as epoc_module
 from subobject_vlm import epoc
+if {numpy_flood}:
+    epoc_module._flood = None  # time the numpy flooding loop
 probs = bench_epoc.synthetic_boundary_map({size}, {regions})
 run = {run}
 run()  # warm-up: lazy imports, first-call allocations
@@ -85,12 +88,9 @@ def rss_peak_bytes(size: int, regions: int, run: str, numpy_flood: bool = False)
     measured (not Linux)."""
     if not Path("/proc/self/clear_refs").exists():
         return None
-    code = _RSS_SNIPPET.format(bench_dir=str(Path(__file__).parent), size=size, regions=regions, run=run)
-    if numpy_flood:
-        code = code.replace(
-            "import bench_epoc\n",
-            "import bench_epoc\nimport subobject_vlm.segmentation.epoc as m\nm._flood = None\n",
-        )
+    code = _RSS_SNIPPET.format(
+        bench_dir=str(Path(__file__).parent), size=size, regions=regions, run=run, numpy_flood=numpy_flood
+    )
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     return int(result.stdout.split()[-1]) if result.returncode == 0 else None

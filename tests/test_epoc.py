@@ -216,7 +216,7 @@ def test_region_adjacency_counts_border_pixel_pairs_and_their_mean_probability()
     }
 
 
-def flooded_by(kernel: str, probs: np.ndarray, threshold: float, monkeypatch) -> np.ndarray:
+def flooded_by(kernel: str, probs: np.ndarray, threshold: float, seeds: str, monkeypatch) -> np.ndarray:
     """EPOC's watershed with the compiled kernel or with the numpy loop (``kernel``: "compiled" or "numpy")."""
     import importlib
 
@@ -226,7 +226,7 @@ def flooded_by(kernel: str, probs: np.ndarray, threshold: float, monkeypatch) ->
     with monkeypatch.context() as patch:
         if kernel == "numpy":
             patch.setattr(epoc_module, "_flood", None)
-        return epoc(probs, threshold, seeds="minima" if threshold < 0 else "threshold")
+        return epoc(probs, threshold, seeds=seeds)
 
 
 FLOOD_MAPS = (
@@ -236,16 +236,18 @@ FLOOD_MAPS = (
 )
 
 
-@pytest.mark.parametrize("threshold", [0.05, 0.3, -1.0])  # -1: minima seeds only
-def test_compiled_flooding_gives_the_numpy_labels_exactly(threshold, monkeypatch):
+@pytest.mark.parametrize(
+    ("threshold", "seeds"), [(0.05, "threshold"), (0.3, "threshold"), (-1.0, "minima")]
+)  # -1 with minima: the regional minima are the only seeds
+def test_compiled_flooding_gives_the_numpy_labels_exactly(threshold, seeds, monkeypatch):
     for probs in FLOOD_MAPS:
-        compiled = flooded_by("compiled", probs, threshold, monkeypatch)
-        assert np.array_equal(compiled, flooded_by("numpy", probs, threshold, monkeypatch))
+        compiled = flooded_by("compiled", probs, threshold, seeds, monkeypatch)
+        assert np.array_equal(compiled, flooded_by("numpy", probs, threshold, seeds, monkeypatch))
 
 
 @pytest.mark.parametrize("index", range(len(MAPS)))
 def test_numpy_flooding_fallback_gives_valid_label_maps(index, monkeypatch):
-    label_map = flooded_by("numpy", MAPS[index], 0.3, monkeypatch)
+    label_map = flooded_by("numpy", MAPS[index], 0.3, "threshold", monkeypatch)
     assert_valid_label_map(label_map, MAPS[index].shape)
 
 
