@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .configuration_subobject_llava import SubobjectLlavaConfig, num_image_placeholders  # noqa: E402
 from .embedding import MaskPooledEmbedding, mask_pool, region_boxes, region_shapes  # noqa: E402
 from .image_processing_subobject import SubobjectImageProcessor  # noqa: E402
+from .modeling_pixel_features import PixelFeaturesConfig, PixelFeaturesModel  # noqa: E402
 from .modeling_subobject_llava import (  # noqa: E402
     SubobjectLlavaForConditionalGeneration,
     SubobjectLlavaModel,
@@ -26,6 +27,8 @@ __all__ = [
     "EdgeNetConfig",
     "EdgeNetForBoundaryDetection",
     "MaskPooledEmbedding",
+    "PixelFeaturesConfig",
+    "PixelFeaturesModel",
     "SubobjectImageProcessor",
     "SubobjectLlavaConfig",
     "SubobjectLlavaForConditionalGeneration",

@@ -114,9 +114,10 @@ class SubobjectLlavaConfig(PreTrainedConfig):
                 raise ValueError(
                     "Set either vision_config (HF vision model) or timm_model_name (timm), not both"
                 )
-        elif not hasattr(self.vision_config, "hidden_size"):
+        elif not (hasattr(self.vision_config, "hidden_size") or getattr(self.vision_config, "hidden_sizes", None)):
             raise ValueError(
-                f"vision_config must describe an HF vision model with a hidden_size, got {self.vision_config}"
+                "vision_config must describe an HF vision model with a hidden_size (ViT) or hidden_sizes "
+                f"(convolutional backbone), got {self.vision_config}"
             )
         int_fields = (
             "shape_resolution",

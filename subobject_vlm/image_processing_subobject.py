@@ -117,7 +117,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
 
     def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
         super().__init__(**kwargs)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # label maps, by image and all settings
+        self._boundary_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # (h, w) maps, by image and model
         self._cache_size = cache_size
         self._validate_segmentation_settings(**{k: getattr(self, k) for k in SEGMENTATION_KEYS})
 
@@ -174,25 +175,39 @@ class SubobjectImageProcessor(TorchvisionBackend):
     def _segment_rgb(self, rgb_images: list[np.ndarray], settings: dict) -> list[np.ndarray]:
         label_h, label_w = settings["label_size"]["height"], settings["label_size"]["width"]
         settings_key = repr(sorted((k, repr(v)) for k, v in settings.items()))
-        keys = []
-        for image in rgb_images:
-            digest = hashlib.blake2b(image.tobytes(), digest_size=16)
-            digest.update(repr((image.shape, settings_key)).encode())
-            keys.append(digest.hexdigest())
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        image_digests = [
+            hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).hexdigest()
+            for image in rgb_images
+        ]
+        keys = [f"{digest}:{settings_key}" for digest in image_digests]
+        # read hits first and keep results here too: a small cache may evict them before we return
+        computed: dict[int, np.ndarray] = {i: self._cache[k] for i, k in enumerate(keys) if k in self._cache}
+        for key in {keys[i] for i in computed}:
+            self._cache.move_to_end(key)
+        missing = [i for i in range(len(keys)) if i not in computed]
         name = str(settings["boundary_model"])
         if missing and name in BASELINES:
             for i in missing:
                 small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
-                self._store(keys[i], run_baseline(name, small, settings["max_tokens"] or 256))
+                computed[i] = run_baseline(name, small, settings["max_tokens"] or 256)
+                self._store(keys[i], computed[i])
         elif missing:
-            model = load_boundary_model(name, **(settings["boundary_model_options"] or {}))
-            probs = model.predict([rgb_images[i] for i in missing])
-            for i, boundary_probs in zip(missing, probs):
-                # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
-                small = cv2.resize(boundary_probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
+            # the boundary map depends on the model and the label size only: EPOC settings reuse it
+            map_key = repr((name, sorted((settings["boundary_model_options"] or {}).items()), label_h, label_w))
+            map_keys = [f"{image_digests[i]}:{map_key}" for i in missing]
+            boundary_maps = {i: self._boundary_cache.get(key) for i, key in zip(missing, map_keys)}
+            to_predict = [i for i in missing if boundary_maps[i] is None]
+            if to_predict:
+                model = load_boundary_model(name, **(settings["boundary_model_options"] or {}))
+                probs = model.predict([rgb_images[i] for i in to_predict])
+                for i, boundary_probs in zip(to_predict, probs):
+                    # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
+                    small = cv2.resize(boundary_probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
+                    boundary_maps[i] = small
+                    self._store(f"{image_digests[i]}:{map_key}", small, self._boundary_cache)
+            for i in missing:
                 label_map = epoc(
-                    small,
+                    boundary_maps[i],
                     settings["threshold"],
                     max_tokens=settings["max_tokens"],
                     min_area=settings["min_area"],
@@ -200,21 +215,21 @@ class SubobjectImageProcessor(TorchvisionBackend):
                     assign=settings["assign"],
                     seeds=settings["seeds"],
                 )
+                computed[i] = label_map
                 self._store(keys[i], label_map)
-        label_maps = []
-        for key in keys:
-            self._cache.move_to_end(key)
-            label_maps.append(self._cache[key])
-        return label_maps
+        return [computed[i] for i in range(len(keys))]
 
-    def _store(self, key: str, label_map: np.ndarray) -> None:
-        self._cache[key] = label_map
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+    def _store(self, key: str, value: np.ndarray, cache: OrderedDict | None = None) -> None:
+        cache = self._cache if cache is None else cache
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
 
     def clear_cache(self) -> None:
-        """Forget cached segmentations."""
+        """Forget cached segmentations and boundary maps."""
         self._cache.clear()
+        self._boundary_cache.clear()
 
     def pixel_values(self, images, return_tensors: str | None = "pt"):
         """Backbone pixels only, without segmenting: ``(B, 3, H, W)`` float (e.g. when label maps were

@@ -86,6 +86,21 @@ class TimmVisionTower(nn.Module):
         return self.model(pixel_values)[self.feature_layer]
 
 
+def vision_channels(config: SubobjectLlavaConfig) -> int:
+    """Channels C of the HF vision tower's hidden state ``feature_layer``.
+
+    ViTs and the pixel tower: ``hidden_size``; convolutional backbones (ResNet, ConvNeXt) list ``hidden_sizes``
+    per stage, and their ``hidden_states`` are (stem, stage 1, ..., stage N).
+    """
+    vision = config.vision_config
+    if getattr(vision, "hidden_sizes", None):
+        widths = [getattr(vision, "embedding_size", vision.hidden_sizes[0]), *vision.hidden_sizes]
+        if not -len(widths) <= config.feature_layer < len(widths):
+            raise ValueError(f"feature_layer {config.feature_layer} out of range for {len(widths)} hidden states")
+        return widths[config.feature_layer]
+    return vision.hidden_size
+
+
 def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     """Run the vision tower: (B, 3, H, W) pixels -> (B, C, h, w) features."""
     if isinstance(tower, TimmVisionTower):
@@ -123,7 +138,7 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
             channels = self.vision_tower.num_channels
         else:
             self.vision_tower = AutoModel.from_config(config.vision_config)
-            channels = config.vision_config.hidden_size
+            channels = vision_channels(config)
         hidden_size = config.text_config.hidden_size
         self.multi_modal_projector = MaskPooledEmbedding(
             channels,
@@ -170,7 +185,8 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
         label_maps = label_maps.to(pixel_values.device)
         if num_tokens is not None:
             num_tokens = torch.as_tensor(num_tokens, device=pixel_values.device)
-        tower_dtype = next(self.vision_tower.parameters()).dtype
+        weight = next(self.vision_tower.parameters(), None)  # None: a tower without weights (raw pixels)
+        tower_dtype = weight.dtype if weight is not None else pixel_values.dtype
         features = _feature_map(self.config, self.vision_tower, pixel_values.to(tower_dtype))  # (B, C, h, w)
         tokens, tokens_per_image = self.multi_modal_projector(
             features, label_maps, num_tokens
@@ -380,4 +396,5 @@ __all__ = [
     "SubobjectLlavaModel",
     "SubobjectLlavaPreTrainedModel",
     "TimmVisionTower",
+    "vision_channels",
 ]

@@ -60,8 +60,17 @@ def test_each_image_is_segmented_once(processor, astronaut, monkeypatch):
     second = processor([astronaut[::2], astronaut], return_tensors="pt")
     assert calls == [2]
     assert torch.equal(first["label_maps"][0], second["label_maps"][1])
-    processor([astronaut], max_tokens=8)  # other settings: segmented again
+    few = processor([astronaut], max_tokens=8, return_tensors="pt")  # other EPOC settings: same boundary map
+    assert calls == [2]
+    assert few["num_tokens"].item() <= 8 < first["num_tokens"][0].item()
+    processor([astronaut], label_size={"height": 64, "width": 64})  # another label size: a new map
     assert calls == [2, 1]
+
+
+def test_a_cache_smaller_than_the_batch_still_returns_every_label_map(astronaut):
+    processor = SubobjectImageProcessor(cache_size=1, max_tokens=16)
+    label_maps = processor.segment([astronaut, astronaut[::2], astronaut[:, ::2]])
+    assert [m.shape for m in label_maps] == [(336, 336)] * 3
 
 
 def test_call_time_settings_override_the_defaults(processor, astronaut):
