@@ -218,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_arguments(convert).set_defaults(func=cmd_convert)
     train = sub.add_parser("train", help="fine-tune a SubobjectLlava with LoRA from a YAML config")
     add_train_arguments(train).set_defaults(func=cmd_train)
+
+    from .evaluation.token_efficiency import add_compare_arguments, cmd_compare
+
+    compare = sub.add_parser(
+        "compare-tokenizers",
+        help="train the same small VLM per tokenizer and token budget; compare val perplexity and accuracy",
+    )
+    add_compare_arguments(compare).set_defaults(func=cmd_compare)
     return parser
 
 

@@ -109,3 +109,63 @@ def plot_token_metrics(
 
 
 __all__ = ["plot_pr_curves", "plot_token_metrics"]
+
+
+def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[Path]:
+    """The token-efficiency figures of a tokenizer comparison (``results.jsonl`` records).
+
+    Writes ``perplexity_vs_tokens.png`` (val perplexity against mean tokens per image, one line per tokenizer
+    through its budgets, bars: std over seeds), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean
+    curve over seeds per tokenizer and budget; time is training time, evaluation excluded).
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    names = list(dict.fromkeys(r["tokenizer"] for r in runs))
+    budgets = sorted({r["budget"] for r in runs})
+    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(names)}
+    styles = ["-", "--", ":", "-."]
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name in names:
+        points = []
+        for budget in budgets:
+            members = [r for r in runs if r["tokenizer"] == name and r["budget"] == budget]
+            if members:
+                ppl = np.array([m["val_perplexity"] for m in members])
+                points.append((np.mean([m["mean_tokens"] for m in members]), ppl.mean(), ppl.std()))
+        x, y, err = (np.array(v) for v in zip(*points))
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[name], label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("mean visual tokens per image")
+    ax.set_ylabel("val caption perplexity (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "perplexity_vs_tokens.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    for index, label, file_name in [
+        (0, "training step", "val_loss_vs_steps.png"),
+        (1, "training time (s)", "val_loss_vs_time.png"),
+    ]:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for name in names:
+            for b, budget in enumerate(budgets):
+                curves = [np.array(r["curve"], float) for r in runs if r["tokenizer"] == name and r["budget"] == budget]
+                if not curves:
+                    continue
+                length = min(len(c) for c in curves)
+                mean = np.mean([c[:length] for c in curves], axis=0)  # (points, 3) step, seconds, loss
+                ax.plot(mean[:, index], mean[:, 2], styles[b % len(styles)], color=colours[name],
+                        label=f"{name} @ {budget}")  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("val caption loss (nats / token)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        paths.append(out_dir / file_name)
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
