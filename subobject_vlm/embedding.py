@@ -5,12 +5,14 @@ region becomes one token built from three parts, all computed from the label map
 
 How: one pass over the pixels cuts every row into *runs* of equal label (a comparison with the left
 neighbour and a ``nonzero``). Everything else works on the K runs (K <= H*W, typically a few per region
-and row): boxes are ``scatter_reduce`` min/max over runs; region/cell overlap areas are 4 difference-array
-entries per run, summed with one ``bincount`` and a ``cumsum`` over a small (n, cells) table; the content is
-an ``index_add_`` over the (region, cell) pairs that overlap. Cost ``O(H*W + K + n*(h*w + R*R) + P*C)``
-with P the overlapping (region, feature cell) pairs (about n + h*w); memory ``O(K + n*(h*w + R*R))``, never
-``O(n*H*W)``. On 256 regions of a 1024x1024 map with 384x32x32 features this takes ~15 ms on one CPU
-thread and ~15 MB (``benchmarks/bench_pooling.py``).
+and row): boxes are ``scatter_reduce`` min/max over runs; the content lists the E (run, feature cell)
+overlaps (about K for features coarser than the label map, H*W for features as fine, e.g. raw pixels),
+sums them per (region, cell) pair with a ``unique`` where cells are coarser than pixels, and gathers the
+P overlapping pairs' features with one ``index_add_``; shapes are 4 difference-array entries per run
+summed with one ``bincount`` and a ``cumsum`` over the (n, R*R) output. Cost ``O(H*W + K + E log E + P*C
++ n*R*R)``; memory ``O(K + E + P*C + n*R*R)``, never ``O(n*H*W)`` nor ``O(n*h*w)``. On 256 regions of a
+1024x1024 map with 384x32x32 features this takes ~12 ms on one CPU thread and ~15 MB
+(``benchmarks/bench_pooling.py``).
 
 * **content** (:func:`mask_pool`): the area-weighted mean of the backbone features over the region.
   The feature map ``(C, h, w)`` is read as a piecewise-constant image: feature cell ``(i, j)`` covers the
@@ -250,27 +252,47 @@ def _check_features(features: torch.Tensor, regions: _Regions) -> None:
         raise ValueError(f"features must have a non-empty grid, got {tuple(features.shape)}")
 
 
+def _run_cell_overlaps(
+    regions: _Regions, unit: tuple[int, int], cell: tuple[int, int], grid: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every overlapping (run, feature cell) pair, listed: ``(run (E,), cell (E,), area (E,))`` int64.
+
+    Units as in :func:`_run_cell_areas` (a pixel is ``unit`` wide, a cell ``cell``; ``grid`` cells). A run
+    overlaps a block of ``count_y x count_x`` cells; the blocks are expanded with ``repeat_interleave``, so the
+    cost is ``O(K + E)``: E is about K for features coarser than the label map, H*W for features as fine.
+    """
+    (uy, ux), (cy, cx), (_gy, gx) = unit, cell, grid
+    y0, x0, x1 = regions.run_y, regions.run_x0, regions.run_x1  # (K,)
+    first_y, count_y = _cell_span(y0, y0 + 1, uy, cy)  # (K,)
+    first_x, count_x = _cell_span(x0, x1, ux, cx)  # (K,)
+    per_run = count_y * count_x  # (K,) cells overlapped by each run
+    run = torch.repeat_interleave(torch.arange(per_run.shape[0], device=y0.device), per_run)  # (E,)
+    within = torch.arange(run.shape[0], device=y0.device) - (torch.cumsum(per_run, 0) - per_run)[run]  # (E,)
+    row = first_y[run] + torch.div(within, count_x[run], rounding_mode="floor")  # (E,) cell row
+    col = first_x[run] + within % count_x[run]  # (E,) cell column
+    oy = torch.minimum((y0[run] + 1) * uy, (row + 1) * cy) - torch.maximum(y0[run] * uy, row * cy)  # (E,)
+    ox = torch.minimum(x1[run] * ux, (col + 1) * cx) - torch.maximum(x0[run] * ux, col * cx)  # (E,)
+    return run, row * gx + col, oy * ox
+
+
 def _pool(features: torch.Tensor, regions: _Regions) -> torch.Tensor:
     """Area-weighted mean of ``features`` (B, C, h, w) over every region: (n, C) float32."""
     batch, channels, fh, fw = features.shape
     n, height, width = regions.total, regions.height, regions.width
     # a pixel is (h, w) units, a feature cell (H, W) units: exact integer overlaps with the feature cells
-    areas = _run_cell_areas(
-        regions,
-        regions.run_y,
-        regions.run_x0,
-        regions.run_x1,
-        unit=(fh, fw),
-        cell=(height, width),
-        grid=(fh, fw),
-    ).view(n, fh * fw)  # (n, h*w)
-    region_idx, cell_idx = areas.nonzero(as_tuple=True)  # (P,), (P,) overlapping (region, cell) pairs
+    run, cell, area = _run_cell_overlaps(regions, unit=(fh, fw), cell=(height, width), grid=(fh, fw))  # (E,)
+    region = regions.run_region[run]  # (E,)
+    if fh < height or fw < width:  # cells coarser than pixels: runs of one region share cells, sum them
+        pair, inverse = torch.unique(region * (fh * fw) + cell, return_inverse=True)  # (P,), (E,)
+        area = torch.zeros(pair.shape[0], dtype=torch.long, device=area.device).index_add_(0, inverse, area)
+        region = torch.div(pair, fh * fw, rounding_mode="floor")  # (P,)
+        cell = pair % (fh * fw)  # (P,)
     total_area = regions.pixel_counts.double() * (fw * fh)  # (n,)
-    weights = (areas[region_idx, cell_idx] / total_area[region_idx]).float()  # (P,)
+    weights = (area.double() / total_area[region]).float()  # (P,)
     flat = features.permute(0, 2, 3, 1).reshape(batch * fh * fw, channels)  # (B*h*w, C)
-    rows = flat[regions.image_of_region[region_idx] * (fh * fw) + cell_idx].float()  # (P, C)
+    rows = flat[regions.image_of_region[region] * (fh * fw) + cell].float()  # (P, C)
     content = torch.zeros(n, channels, dtype=torch.float32, device=features.device)
-    return content.index_add_(0, region_idx, rows * weights[:, None])  # (n, C)
+    return content.index_add_(0, region, rows * weights[:, None])  # (n, C)
 
 
 def mask_pool(

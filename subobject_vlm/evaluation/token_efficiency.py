@@ -51,7 +51,7 @@ from ..training.config import ConfigError, build_dataclass, load_yaml_config
 
 RESULT_FIELDS = (
     "tokenizer", "budget", "seed", "mean_tokens", "steps", "batch_size", "val_loss", "val_perplexity",
-    "accuracy", "accuracy_by_task", "train_seconds", "step_seconds", "curve",
+    "accuracy", "accuracy_by_task", "train_seconds", "wall_seconds", "step_seconds", "curve",
 )  # fmt: skip
 VISION_NAMES = ("pixels", "cnn")
 
@@ -69,6 +69,7 @@ class TrainingSection:
     max_grad_norm: float = 1.0
     eval_every: int = 50
     eval_batch_size: int = 32
+    bf16: bool = False  # autocast to bfloat16 (GPU runs)
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
@@ -110,12 +111,23 @@ class ComparisonConfig:
         for name, spec in self.tokenizers.items():
             if not isinstance(spec, dict) or "boundary_model" not in spec:
                 raise ConfigError(f"tokenizers.{name}: needs at least 'boundary_model' (e.g. default, patch)")
-            unknown = sorted(set(spec) - known - {"match"})
+            unknown = sorted(set(spec) - known - {"match", "budgets"})
             if unknown:
                 raise ConfigError(
                     f"tokenizers.{name}: unknown settings {unknown} (known: {sorted(known)}, match)"
                 )
+            own = spec.get("budgets")
+            if own is not None and (
+                not isinstance(own, list) or not own or not all(isinstance(b, int) and b >= 1 for b in own)
+            ):
+                raise ConfigError(
+                    f"tokenizers.{name}.budgets must be a non-empty list of positive integers, got {own!r}"
+                )
             match = spec.get("match")
+            if match is not None and own is not None:
+                raise ConfigError(
+                    f"tokenizers.{name}: a matched baseline takes the budgets of {match!r}, not its own"
+                )
             if match is not None and (match not in self.tokenizers or self.tokenizers[match].get("match")):
                 raise ConfigError(
                     f"tokenizers.{name}.match: {match!r} must name another tokenizer without 'match'"
@@ -294,7 +306,7 @@ def segment_split(
 
     from ..image_processing_subobject import SubobjectImageProcessor
 
-    settings = {k: v for k, v in config.tokenizers[name].items() if k != "match"}
+    settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
     key = _digest(
         settings, budget, config.label_size, images.shape, None if counts is None else counts.tolist()
     )
@@ -574,7 +586,8 @@ def train_run(
         start = time.perf_counter()
         batch = collate(train.tokens, train.split, train.label_maps, train.num_tokens, train.pixel_values, indices,
                         image_token_id, pad_token_id)  # fmt: skip
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=section.bf16):
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), section.max_grad_norm)
         optimizer.step()
@@ -587,7 +600,8 @@ def train_run(
         step_times.append(elapsed)
         progress.set_postfix(loss=f"{loss.item():.3f}")
         if step % section.eval_every == 0 or step == section.steps:
-            metrics = evaluate(model, val, section.eval_batch_size, image_token_id, pad_token_id, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=section.bf16):
+                metrics = evaluate(model, val, section.eval_batch_size, image_token_id, pad_token_id, device)
             curve.append([step, round(train_seconds, 3), round(metrics["val_loss"], 5)])
     progress.close()
     steady = step_times[min(5, len(step_times) - 1) :]  # the first steps warm up allocators and caches
@@ -596,6 +610,14 @@ def train_run(
 
 
 # ------------------------------------------------------------------------------------------------ driver
+
+
+def budgets_of(config: ComparisonConfig, name: str) -> list[int]:
+    """A tokenizer's budgets: its own ``budgets`` (e.g. ``[1]`` for an almost image-blind reference), those of
+    the tokenizer it matches, or the config's."""
+    spec = config.tokenizers[name]
+    source = config.tokenizers[spec["match"]] if spec.get("match") else spec
+    return list(source.get("budgets") or config.budgets)
 
 
 def _run_order(config: ComparisonConfig) -> list[str]:
@@ -672,7 +694,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
 
     for name in _run_order(config):
         spec = config.tokenizers[name]
-        for budget in config.budgets:
+        for budget in budgets_of(config, name):
             data = {}
             for s in ("train", "val"):
                 counts = None
@@ -688,9 +710,11 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
             for seed in config.seeds:
                 if (name, budget, seed, tokenizer_key) in done:
                     continue
+                started = time.perf_counter()
                 result = train_run(
                     config, tokenizer, data["train"], data["val"], seed, f"{name}@{budget} seed {seed}"
                 )
+                result["wall_seconds"] = round(time.perf_counter() - started, 2)  # training + evaluations
                 record = {"tokenizer": name, "budget": budget, "seed": seed,
                           "mean_tokens": round(float(data["train"].num_tokens.mean()), 3),
                           "val_mean_tokens": round(float(data["val"].num_tokens.mean()), 3),
@@ -701,7 +725,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
                       f"{record['val_loss']:.4f}, perplexity {record['val_perplexity']:.3f}, accuracy "
                       f"{record['accuracy']:.3f}, {record['step_seconds'] * 1000:.1f} ms/step", file=sys.stderr)  # fmt: skip
     wanted = {(name, budget, seed, _digest(config.tokenizers[name])) for name in config.tokenizers
-              for budget in config.budgets for seed in config.seeds}  # fmt: skip
+              for budget in budgets_of(config, name) for seed in config.seeds}  # fmt: skip
     runs = [r for r in _read_results(results_path) if r.get("fingerprint") == fingerprint
             and (r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) in wanted]  # fmt: skip
     (out_dir / "results.md").write_text(results_table(runs))
