@@ -37,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--budget", type=int, default=64)
@@ -54,14 +56,21 @@ def main() -> None:
     split = Split(
         images=np.stack([s.image for s in scenes]),
         image_of_sample=np.arange(len(scenes)),
-        conversations=[[{"from": "human", "value": f"<image>\n{CAPTION_PROMPT}"},
-                        {"from": "gpt", "value": caption(s.objects)}] for s in scenes],  # fmt: skip
+        conversations=[
+            [
+                {"from": "human", "value": f"<image>\n{CAPTION_PROMPT}"},
+                {"from": "gpt", "value": caption(s.objects)},
+            ]
+            for s in scenes
+        ],  # fmt: skip
         tasks=["caption"] * len(scenes),
     )
     ours_settings = {k: v for k, v in config.tokenizers["ours-minima"].items() if k != "match"}
     label_size = {"height": config.label_size, "width": config.label_size}
     processor = SubobjectImageProcessor(cache_size=len(scenes) + 1)
-    ours = np.stack(processor.segment(list(split.images), **ours_settings, max_tokens=args.budget, label_size=label_size))
+    ours = np.stack(
+        processor.segment(list(split.images), **ours_settings, max_tokens=args.budget, label_size=label_size)
+    )
     counts = ours.reshape(len(ours), -1).max(1) + 1
     patches = np.stack([
         processor.segment([image], boundary_model="patch", max_tokens=int(n), label_size=label_size)[0]
@@ -75,8 +84,13 @@ def main() -> None:
     tokens = tokenize_split(text_processor, split, None)
     pixels = processor.pixel_values(list(split.images))
     runs = {
-        name: RunData(split, tokens, maps.astype(np.int16), maps.reshape(len(maps), -1).max(1).astype(np.int64) + 1,
-                      pixels)  # fmt: skip
+        name: RunData(
+            split,
+            tokens,
+            maps.astype(np.int16),
+            maps.reshape(len(maps), -1).max(1).astype(np.int64) + 1,
+            pixels,
+        )  # fmt: skip
         for name, maps in (("patch", patches), ("ours", ours))
     }
     models, optimizers = {}, {}
@@ -89,7 +103,7 @@ def main() -> None:
     batch_size = config.training.batch_size
     for step in range(args.steps + 3):
         indices = rng.choice(len(scenes), batch_size, replace=False).tolist()
-        for name in (("patch", "ours") if step % 2 else ("ours", "patch")):
+        for name in ("patch", "ours") if step % 2 else ("ours", "patch"):
             data, model = runs[name], models[name]
             start = time.perf_counter()
             batch = collate(tokens, split, data.label_maps, data.num_tokens, data.pixel_values, indices,

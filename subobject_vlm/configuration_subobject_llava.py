@@ -114,7 +114,9 @@ class SubobjectLlavaConfig(PreTrainedConfig):
                 raise ValueError(
                     "Set either vision_config (HF vision model) or timm_model_name (timm), not both"
                 )
-        elif not (hasattr(self.vision_config, "hidden_size") or getattr(self.vision_config, "hidden_sizes", None)):
+        elif not (
+            hasattr(self.vision_config, "hidden_size") or getattr(self.vision_config, "hidden_sizes", None)
+        ):
             raise ValueError(
                 "vision_config must describe an HF vision model with a hidden_size (ViT) or hidden_sizes "
                 f"(convolutional backbone), got {self.vision_config}"

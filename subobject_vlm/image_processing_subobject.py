@@ -193,7 +193,9 @@ class SubobjectImageProcessor(TorchvisionBackend):
                 self._store(keys[i], computed[i])
         elif missing:
             # the boundary map depends on the model and the label size only: EPOC settings reuse it
-            map_key = repr((name, sorted((settings["boundary_model_options"] or {}).items()), label_h, label_w))
+            map_key = repr(
+                (name, sorted((settings["boundary_model_options"] or {}).items()), label_h, label_w)
+            )
             map_keys = [f"{image_digests[i]}:{map_key}" for i in missing]
             boundary_maps = {i: self._boundary_cache.get(key) for i, key in zip(missing, map_keys)}
             to_predict = [i for i in missing if boundary_maps[i] is None]

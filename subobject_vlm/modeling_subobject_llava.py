@@ -96,7 +96,9 @@ def vision_channels(config: SubobjectLlavaConfig) -> int:
     if getattr(vision, "hidden_sizes", None):
         widths = [getattr(vision, "embedding_size", vision.hidden_sizes[0]), *vision.hidden_sizes]
         if not -len(widths) <= config.feature_layer < len(widths):
-            raise ValueError(f"feature_layer {config.feature_layer} out of range for {len(widths)} hidden states")
+            raise ValueError(
+                f"feature_layer {config.feature_layer} out of range for {len(widths)} hidden states"
+            )
         return widths[config.feature_layer]
     return vision.hidden_size
 

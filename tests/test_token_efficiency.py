@@ -196,10 +196,10 @@ def test_pixel_features_are_the_pixels_and_their_coordinates():
 
 def test_an_hf_dataset_a_directsam_checkpoint_and_a_cnn_encoder_work_the_same_way(tmp_path):
     import datasets
+    from test_directsam import TINY_SEGFORMER
     from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
 
     from subobject_vlm.data.clevr_like import CAPTION_PROMPT, caption, generate_scene
-    from test_directsam import TINY_SEGFORMER
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "tiny-directsam"

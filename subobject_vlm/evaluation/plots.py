@@ -153,7 +153,11 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for name in names:
             for b, budget in enumerate(budgets):
-                curves = [np.array(r["curve"], float) for r in runs if r["tokenizer"] == name and r["budget"] == budget]
+                curves = [
+                    np.array(r["curve"], float)
+                    for r in runs
+                    if r["tokenizer"] == name and r["budget"] == budget
+                ]
                 if not curves:
                     continue
                 length = min(len(c) for c in curves)
