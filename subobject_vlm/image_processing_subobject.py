@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 
 import cv2
@@ -70,6 +71,48 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     do_segment: bool
 
 
+class _LRUCache:
+    """A bounded least-recently-used map of arrays, safe to share between threads; ``size`` 0 keeps nothing.
+
+    Copying or pickling it (``deepcopy``, ``to_dict``, DataLoader workers) gives an empty cache of the same
+    size: caches and their lock never travel.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __reduce__(self):
+        return (_LRUCache, (self.size,))
+
+    def __deepcopy__(self, memo) -> _LRUCache:
+        return _LRUCache(self.size)
+
+
 def _flatten_images(images) -> list:
     """Single image, batch array/tensor, or (nested) list -> flat list of single images."""
     if isinstance(images, (list, tuple)):
@@ -117,9 +160,12 @@ class SubobjectImageProcessor(TorchvisionBackend):
 
     def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
         super().__init__(**kwargs)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # label maps, by image and all settings
-        self._boundary_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # (h, w) maps, by image and model
-        self._cache_size = cache_size
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(
+                f"cache_size must be a non-negative integer (0 disables the cache), got {cache_size!r}"
+            )
+        self._cache = _LRUCache(cache_size)  # label maps, by image and all segmentation settings
+        self._boundary_cache = _LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
         self._validate_segmentation_settings(**{k: getattr(self, k) for k in SEGMENTATION_KEYS})
 
     @staticmethod
@@ -180,17 +226,19 @@ class SubobjectImageProcessor(TorchvisionBackend):
             for image in rgb_images
         ]
         keys = [f"{digest}:{settings_key}" for digest in image_digests]
-        # read hits first and keep results here too: a small cache may evict them before we return
-        computed: dict[int, np.ndarray] = {i: self._cache[k] for i, k in enumerate(keys) if k in self._cache}
-        for key in {keys[i] for i in computed}:
-            self._cache.move_to_end(key)
+        # hits first; results stay here too, since a small cache may evict them before we return
+        computed: dict[int, np.ndarray] = {}
+        for i, key in enumerate(keys):
+            hit = self._cache.get(key)
+            if hit is not None:
+                computed[i] = hit
         missing = [i for i in range(len(keys)) if i not in computed]
         name = str(settings["boundary_model"])
         if missing and name in BASELINES:
             for i in missing:
                 small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
                 computed[i] = run_baseline(name, small, settings["max_tokens"] or 256)
-                self._store(keys[i], computed[i])
+                self._cache.put(keys[i], computed[i])
         elif missing:
             # the boundary map depends on the model and the label size only: EPOC settings reuse it
             map_key = repr(
@@ -206,7 +254,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
                     # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
                     small = cv2.resize(boundary_probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
                     boundary_maps[i] = small
-                    self._store(f"{image_digests[i]}:{map_key}", small, self._boundary_cache)
+                    self._boundary_cache.put(f"{image_digests[i]}:{map_key}", small)
             for i in missing:
                 label_map = epoc(
                     boundary_maps[i],
@@ -218,15 +266,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
                     seeds=settings["seeds"],
                 )
                 computed[i] = label_map
-                self._store(keys[i], label_map)
-        return [computed[i] for i in range(len(keys))]
-
-    def _store(self, key: str, value: np.ndarray, cache: OrderedDict | None = None) -> None:
-        cache = self._cache if cache is None else cache
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > self._cache_size:
-            cache.popitem(last=False)
+                self._cache.put(keys[i], label_map)
+        return [computed[i].copy() for i in range(len(keys))]  # callers never share the cached arrays
 
     def clear_cache(self) -> None:
         """Forget cached segmentations and boundary maps."""

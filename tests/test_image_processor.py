@@ -145,3 +145,48 @@ def test_pixel_values_alone_skip_segmentation(processor, astronaut, monkeypatch)
     pixels = processor.pixel_values([astronaut[::3], astronaut])
     assert pixels.shape == (2, 3, 64, 64)
     assert set(processor(astronaut, do_segment=False)) == {"pixel_values"}
+
+
+def test_returned_label_maps_are_private_copies(astronaut):
+    processor = SubobjectImageProcessor(max_tokens=16)
+    [first] = processor.segment([astronaut])
+    expected = first.copy()
+    first[:] = 99  # a caller's edit ...
+    [again] = processor.segment([astronaut])
+    np.testing.assert_array_equal(again, expected)  # ... never reaches the cache
+
+
+def test_cache_size_zero_disables_the_cache(astronaut, monkeypatch):
+    processor = SubobjectImageProcessor(cache_size=0, max_tokens=16)
+    calls = []
+    model = api.load_boundary_model("default")
+    original = model.predict
+    monkeypatch.setattr(model, "predict", lambda images: calls.append(len(images)) or original(images))
+    a, b = processor.segment([astronaut]), processor.segment([astronaut])
+    assert calls == [1, 1] and np.array_equal(a[0], b[0])
+    with pytest.raises(ValueError, match="cache_size"):
+        SubobjectImageProcessor(cache_size=-1)
+
+
+def test_threads_sharing_a_small_cache_get_the_same_label_maps_as_one_thread(astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [astronaut[i * 40 : i * 40 + 96, j * 40 : j * 40 + 96] for i in range(3) for j in range(3)]
+    expected = SubobjectImageProcessor(boundary_model="slic", max_tokens=12).segment(images)
+    shared = SubobjectImageProcessor(cache_size=2, boundary_model="slic", max_tokens=12)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda k: shared.segment([images[k % 9]])[0], range(36)))
+    for k, label_map in enumerate(results):
+        np.testing.assert_array_equal(label_map, expected[k % 9])
+
+
+def test_a_processor_pickles_and_copies_without_its_cache(astronaut):
+    import copy
+    import pickle
+
+    processor = SubobjectImageProcessor(cache_size=7, max_tokens=16)
+    processor.segment([astronaut])
+    for clone in (pickle.loads(pickle.dumps(processor)), copy.deepcopy(processor)):  # DataLoader workers
+        assert len(clone._cache) == 0 and clone._cache.size == 7
+        assert clone.max_tokens == 16
+    assert not any(k.startswith("_") for k in processor.to_dict())

@@ -47,7 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from ..training.config import ConfigError, build_dataclass, load_yaml_config
+from ..training.config import (
+    ConfigError,
+    build_dataclass,
+    load_yaml_config,
+    run_config_command,
+)
 
 RESULT_FIELDS = (
     "tokenizer", "budget", "seed", "mean_tokens", "steps", "batch_size", "val_loss", "val_perplexity",
@@ -235,7 +240,8 @@ def _synthetic_split(config: ComparisonConfig, split: str, data_dir: Path) -> Pa
 
 
 def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
-    """The records of ``split`` with their images decoded once and resized to ``image_size``."""
+    """The records of ``split`` with their images decoded once and resized to ``image_size`` x ``image_size``
+    (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
     import cv2
 
     from ..image_utils import load_image
@@ -307,9 +313,8 @@ def segment_split(
     from ..image_processing_subobject import SubobjectImageProcessor
 
     settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
-    key = _digest(
-        settings, budget, config.label_size, images.shape, None if counts is None else counts.tolist()
-    )
+    content = hashlib.blake2b(images.tobytes(), digest_size=16).hexdigest()  # the cache follows the pixels
+    key = _digest(settings, budget, config.label_size, content, None if counts is None else counts.tolist())
     path = out_dir / f"{name}-{budget}-{split}-{key}.npy"
     if path.is_file():
         return np.load(path)
@@ -777,33 +782,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run ``subobject-vlm compare-tokenizers``; prints the output folder. Exit status 2 on a bad config or data."""
-    import yaml
-
-    path = Path(args.config)
-    if not path.is_file():
-        print(f"error: config file {path} does not exist", file=sys.stderr)
-        return 2
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        print(f"error: {path} is not valid YAML: {error}".splitlines()[0], file=sys.stderr)
-        return 2
-    if not isinstance(config, dict):
-        print(f"error: {path} is not a YAML mapping", file=sys.stderr)
-        return 2
-    if args.output_dir is not None:
-        config["output_dir"] = args.output_dir
-    if args.steps is not None:
-        config.setdefault("training", {})["steps"] = args.steps
-    if args.seeds is not None:
-        config["seeds"] = args.seeds
-    try:
-        out_dir = compare_tokenizers(config)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(out_dir)
-    return 0
+    overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
+    return run_config_command(compare_tokenizers, args.config, overrides)
 
 
 __all__ = [

@@ -45,18 +45,26 @@ def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert
     return cls(**kwargs)
 
 
+def read_yaml_mapping(path: str | os.PathLike) -> dict:
+    """The YAML mapping in ``path``; ``ConfigError`` (one line) if it is missing, not YAML, or not a mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not a YAML mapping")
+    return config
+
+
 def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Convert | None = None) -> T:
     """A YAML file or a dict -> ``cls`` instance, checked by its ``validate()`` (``ConfigError`` on problems)."""
     if not isinstance(config, dict):
-        import yaml
-
-        path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            config = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        config = read_yaml_mapping(config)
     parsed = build_dataclass(cls, config, "", convert)
     parsed.validate()
     return parsed
@@ -118,6 +126,26 @@ def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> 
     return str(resume)
 
 
+def run_config_command(run: Callable[[Any], Path], path: str | os.PathLike, overrides: dict[str, Any]) -> int:
+    """A command line's ``--config PATH`` plus its overriding options: read the YAML, set every ``overrides``
+    value that is not ``None`` (dotted keys reach into sections, ``"training.steps"``), then
+    :func:`run_training_command`. A missing or broken file is one line on stderr and exit status 2."""
+    try:
+        config = read_yaml_mapping(path)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *sections, key = dotted.split(".")
+        target = config
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return run_training_command(run, config)
+
+
 def run_training_command(train: Callable[[Any], Path], config: Any) -> int:
     """Run ``train(config)`` for a command line: print the output folder and return 0, or print a config /
     data error (any ``ValueError``) as one line on stderr and return 2."""
@@ -135,7 +163,9 @@ __all__ = [
     "build_dataclass",
     "check_trainer_section",
     "load_yaml_config",
+    "read_yaml_mapping",
     "make_training_arguments",
     "resolve_resume",
+    "run_config_command",
     "run_training_command",
 ]

@@ -62,7 +62,7 @@ from .config import (
     load_yaml_config,
     make_training_arguments,
     resolve_resume,
-    run_training_command,
+    run_config_command,
 )
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
@@ -603,23 +603,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run ``subobject-vlm train``; prints the output folder. Exit status 2 on a bad config or data."""
-    import yaml
-
-    path = Path(args.config)
-    if not path.is_file():
-        print(f"error: config file {path} does not exist", file=sys.stderr)
-        return 2
-    config = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(config, dict):
-        print(f"error: {path} is not a YAML mapping", file=sys.stderr)
-        return 2
-    if args.output_dir is not None:
-        config["output_dir"] = args.output_dir
-    if args.max_steps is not None:
-        config.setdefault("training", {})["max_steps"] = args.max_steps
-    if args.merge is not None:
-        config["merge"] = args.merge
-    return run_training_command(train_vlm, config)
+    overrides = {"output_dir": args.output_dir, "training.max_steps": args.max_steps, "merge": args.merge}
+    return run_config_command(train_vlm, args.config, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
