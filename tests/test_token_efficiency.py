@@ -55,6 +55,7 @@ def test_a_toy_comparison_writes_results_table_and_plots(toy_run):
             np.exp(run["val_loss"])
         )
         assert 0.0 <= run["accuracy"] <= 1.0 and run["accuracy_by_task"]
+        assert 0.0 <= run["attribute_accuracy"] <= 1.0  # counts, sizes, materials, colours, shapes
         assert [point[0] for point in run["curve"]] == [2, 4]  # evaluated every eval_every steps
         assert run["step_seconds"] > 0 and run["train_seconds"] > 0
     assert runs[0]["mean_tokens"] == 4.0  # a 2x2 grid
@@ -131,6 +132,7 @@ def test_the_same_command_runs_on_a_users_llava_json(tmp_path, capsys):
     config["data"] = {
         "train": {"path": str(tmp_path / "train.json"), "image_folder": str(tmp_path / "images")},
         "val": {"path": str(tmp_path / "val.jsonl"), "image_folder": str(tmp_path / "images")},
+        "attribute_words": ["red", "blue"],
     }
     config_path = tmp_path / "compare.yaml"
     import yaml
@@ -140,6 +142,7 @@ def test_the_same_command_runs_on_a_users_llava_json(tmp_path, capsys):
     runs = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert len(runs) == 2 and all(np.isfinite(r["val_loss"]) for r in runs)
     assert all(np.isnan(r["accuracy"]) for r in runs)  # user captions only: no questions to score
+    assert all(0.0 <= r["attribute_accuracy"] <= 1.0 for r in runs)  # "red" / "blue" after "is"
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ SHAPES = ("sphere", "cube", "cylinder")
 SIZES = {"small": 0.065, "large": 0.11}  # radius as a fraction of the image side (at mid depth)
 MATERIALS = ("matte", "shiny")
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+ATTRIBUTE_WORDS = (*NUMBERS[1:], *SIZES, *MATERIALS, *COLOURS, *SHAPES)  # what only the image can tell
 SPLITS = {"train": 0, "val": 1, "test": 2}
 CAPTION_PROMPT = "Describe the scene."
 MIN_VISIBLE = 0.4  # an object must show at least this fraction of the area of its disc
@@ -344,6 +345,7 @@ def make_clevr_like(
 
 
 __all__ = [
+    "ATTRIBUTE_WORDS",
     "CAPTION_PROMPT",
     "COLOURS",
     "MATERIALS",

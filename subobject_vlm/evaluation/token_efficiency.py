@@ -56,7 +56,7 @@ from ..training.config import (
 
 RESULT_FIELDS = (
     "tokenizer", "budget", "seed", "mean_tokens", "steps", "batch_size", "val_loss", "val_perplexity",
-    "accuracy", "accuracy_by_task", "train_seconds", "wall_seconds", "step_seconds", "curve",
+    "accuracy", "accuracy_by_task", "attribute_accuracy", "train_seconds", "wall_seconds", "step_seconds", "curve",
 )  # fmt: skip
 VISION_NAMES = ("pixels", "cnn")
 
@@ -164,6 +164,11 @@ class ComparisonConfig:
 def _check_data_section(data: dict) -> None:
     if not isinstance(data, dict) or ("synthetic" in data) == ("train" in data):
         raise ConfigError("data: set either 'synthetic' or 'train' (+ 'val')")
+    for key in ("attribute_words", "reference_words"):
+        words = data.get(key, [])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ConfigError(f"data.{key} must be a list of words, got {words!r}")
+    data = {k: v for k, v in data.items() if k not in ("attribute_words", "reference_words")}
     if "synthetic" in data:
         unknown = sorted(set(data) - {"synthetic"}) + sorted(
             set(data["synthetic"]) - {"train", "val", "size", "seed", "min_objects", "max_objects"}
@@ -370,6 +375,28 @@ def build_text_tokenizer(config: ComparisonConfig, train: Split):
     return tiny_tokenizer(sorted(words))
 
 
+def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
+    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the words that name what is in the image
+    (``data.attribute_words``; for the synthetic scenes: counts, sizes, materials, colours, shapes) and the
+    words after which they are copies (``data.reference_words``, default ``["the"]``). Only words that are a
+    single token count; ``(None, None)`` when there are none."""
+    import torch
+
+    from ..data.clevr_like import ATTRIBUTE_WORDS
+
+    words = config.data.get("attribute_words", list(ATTRIBUTE_WORDS) if "synthetic" in config.data else [])
+    references = config.data.get("reference_words", ["the"])
+
+    def single_token_ids(candidates: list[str]) -> Any:
+        ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in candidates]
+        return torch.tensor(sorted({i[0] for i in ids if len(i) == 1 and i[0] != tokenizer.unk_token_id}))
+
+    attribute_ids = single_token_ids(words)
+    if attribute_ids.numel() == 0:
+        return None, None
+    return attribute_ids, single_token_ids(references)
+
+
 @dataclass
 class TokenizedSplit:
     """Token ids with one image placeholder per sample (expanded per run to ``num_tokens + 2``)."""
@@ -513,15 +540,19 @@ class RunData:
     label_maps: np.ndarray  # (N_images, h, w) int16
     num_tokens: np.ndarray  # (N_images,) int
     pixel_values: Any  # (N_images, 3, S, S) float32 tensor
+    attribute_ids: Any = None  # (A,) int64 token ids of attribute words, or None
+    reference_ids: Any = None  # (R,) int64 token ids after which attribute words are copies ("the")
 
 
 def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_token_id: int, device) -> dict:
-    """Mean NLL per caption token (``val_loss``), its ``exp`` (``val_perplexity``), and exact-match accuracy of
-    the answers to questions (teacher forcing: every answer token the arg-max, so greedy decoding gives it)."""
+    """Mean NLL per caption token (``val_loss``), its ``exp`` (``val_perplexity``), exact-match accuracy of the
+    answers to questions (teacher forcing: every answer token the arg-max, so greedy decoding gives it), and
+    ``attribute_accuracy``: the arg-max is right on the caption's attribute words (``data.attribute_ids``) where
+    they are first named, i.e. not within two tokens after a reference word such as "the" (a copy, not a look)."""
     import torch
 
     model.eval()
-    nll_sum, token_count = 0.0, 0
+    nll_sum, token_count, attribute_hits, attribute_count = 0.0, 0, 0, 0
     correct: dict[str, list[bool]] = {}
     with torch.no_grad():
         for start in range(0, len(data.tokens.input_ids), batch_size):
@@ -537,6 +568,20 @@ def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_tok
                 logits.transpose(1, 2), targets.clamp(min=0), reduction="none"
             )  # (B, L-1)
             hit = (logits.argmax(-1) == targets) | ~valid  # (B, L-1)
+            if data.attribute_ids is not None:
+                ids = targets.clamp(min=0)
+                before = torch.nn.functional.pad(ids, (2, 0), value=-1)  # (B, L+1): two previous targets
+                copied = torch.isin(before[:, 1:-1], data.reference_ids) | torch.isin(
+                    before[:, :-2], data.reference_ids
+                )
+                caption_rows = torch.tensor(
+                    [data.split.tasks[i] == "caption" for i in indices], device=ids.device
+                )
+                named = (
+                    torch.isin(ids, data.attribute_ids) & valid & ~copied & caption_rows[:, None]
+                )  # (B, L-1)
+                attribute_hits += int((hit & named).sum())
+                attribute_count += int(named.sum())
             for row, i in enumerate(indices):
                 task = data.split.tasks[i]
                 if task == "caption":
@@ -548,8 +593,9 @@ def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_tok
     val_loss = nll_sum / token_count if token_count else float("nan")
     by_task = {task: float(np.mean(hits)) for task, hits in sorted(correct.items())}
     accuracy = float(np.mean([h for hits in correct.values() for h in hits])) if correct else float("nan")
+    attribute_accuracy = attribute_hits / attribute_count if attribute_count else float("nan")
     return {"val_loss": val_loss, "val_perplexity": math.exp(val_loss) if token_count else float("nan"),
-            "accuracy": accuracy, "accuracy_by_task": by_task}  # fmt: skip
+            "accuracy": accuracy, "accuracy_by_task": by_task, "attribute_accuracy": attribute_accuracy}  # fmt: skip
 
 
 def train_run(
@@ -685,6 +731,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
         image_processor=pixel_processor, tokenizer=tokenizer, chat_template=DEFAULT_CHAT_TEMPLATE
     )
     tokens = {s: tokenize_split(text_processor, splits[s], config.max_length) for s in splits}
+    word_ids = attribute_token_ids(config, tokenizer)
     pixels = {s: torch.cat([pixel_processor.pixel_values(list(splits[s].images[i : i + 64]))
                             for i in range(0, len(splits[s].images), 64)]) for s in splits}  # fmt: skip
 
@@ -710,7 +757,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
                 label_maps = segment_split(config, name, budget, s, splits[s].images, out_dir / "segmentations",
                                            counts=counts, processor=processor_for(name))  # fmt: skip
                 num_tokens = label_maps.reshape(len(label_maps), -1).max(1).astype(np.int64) + 1
-                data[s] = RunData(splits[s], tokens[s], label_maps, num_tokens, pixels[s])
+                data[s] = RunData(splits[s], tokens[s], label_maps, num_tokens, pixels[s], *word_ids)
             tokenizer_key = _digest(spec)  # a run is redone when its tokenizer's settings change
             for seed in config.seeds:
                 if (name, budget, seed, tokenizer_key) in done:
@@ -746,8 +793,9 @@ def summarize(runs: list[dict]) -> list[dict]:
     rows = []
     for (name, budget), members in groups.items():
         row = {"tokenizer": name, "budget": budget, "seeds": len(members)}
-        for key in ("mean_tokens", "val_loss", "val_perplexity", "accuracy", "step_seconds", "train_seconds"):
-            values = np.array([m[key] for m in members], dtype=float)
+        for key in ("mean_tokens", "val_loss", "val_perplexity", "accuracy", "attribute_accuracy", "step_seconds",
+                    "train_seconds", "wall_seconds"):  # fmt: skip
+            values = np.array([m.get(key, np.nan) for m in members], dtype=float)
             row[key], row[f"{key}_std"] = float(values.mean()), float(values.std())
         rows.append(row)
     return rows
@@ -756,14 +804,17 @@ def summarize(runs: list[dict]) -> list[dict]:
 def results_table(runs: list[dict]) -> str:
     """Markdown: one row per (tokenizer, budget), mean ± std over seeds."""
     lines = [
-        "| tokenizer | budget | tokens / image | val loss | val perplexity | QA accuracy | ms / step | seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tokenizer | budget | tokens / image | val loss | val perplexity | attribute accuracy | QA accuracy "
+        "| ms / step | s / run | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(summarize(runs), key=lambda r: (r["budget"], r["val_perplexity"])):
         lines.append(
-            f"| {r['tokenizer']} | {r['budget']} | {r['mean_tokens']:.1f} | {r['val_loss']:.4f} ± {r['val_loss_std']:.4f} "
-            f"| {r['val_perplexity']:.3f} ± {r['val_perplexity_std']:.3f} | {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} "
-            f"| {1000 * r['step_seconds']:.1f} | {r['seeds']} |"
+            f"| {r['tokenizer']} | {r['budget']} | {r['mean_tokens']:.1f} "
+            f"| {r['val_loss']:.4f} ± {r['val_loss_std']:.4f} | {r['val_perplexity']:.3f} ± {r['val_perplexity_std']:.3f} "
+            f"| {r['attribute_accuracy']:.3f} ± {r['attribute_accuracy_std']:.3f} "
+            f"| {r['accuracy']:.3f} ± {r['accuracy_std']:.3f} | {1000 * r['step_seconds']:.1f} "
+            f"| {r['wall_seconds']:.0f} | {r['seeds']} |"
         )
     return "\n".join(lines) + "\n"
 
