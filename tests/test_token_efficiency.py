@@ -62,7 +62,12 @@ def test_a_toy_comparison_writes_results_table_and_plots(toy_run):
     assert 1.0 <= runs[1]["mean_tokens"] <= 4.0  # EPOC's count adapts to the image, capped by the budget
     table = (toy_run / "results.md").read_text()
     assert table.count("\n") == 4 and "| patch | 4 | 4.0 |" in table
-    for name in ("perplexity_vs_tokens.png", "val_loss_vs_steps.png", "val_loss_vs_time.png"):
+    for name in (
+        "perplexity_vs_tokens.png",
+        "val_loss_vs_steps.png",
+        "val_loss_vs_time.png",
+        "tokens_examples.png",
+    ):
         with Image.open(toy_run / name) as picture:
             assert picture.size[0] > 300
 

@@ -173,3 +173,39 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     return paths
+
+
+def plot_tokenizer_examples(
+    images: np.ndarray, label_maps: dict[str, np.ndarray], path: str | os.PathLike
+) -> Path:
+    """What each tokenizer hands the model: one row per tokenizer, one column per image, each region painted
+    with its mean colour (what a raw-pixel token holds) and outlined, the token count above it.
+
+    Args:
+        images: (N, H, W, 3) uint8.
+        label_maps: row title -> (N, H, W) integer label maps of those images.
+        path: PNG file to write.
+    """
+    from ..segmentation.visualize import label_boundaries, mean_colour_image
+
+    plt = _pyplot()
+    rows, columns = len(label_maps) + 1, len(images)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns + 1.2, 1.6 * rows), squeeze=False)
+    for j, image in enumerate(images):
+        axes[0, j].imshow(image)
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    for i, (name, maps) in enumerate(label_maps.items(), start=1):
+        for j, image in enumerate(images):
+            painted = mean_colour_image(image, maps[j])
+            painted[label_boundaries(maps[j])] = (255, 40, 40)
+            axes[i, j].imshow(painted)
+            axes[i, j].set_title(f"{int(maps[j].max()) + 1} tokens", fontsize=7, pad=2)
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

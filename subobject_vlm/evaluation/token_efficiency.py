@@ -59,6 +59,7 @@ RESULT_FIELDS = (
     "accuracy", "accuracy_by_task", "attribute_accuracy", "train_seconds", "wall_seconds", "step_seconds", "curve",
 )  # fmt: skip
 VISION_NAMES = ("pixels", "cnn")
+EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -705,11 +706,12 @@ def _append_result(path: Path, record: dict) -> None:
 def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
     """Run every (tokenizer, budget, seed) of ``config`` not already in ``results.jsonl``; write the table and
     the plots; return the output folder. Raises ``ConfigError`` / ``DataError`` before any training."""
+    import cv2
     import torch
 
     from ..image_processing_subobject import SubobjectImageProcessor
     from ..processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
-    from .plots import plot_token_efficiency
+    from .plots import plot_token_efficiency, plot_tokenizer_examples
 
     config = load_config(config)
     if config.torch_threads:
@@ -744,6 +746,10 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
         key = _digest(spec["boundary_model"], spec.get("boundary_model_options"))
         return processors.setdefault(key, SubobjectImageProcessor(cache_size=cache_size))
 
+    shown = min(EXAMPLES_SHOWN, len(splits["val"].images))
+    examples: dict[
+        str, np.ndarray
+    ] = {}  # "name @ budget" -> (shown, h, w) label maps of the first val images
     for name in _run_order(config):
         spec = config.tokenizers[name]
         for budget in budgets_of(config, name):
@@ -758,6 +764,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
                                            counts=counts, processor=processor_for(name))  # fmt: skip
                 num_tokens = label_maps.reshape(len(label_maps), -1).max(1).astype(np.int64) + 1
                 data[s] = RunData(splits[s], tokens[s], label_maps, num_tokens, pixels[s], *word_ids)
+            examples[f"{name} @ {budget}"] = data["val"].label_maps[:shown]
             tokenizer_key = _digest(spec)  # a run is redone when its tokenizer's settings change
             for seed in config.seeds:
                 if (name, budget, seed, tokenizer_key) in done:
@@ -782,6 +789,11 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
             and (r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) in wanted]  # fmt: skip
     (out_dir / "results.md").write_text(results_table(runs))
     plot_token_efficiency(runs, out_dir)
+    small = [
+        cv2.resize(image, (config.label_size,) * 2, interpolation=cv2.INTER_AREA)
+        for image in splits["val"].images[:shown]
+    ]
+    plot_tokenizer_examples(np.stack(small), examples, out_dir / "tokens_examples.png")
     return out_dir
 
 
