@@ -76,7 +76,7 @@ def test_a_rerun_resumes_from_the_runs_already_done(toy_run, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(token_efficiency, "train_run", no_training)
+    monkeypatch.setattr(token_efficiency.run, "train_run", no_training)
     before = (toy_run / "results.jsonl").read_text()
     compare_tokenizers(toy_config(toy_run))
     assert (toy_run / "results.jsonl").read_text() == before

@@ -1,0 +1,72 @@
+"""The token-efficiency experiment: does a VLM learn more from subobject tokens than from patch tokens?
+
+``subobject-vlm compare-tokenizers --config configs/compare_quick.yaml`` trains the same small LLaVA-style
+model once per (tokenizer, budget, seed) on the same data, with the same initialisation, batches, steps and
+learning-rate schedule, and evaluates each on held-out data. Only the label maps differ: every tokenizer runs
+through :class:`SubobjectImageProcessor`, and patch grids are label maps like any other, so patch and region
+tokens go through the same :class:`MaskPooledEmbedding`.
+
+Outputs in ``output_dir``: ``results.jsonl`` (one line per finished run, appended as runs finish; a rerun skips
+the runs already there), ``results.md`` (a table, mean and spread over seeds), ``perplexity_vs_tokens.png``,
+``val_loss_vs_steps.png``, ``val_loss_vs_time.png``; ``data/`` (the generated scenes, when synthetic) and
+``segmentations/`` (label maps per tokenizer, budget and split, computed once).
+
+Config layout (unknown keys are errors)::
+
+    output_dir: runs/compare_quick
+    data:
+      synthetic: {train: 1000, val: 100, size: 128, seed: 0}     # CLEVR-like scenes (data/clevr_like.py)
+      # or: train: {path: llava.json, image_folder: images}, val: {path: ...}   (LLaVA JSON/JSONL, HF dataset)
+    image_size: 128                    # pixels for the vision tower
+    label_size: 128                    # label maps (every tokenizer)
+    tokenizers:                        # name -> SubobjectImageProcessor settings, plus `match`
+      patch: {boundary_model: patch}
+      ours: {boundary_model: default, boundary_model_options: {resolution: 256}}
+      slic: {boundary_model: slic, match: ours}    # exactly `ours`' per-image counts at each budget
+    budgets: [16, 64]                  # max_tokens (baselines: exact counts; patch 16 = 4x4 grid)
+    seeds: [0, 1]
+    model:
+      vision: pixels                   # pixels | cnn | {timm: NAME, pretrained: true} | {hf: NAME_OR_PATH}
+      text: {hidden_size: 128, num_hidden_layers: 2}   # a Llama from scratch + word-level tokenizer,
+                                       # or {pretrained: HuggingFaceTB/SmolLM2-135M}
+    training: {steps: 400, batch_size: 16, learning_rate: 1e-3, warmup_steps: 20, eval_every: 50}
+"""
+
+from .config import ComparisonConfig, TrainingSection, budgets_of, load_config
+from .data import (
+    Split,
+    TokenizedSplit,
+    build_text_tokenizer,
+    collate,
+    load_split,
+    segment_split,
+    tokenize_split,
+)
+from .model import build_model
+from .results import RESULT_FIELDS, results_table, summarize
+from .run import add_compare_arguments, cmd_compare, compare_tokenizers
+from .train import RunData, evaluate, train_run
+
+__all__ = [
+    "RESULT_FIELDS",
+    "ComparisonConfig",
+    "RunData",
+    "Split",
+    "TokenizedSplit",
+    "TrainingSection",
+    "add_compare_arguments",
+    "budgets_of",
+    "build_model",
+    "build_text_tokenizer",
+    "cmd_compare",
+    "collate",
+    "compare_tokenizers",
+    "evaluate",
+    "load_config",
+    "load_split",
+    "results_table",
+    "segment_split",
+    "summarize",
+    "tokenize_split",
+    "train_run",
+]

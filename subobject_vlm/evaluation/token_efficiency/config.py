@@ -1,0 +1,177 @@
+"""The comparison's YAML config: tokenizers, budgets, seeds, data, model and schedule, validated once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...training.config import (
+    ConfigError,
+    build_dataclass,
+    load_yaml_config,
+)
+
+VISION_NAMES = ("pixels", "cnn")
+
+
+@dataclass
+class TrainingSection:
+    steps: int = 400
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+    max_grad_norm: float = 1.0
+    eval_every: int = 50
+    eval_batch_size: int = 32
+    bf16: bool = False  # autocast to bfloat16 (GPU runs)
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"training.{name} must be a positive integer, got {value!r}")
+        for name in ("learning_rate", "weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"training.{name} must be a non-negative number, got {value!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(
+                f"training.warmup_steps must be a non-negative integer, got {self.warmup_steps!r}"
+            )
+
+
+@dataclass
+class ComparisonConfig:
+    output_dir: str
+    data: dict[str, Any]
+    tokenizers: dict[str, dict[str, Any]]
+    budgets: list[int] = field(default_factory=lambda: [16, 64])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    image_size: int = 128
+    label_size: int = 128
+    model: dict[str, Any] = field(default_factory=lambda: {"vision": "pixels", "text": {}})
+    training: TrainingSection = field(default_factory=TrainingSection)
+    max_length: int | None = None
+    torch_threads: int | None = None
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        from ...image_processing_subobject import SubobjectImageProcessor
+
+        self.training.validate()
+        if not self.tokenizers or not isinstance(self.tokenizers, dict):
+            raise ConfigError("tokenizers: name at least one tokenizer (name -> processor settings)")
+        known = set(SubobjectImageProcessor.valid_kwargs.__annotations__) - {"max_tokens", "label_size"}
+        for name, spec in self.tokenizers.items():
+            if not isinstance(spec, dict) or "boundary_model" not in spec:
+                raise ConfigError(f"tokenizers.{name}: needs at least 'boundary_model' (e.g. default, patch)")
+            unknown = sorted(set(spec) - known - {"match", "budgets"})
+            if unknown:
+                raise ConfigError(
+                    f"tokenizers.{name}: unknown settings {unknown} (known: {sorted(known)}, match)"
+                )
+            own = spec.get("budgets")
+            if own is not None and (
+                not isinstance(own, list) or not own or not all(isinstance(b, int) and b >= 1 for b in own)
+            ):
+                raise ConfigError(
+                    f"tokenizers.{name}.budgets must be a non-empty list of positive integers, got {own!r}"
+                )
+            match = spec.get("match")
+            if match is not None and own is not None:
+                raise ConfigError(
+                    f"tokenizers.{name}: a matched baseline takes the budgets of {match!r}, not its own"
+                )
+            if match is not None and (match not in self.tokenizers or self.tokenizers[match].get("match")):
+                raise ConfigError(
+                    f"tokenizers.{name}.match: {match!r} must name another tokenizer without 'match'"
+                )
+            if match is not None and spec["boundary_model"] not in ("patch", "slic", "felzenszwalb"):
+                raise ConfigError(
+                    f"tokenizers.{name}.match: only baselines (patch, slic, felzenszwalb) take exact counts"
+                )
+        for key in ("budgets", "seeds"):
+            values = getattr(self, key)
+            if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+                raise ConfigError(f"{key} must be a non-empty list of integers, got {values!r}")
+        if min(self.budgets) < 1:
+            raise ConfigError(f"budgets must be positive, got {self.budgets}")
+        for key in ("image_size", "label_size"):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 8:
+                raise ConfigError(f"{key} must be an integer >= 8, got {getattr(self, key)!r}")
+        _check_data_section(self.data)
+        _check_model_section(self.model)
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.device != "cpu":
+            import torch
+
+            if self.device.startswith("cuda") and not torch.cuda.is_available():
+                raise ConfigError(f"device {self.device!r} is not available here (no CUDA); use device: cpu")
+
+
+def _check_data_section(data: dict) -> None:
+    if not isinstance(data, dict) or ("synthetic" in data) == ("train" in data):
+        raise ConfigError("data: set either 'synthetic' or 'train' (+ 'val')")
+    for key in ("attribute_words", "reference_words"):
+        words = data.get(key, [])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ConfigError(f"data.{key} must be a list of words, got {words!r}")
+    data = {k: v for k, v in data.items() if k not in ("attribute_words", "reference_words")}
+    if "synthetic" in data:
+        unknown = sorted(set(data) - {"synthetic"}) + sorted(
+            set(data["synthetic"]) - {"train", "val", "size", "seed", "min_objects", "max_objects"}
+        )
+        if unknown:
+            raise ConfigError(f"data.synthetic: unknown keys {unknown}")
+        return
+    if sorted(set(data) - {"train", "val"}) or "val" not in data:
+        raise ConfigError("data: a user dataset needs exactly 'train' and 'val' sources")
+    for split in ("train", "val"):
+        source = data[split]
+        if not isinstance(source, dict) or "path" not in source:
+            raise ConfigError(
+                f"data.{split}: needs a 'path' (LLaVA .json/.jsonl, save_to_disk folder or dataset)"
+            )
+        unknown = sorted(set(source) - {"path", "image_folder", "split", "limit"})
+        if unknown:
+            raise ConfigError(f"data.{split}: unknown keys {unknown}")
+
+
+def _check_model_section(model: dict) -> None:
+    if not isinstance(model, dict) or sorted(
+        set(model) - {"vision", "text", "projector_depth", "shape_resolution"}
+    ):
+        raise ConfigError("model: keys are vision, text, projector_depth, shape_resolution")
+    vision = model.get("vision", "pixels")
+    if isinstance(vision, str):
+        if vision not in VISION_NAMES:
+            raise ConfigError(
+                f"model.vision must be one of {VISION_NAMES} or {{timm: ...}} / {{hf: ...}}, got {vision!r}"
+            )
+    elif not (isinstance(vision, dict) and len({"timm", "hf"} & set(vision)) == 1):
+        raise ConfigError(f"model.vision: a mapping needs exactly one of 'timm' or 'hf', got {vision!r}")
+    text = model.get("text", {})
+    if not isinstance(text, dict):
+        raise ConfigError(f"model.text must be a mapping, got {text!r}")
+
+
+def _convert(cls, name: str, value: Any, path: str) -> Any:
+    if cls is ComparisonConfig and name == "training":
+        return build_dataclass(TrainingSection, value or {}, path)
+    return value
+
+
+def load_config(config: str | os.PathLike | dict) -> ComparisonConfig:
+    """A YAML file or a dict -> validated :class:`ComparisonConfig` (``ConfigError`` naming the key)."""
+    return load_yaml_config(config, ComparisonConfig, _convert)
+
+
+def budgets_of(config: ComparisonConfig, name: str) -> list[int]:
+    """A tokenizer's budgets: its own ``budgets`` (e.g. ``[1]`` for an almost image-blind reference), those of
+    the tokenizer it matches, or the config's."""
+    spec = config.tokenizers[name]
+    source = config.tokenizers[spec["match"]] if spec.get("match") else spec
+    return list(source.get("budgets") or config.budgets)

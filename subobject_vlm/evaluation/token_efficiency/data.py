@@ -1,0 +1,264 @@
+"""Data of a comparison: the splits in memory, label maps per tokenizer (cached), word tokens, batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import ComparisonConfig
+
+
+@dataclass
+class Split:
+    """One split held in memory: ``images`` (N, S, S, 3) uint8 at ``image_size`` (each distinct image once),
+    and per sample its image index, conversation turns and task (``caption`` unless the data say otherwise)."""
+
+    images: np.ndarray
+    image_of_sample: np.ndarray
+    conversations: list[list[dict]]
+    tasks: list[str]
+
+
+def _synthetic_split(config: ComparisonConfig, split: str, data_dir: Path) -> Path:
+    from ...data.clevr_like import make_clevr_like
+
+    options = {"size": config.image_size, "seed": 0, **config.data["synthetic"]}
+    counts = {"train": options.pop("train", 1000), "val": options.pop("val", 100)}
+    count = counts[split]
+    folder = data_dir / f"{split}-{count}-{settings_digest(options)}"
+    if not (folder / "data.json").is_file():
+        make_clevr_like(folder, split=split, num_images=count, **options)
+    return folder / "data.json"
+
+
+def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
+    """The records of ``split`` with their images decoded once and resized to ``image_size`` x ``image_size``
+    (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
+    import cv2
+
+    from ...image_utils import load_image
+    from ...training.vlm_data import DataError, _normalise_turns, _read_records
+
+    if "synthetic" in config.data:
+        path, image_folder, limit = _synthetic_split(config, split, data_dir), None, None
+    else:
+        source = config.data[split]
+        path, image_folder, limit = Path(source["path"]), source.get("image_folder"), source.get("limit")
+    if Path(path).suffix in (".json", ".jsonl"):
+        records = _read_records(Path(path))[:limit]
+        folder = Path(image_folder) if image_folder else Path(path).parent
+        keys = [str((folder / r["image"]).resolve()) if r.get("image") else None for r in records]
+        load = load_image
+    else:  # an HF dataset: images are PIL objects in the rows
+        from ...training.vlm_data import load_conversations
+
+        dataset = load_conversations(path, split=config.data[split].get("split", split), limit=limit)
+        records = [{"conversations": row["conversations"], "image": row["image"]} for row in dataset]
+        keys = [None if r["image"] is None else f"row{i}" for i, r in enumerate(records)]
+        load = None
+    images, index_of_key, image_of_sample, conversations, tasks = [], {}, [], [], []
+    for i, (record, key) in enumerate(zip(records, keys)):
+        if key is None:
+            raise DataError(f"{path}: record {i} has no image; the comparison needs an image per sample")
+        if key not in index_of_key:
+            try:
+                rgb = load(key) if load is not None else _rgb(record["image"])
+            except Exception as error:  # noqa: BLE001 - name the record whatever went wrong
+                raise DataError(f"{path}: record {i}: cannot read image {key}: {error}") from None
+            index_of_key[key] = len(images)
+            size = (config.image_size, config.image_size)
+            images.append(
+                cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb
+            )
+        image_of_sample.append(index_of_key[key])
+        conversations.append(_normalise_turns(record["conversations"], f"{path}: record {i}"))
+        tasks.append(str(record.get("task", "caption")))
+    if not images:
+        raise DataError(f"{path}: no samples")
+    return Split(np.stack(images), np.asarray(image_of_sample), conversations, tasks)
+
+
+def _rgb(image) -> np.ndarray:
+    from ...image_utils import to_rgb_uint8
+
+    return to_rgb_uint8(image)
+
+
+def settings_digest(*parts: Any) -> str:
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def segment_split(
+    config: ComparisonConfig, name: str, budget: int, split: str, images: np.ndarray, out_dir: Path,
+    counts: np.ndarray | None = None, processor=None,
+) -> np.ndarray:  # fmt: skip
+    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``budget`` for ``images``, cached in ``out_dir``.
+
+    ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. Each image goes through
+    :meth:`SubobjectImageProcessor.segment` (the processor a user would run); the file is written atomically.
+    """
+    from tqdm import tqdm
+
+    from ...image_processing_subobject import SubobjectImageProcessor
+
+    settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
+    content = hashlib.blake2b(images.tobytes(), digest_size=16).hexdigest()  # the cache follows the pixels
+    key = settings_digest(
+        settings, budget, config.label_size, content, None if counts is None else counts.tolist()
+    )
+    path = out_dir / f"{name}-{budget}-{split}-{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    if processor is None:
+        processor = SubobjectImageProcessor(cache_size=len(images) + 1)
+    overrides = {
+        **settings,
+        "max_tokens": budget,
+        "label_size": {"height": config.label_size, "width": config.label_size},
+    }
+    maps = np.empty((len(images), config.label_size, config.label_size), np.int16)
+    chunk = 16
+    for start in tqdm(range(0, len(images), chunk), desc=f"segment {split} {name}@{budget}", unit="batch",
+                      file=sys.stderr, leave=False):  # fmt: skip
+        batch = list(images[start : start + chunk])
+        if counts is None:
+            label_maps = processor.segment(batch, **overrides)
+        else:  # a baseline at exactly the matched tokenizer's count for each image
+            label_maps = [
+                processor.segment([image], **{**overrides, "max_tokens": int(n)})[0]
+                for image, n in zip(batch, counts[start : start + chunk])
+            ]
+        maps[start : start + len(batch)] = np.stack(label_maps)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".partial.npy")
+    np.save(temporary, maps)
+    os.replace(temporary, path)
+    return maps
+
+
+def build_text_tokenizer(config: ComparisonConfig, train: Split):
+    """A pretrained LM's tokenizer, or a word-level one built from the training conversations."""
+    text = config.model.get("text", {})
+    if "pretrained" in text:
+        from transformers import AutoTokenizer
+
+        from ...processing_subobject_llava import add_image_token
+
+        tokenizer = AutoTokenizer.from_pretrained(text["pretrained"])
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        add_image_token(tokenizer)
+        return tokenizer
+    from tokenizers import pre_tokenizers
+
+    from ...training.vlm_data import tiny_tokenizer
+
+    splitter = pre_tokenizers.Whitespace()
+    words = {"USER", "ASSISTANT", ":"}
+    for turns in train.conversations:
+        for turn in turns:
+            words.update(w for w, _ in splitter.pre_tokenize_str(turn["value"].replace("<image>", " ")))
+    return tiny_tokenizer(sorted(words))
+
+
+def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
+    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the words that name what is in the image
+    (``data.attribute_words``; for the synthetic scenes: counts, sizes, materials, colours, shapes) and the
+    words after which they are copies (``data.reference_words``, default ``["the"]``). Only words that are a
+    single token count; ``(None, None)`` when there are none."""
+    import torch
+
+    from ...data.clevr_like import ATTRIBUTE_WORDS
+
+    words = config.data.get("attribute_words", list(ATTRIBUTE_WORDS) if "synthetic" in config.data else [])
+    references = config.data.get("reference_words", ["the"])
+
+    def single_token_ids(candidates: list[str]) -> Any:
+        ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in candidates]
+        return torch.tensor(sorted({i[0] for i in ids if len(i) == 1 and i[0] != tokenizer.unk_token_id}))
+
+    attribute_ids = single_token_ids(words)
+    if attribute_ids.numel() == 0:
+        return None, None
+    return attribute_ids, single_token_ids(references)
+
+
+@dataclass
+class TokenizedSplit:
+    """Token ids with one image placeholder per sample (expanded per run to ``num_tokens + 2``)."""
+
+    input_ids: list[np.ndarray]
+    labels: list[np.ndarray]
+    image_position: np.ndarray  # (N,) index of the single placeholder
+
+
+def tokenize_split(processor, split: Split, max_length: int | None) -> TokenizedSplit:
+    """Chat-template every conversation once; labels cover assistant turns only."""
+    from ...training.vlm_data import DataError, conversation_messages, tokenize_conversation
+
+    ids_list, labels_list, positions = [], [], []
+    for i, turns in enumerate(split.conversations):
+        messages = conversation_messages(turns, True, processor.image_token, f"sample {i}")
+        result = tokenize_conversation(
+            processor, messages, -1, None, f"sample {i}"
+        )  # -1 + 2: one placeholder
+        if result is None:
+            raise DataError(f"sample {i}: no assistant tokens to learn from")
+        ids, labels = (np.asarray(x, np.int64) for x in result)
+        where = np.flatnonzero(ids == processor.image_token_id)
+        if len(where) != 1:
+            raise DataError(f"sample {i}: expected one image, found {len(where)} image tokens")
+        if max_length is not None:
+            ids, labels = ids[:max_length], labels[:max_length]
+        ids_list.append(ids)
+        labels_list.append(labels)
+        positions.append(int(where[0]))
+    return TokenizedSplit(ids_list, labels_list, np.asarray(positions))
+
+
+def collate(tokens: TokenizedSplit, split: Split, label_maps, num_tokens, pixel_values, indices, image_token_id,
+            pad_token_id) -> dict:  # fmt: skip
+    """A batch for :class:`SubobjectLlavaForConditionalGeneration`: placeholders expanded to ``n + 2``,
+    right padding; ``label_maps`` (B, h, w) int64, ``num_tokens`` (B,), ``pixel_values`` (B, 3, S, S)."""
+    import torch
+
+    from ...configuration_subobject_llava import num_image_placeholders
+    from ...training.vlm_data import IGNORE_INDEX
+
+    rows_ids, rows_labels = [], []
+    for i in indices:
+        p, n = tokens.image_position[i], int(num_tokens[split.image_of_sample[i]])
+        placeholders = np.full(int(num_image_placeholders(n)), image_token_id)
+        rows_ids.append(np.concatenate([tokens.input_ids[i][:p], placeholders, tokens.input_ids[i][p + 1 :]]))
+        rows_labels.append(
+            np.concatenate(
+                [tokens.labels[i][:p], np.full(len(placeholders), IGNORE_INDEX), tokens.labels[i][p + 1 :]]
+            )
+        )
+    length = max(len(r) for r in rows_ids)
+    input_ids = torch.full((len(indices), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(indices), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(indices), length), dtype=torch.long)
+    for row, (ids, lab) in enumerate(zip(rows_ids, rows_labels)):
+        input_ids[row, : len(ids)] = torch.from_numpy(ids)
+        labels[row, : len(lab)] = torch.from_numpy(lab)
+        attention_mask[row, : len(ids)] = 1
+    images = split.image_of_sample[np.asarray(indices)]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "pixel_values": pixel_values[torch.from_numpy(images)],
+        "label_maps": torch.from_numpy(label_maps[images].astype(np.int64)),
+        "num_tokens": torch.from_numpy(num_tokens[images].astype(np.int64)),
+    }

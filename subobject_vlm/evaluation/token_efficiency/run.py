@@ -1,0 +1,144 @@
+"""The driver: every (tokenizer, budget, seed) not done yet, then the table and the figures; the CLI command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...training.config import (
+    run_config_command,
+)
+from .config import ComparisonConfig, budgets_of, load_config
+from .data import (
+    attribute_token_ids,
+    build_text_tokenizer,
+    load_split,
+    segment_split,
+    settings_digest,
+    tokenize_split,
+)
+from .results import append_result, read_results, results_table
+from .train import RunData, train_run
+
+EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
+
+
+def _run_order(config: ComparisonConfig) -> list[str]:
+    """Tokenizers others match come first."""
+    return sorted(config.tokenizers, key=lambda name: config.tokenizers[name].get("match") is not None)
+
+
+def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
+    """Run every (tokenizer, budget, seed) of ``config`` not already in ``results.jsonl``; write the table and
+    the plots; return the output folder. Raises ``ConfigError`` / ``DataError`` before any training."""
+    import cv2
+    import torch
+
+    from ...image_processing_subobject import SubobjectImageProcessor
+    from ...processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
+    from ..plots import plot_token_efficiency, plot_tokenizer_examples
+
+    config = load_config(config)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = settings_digest({k: v for k, v in asdict(config).items() if k not in ("output_dir", "seeds", "budgets",
+                                                                                    "tokenizers", "torch_threads")})  # fmt: skip
+    results_path = out_dir / "results.jsonl"
+    done = {(r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) for r in read_results(results_path)
+            if r.get("fingerprint") == fingerprint}  # fmt: skip
+
+    splits = {s: load_split(config, s, out_dir / "data") for s in ("train", "val")}
+    tokenizer = build_text_tokenizer(config, splits["train"])
+    pixel_processor = SubobjectImageProcessor(
+        size={"height": config.image_size, "width": config.image_size}, do_segment=False
+    )
+    text_processor = SubobjectLlavaProcessor(
+        image_processor=pixel_processor, tokenizer=tokenizer, chat_template=DEFAULT_CHAT_TEMPLATE
+    )
+    tokens = {s: tokenize_split(text_processor, splits[s], config.max_length) for s in splits}
+    word_ids = attribute_token_ids(config, tokenizer)
+    pixels = {s: torch.cat([pixel_processor.pixel_values(list(splits[s].images[i : i + 64]))
+                            for i in range(0, len(splits[s].images), 64)]) for s in splits}  # fmt: skip
+
+    # one processor per boundary model: its boundary maps are computed once for every budget and EPOC setting
+    cache_size = sum(len(x.images) for x in splits.values()) + 1
+    processors: dict[str, Any] = {}
+
+    def processor_for(name: str):
+        spec = config.tokenizers[name]
+        key = settings_digest(spec["boundary_model"], spec.get("boundary_model_options"))
+        return processors.setdefault(key, SubobjectImageProcessor(cache_size=cache_size))
+
+    shown = min(EXAMPLES_SHOWN, len(splits["val"].images))
+    examples: dict[
+        str, np.ndarray
+    ] = {}  # "name @ budget" -> (shown, h, w) label maps of the first val images
+    for name in _run_order(config):
+        spec = config.tokenizers[name]
+        for budget in budgets_of(config, name):
+            data = {}
+            for s in ("train", "val"):
+                counts = None
+                if spec.get("match"):
+                    matched = segment_split(config, spec["match"], budget, s, splits[s].images,
+                                            out_dir / "segmentations", processor=processor_for(spec["match"]))  # fmt: skip
+                    counts = matched.reshape(len(matched), -1).max(1).astype(np.int64) + 1
+                label_maps = segment_split(config, name, budget, s, splits[s].images, out_dir / "segmentations",
+                                           counts=counts, processor=processor_for(name))  # fmt: skip
+                num_tokens = label_maps.reshape(len(label_maps), -1).max(1).astype(np.int64) + 1
+                data[s] = RunData(splits[s], tokens[s], label_maps, num_tokens, pixels[s], *word_ids)
+            examples[f"{name} @ {budget}"] = data["val"].label_maps[:shown]
+            tokenizer_key = settings_digest(spec)  # a run is redone when its tokenizer's settings change
+            for seed in config.seeds:
+                if (name, budget, seed, tokenizer_key) in done:
+                    continue
+                started = time.perf_counter()
+                result = train_run(
+                    config, tokenizer, data["train"], data["val"], seed, f"{name}@{budget} seed {seed}"
+                )
+                result["wall_seconds"] = round(time.perf_counter() - started, 2)  # training + evaluations
+                record = {"tokenizer": name, "budget": budget, "seed": seed,
+                          "mean_tokens": round(float(data["train"].num_tokens.mean()), 3),
+                          "val_mean_tokens": round(float(data["val"].num_tokens.mean()), 3),
+                          "steps": config.training.steps, "batch_size": config.training.batch_size,
+                          **result, "fingerprint": fingerprint, "tokenizer_key": tokenizer_key}  # fmt: skip
+                append_result(results_path, record)
+                print(f"{name}@{budget} seed {seed}: {record['mean_tokens']:.1f} tokens/image, val loss "
+                      f"{record['val_loss']:.4f}, perplexity {record['val_perplexity']:.3f}, accuracy "
+                      f"{record['accuracy']:.3f}, {record['step_seconds'] * 1000:.1f} ms/step", file=sys.stderr)  # fmt: skip
+    wanted = {(name, budget, seed, settings_digest(config.tokenizers[name])) for name in config.tokenizers
+              for budget in budgets_of(config, name) for seed in config.seeds}  # fmt: skip
+    runs = [r for r in read_results(results_path) if r.get("fingerprint") == fingerprint
+            and (r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) in wanted]  # fmt: skip
+    (out_dir / "results.md").write_text(results_table(runs))
+    plot_token_efficiency(runs, out_dir)
+    small = [
+        cv2.resize(image, (config.label_size,) * 2, interpolation=cv2.INTER_AREA)
+        for image in splits["val"].images[:shown]
+    ]
+    plot_tokenizer_examples(np.stack(small), examples, out_dir / "tokens_examples.png")
+    return out_dir
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``subobject-vlm compare-tokenizers``."""
+    parser.add_argument("--config", required=True, help="YAML comparison config (configs/compare_*.yaml)")
+    parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
+    parser.add_argument("--steps", type=int, default=None, help="override training.steps")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
+    return parser
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run ``subobject-vlm compare-tokenizers``; prints the output folder. Exit status 2 on a bad config or data."""
+    overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
+    return run_config_command(compare_tokenizers, args.config, overrides)
