@@ -229,3 +229,31 @@ def test_an_hf_dataset_a_directsam_checkpoint_and_a_cnn_encoder_work_the_same_wa
     compare_tokenizers(config)
     [run] = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert run["tokenizer"] == "directsam" and 1 <= run["mean_tokens"] <= 4 and np.isfinite(run["val_loss"])
+
+
+def test_pretrained_parts_load_from_local_checkpoints(tmp_path):
+    """The GPU preset's path (a pretrained HF vision model and causal LM), on tiny checkpoints saved here."""
+    from transformers import CLIPVisionModel, LlamaForCausalLM
+
+    from subobject_vlm.evaluation.token_efficiency import build_model
+    from subobject_vlm.training.train_vlm import tiny_text_config, tiny_vision_config
+    from subobject_vlm.training.vlm_data import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(["a", "red", "box"])
+    torch.manual_seed(0)
+    text = LlamaForCausalLM(tiny_text_config(len(tokenizer), pad_token_id=tokenizer.pad_token_id))
+    text.save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    vision = CLIPVisionModel(tiny_vision_config(image_size=32))
+    vision.save_pretrained(tmp_path / "vision")
+    config = load_config(
+        toy_config(
+            tmp_path / "out",
+            model={"vision": {"hf": str(tmp_path / "vision")}, "text": {"pretrained": str(tmp_path / "lm")}},
+        )
+    )
+    model = build_model(config, tokenizer, max_tokens=8)
+    for name, weight in text.model.state_dict().items():
+        assert torch.equal(model.model.language_model.state_dict()[name], weight)
+    for name, weight in vision.state_dict().items():
+        assert torch.equal(model.model.vision_tower.state_dict()[name], weight)

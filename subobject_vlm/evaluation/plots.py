@@ -114,8 +114,8 @@ __all__ = ["plot_pr_curves", "plot_token_metrics"]
 def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[Path]:
     """The token-efficiency figures of a tokenizer comparison (``results.jsonl`` records).
 
-    Writes ``perplexity_vs_tokens.png`` (val perplexity against mean tokens per image, one line per tokenizer
-    through its budgets, bars: std over seeds), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean
+    Writes ``perplexity_vs_tokens.png`` (val perplexity, attribute accuracy and question accuracy against mean
+    tokens per image, one line per tokenizer through its budgets, bars: std over seeds), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean
     curve over seeds per tokenizer and budget; time is training time, evaluation excluded).
     """
     plt = _pyplot()
@@ -126,24 +126,28 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
     styles = ["-", "--", ":", "-."]
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name in names:
-        points = []
-        for budget in budgets:
-            members = [r for r in runs if r["tokenizer"] == name and r["budget"] == budget]
-            if members:
-                ppl = np.array([m["val_perplexity"] for m in members])
-                points.append((np.mean([m["mean_tokens"] for m in members]), ppl.mean(), ppl.std()))
-        x, y, err = (np.array(v) for v in zip(*points))
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[name], label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("mean visual tokens per image")
-    ax.set_ylabel("val caption perplexity (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [("val_perplexity", "val caption perplexity (lower is better)"),
+              ("attribute_accuracy", "attribute words named right (higher is better)"),
+              ("accuracy", "question answers right (higher is better)")]  # fmt: skip
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2))
+    for ax, (key, label) in zip(axes, panels):
+        for name in names:
+            points = []
+            for budget in budgets:
+                members = [r for r in runs if r["tokenizer"] == name and r["budget"] == budget]
+                if members:
+                    values = np.array([m.get(key, np.nan) for m in members], dtype=float)
+                    points.append((np.mean([m["mean_tokens"] for m in members]), values.mean(), values.std()))
+            x, y, err = (np.array(v) for v in zip(*points))
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[name], label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("mean visual tokens per image")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "perplexity_vs_tokens.png")
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
     for index, label, file_name in [
