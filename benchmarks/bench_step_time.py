@@ -50,7 +50,8 @@ def main() -> None:
     config = load_config(ROOT / "configs" / "compare_quick.yaml")
     size = config.image_size
 
-    scenes = [generate_scene(0, "train", i, size) for i in range(args.images)]
+    options = {k: v for k, v in config.data["synthetic"].items() if k in ("min_objects", "max_objects")}
+    scenes = [generate_scene(0, "train", i, size, **options) for i in range(args.images)]
     from subobject_vlm.data.clevr_like import CAPTION_PROMPT, caption
 
     split = Split(
@@ -67,7 +68,7 @@ def main() -> None:
     )
     ours_settings = {k: v for k, v in config.tokenizers["ours-minima"].items() if k != "match"}
     label_size = {"height": config.label_size, "width": config.label_size}
-    processor = SubobjectImageProcessor(cache_size=len(scenes) + 1)
+    processor = SubobjectImageProcessor(cache_size=len(scenes) + 1, size={"height": size, "width": size})
     ours = np.stack(
         processor.segment(list(split.images), **ours_settings, max_tokens=args.budget, label_size=label_size)
     )

@@ -43,3 +43,10 @@ def test_generate_example_runs(monkeypatch, capsys):
 def test_train_example_runs(tmp_path, monkeypatch):
     run_example("train_tiny.py", [str(tmp_path / "run")], monkeypatch)
     assert (tmp_path / "run" / "merged" / "model.safetensors").exists()
+
+
+def test_readme_token_efficiency_table_is_the_committed_run():
+    """The "Does it help?" figures are those of benchmarks/results/compare_quick, not typed by hand."""
+    table = (REPO_ROOT / "benchmarks" / "results" / "compare_quick" / "results.md").read_text()
+    assert table in README
+    assert "subobject-vlm compare-tokenizers --config configs/compare_quick.yaml" in README
