@@ -203,7 +203,8 @@ def plot_tokenizer_examples(
             painted = mean_colour_image(image, maps[j])
             painted[label_boundaries(maps[j])] = (255, 40, 40)
             axes[i, j].imshow(painted)
-            axes[i, j].set_title(f"{int(maps[j].max()) + 1} tokens", fontsize=7, pad=2)
+            count = int(maps[j].max()) + 1
+            axes[i, j].set_title(f"{count} token{'s' * (count != 1)}", fontsize=7, pad=2)
         axes[i, 0].set_ylabel(name, fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
