@@ -94,27 +94,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .image_utils import load_image
-    from .segmentation import epoc, run_baseline
+    from .segmentation import SegmentationSettings, segment_image
     from .segmentation.visualize import save_composite
 
+    settings = SegmentationSettings(  # validated before any model loads or file is read
+        args.model,
+        _model_options(args),
+        threshold=args.threshold,
+        max_tokens=args.max_tokens,
+        min_area=args.min_area,
+        merge=args.merge,
+        assign=args.assign,
+        seeds=args.seeds,
+    )
     model = _load_model(args)
 
     def process(path: Path, stem: str, out_dir: Path) -> dict:
         image = load_image(path)
-        if model is None:
-            probs = None
-            label_map = run_baseline(args.model, image, args.max_tokens or 256)
-        else:
-            [probs] = model.predict([image])
-            label_map = epoc(
-                probs,
-                args.threshold,
-                max_tokens=args.max_tokens,
-                min_area=args.min_area,
-                merge=args.merge,
-                assign=args.assign,
-                seeds=args.seeds,
-            )
+        probs = None if model is None else model.predict([image])[0]
+        label_map = segment_image(image, settings, boundary_probs=probs)
         save_composite(out_dir / f"{stem}.png", image, label_map, probs, args.threshold)
         if args.save_labels == "npy":
             np.save(out_dir / f"{stem}.npy", label_map.astype(np.int32))

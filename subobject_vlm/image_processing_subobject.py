@@ -12,7 +12,6 @@ content and segmentation settings) and are never stored in the processor's JSON.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 
@@ -26,9 +25,7 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 
 from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
-from .segmentation import BASELINES, epoc, load_boundary_model, run_baseline
-from .segmentation.epoc import ASSIGN_MODES, SEED_MODES
-from .segmentation.regions import MERGE_ORDERS
+from .segmentation import SegmentationSettings, load_boundary_model, segment_image
 
 SEGMENTATION_KEYS = (
     "boundary_model",
@@ -166,41 +163,22 @@ class SubobjectImageProcessor(TorchvisionBackend):
             )
         self._cache = _LRUCache(cache_size)  # label maps, by image and all segmentation settings
         self._boundary_cache = _LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
-        self._validate_segmentation_settings(**{k: getattr(self, k) for k in SEGMENTATION_KEYS})
+        self._settings({})  # validate now: a bad setting fails here, not at the first image
 
-    @staticmethod
-    def _validate_segmentation_settings(
-        boundary_model,
-        boundary_model_options,
-        threshold,
-        max_tokens,
-        min_area,
-        merge,
-        assign,
-        seeds,
-        label_size,
-    ) -> None:
-        if not isinstance(boundary_model, (str, os.PathLike)):
-            raise ValueError(f"boundary_model must be a name or path, got {type(boundary_model).__name__}")
-        if boundary_model_options is not None and not isinstance(boundary_model_options, dict):
-            raise ValueError(f"boundary_model_options must be a dict, got {boundary_model_options!r}")
-        if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
-        if not isinstance(min_area, int) or min_area < 0:
-            raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
-        if merge not in MERGE_ORDERS:
-            raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
-        if assign not in ASSIGN_MODES:
-            raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
-        if seeds not in SEED_MODES:
-            raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
-        size = dict(label_size or {})
-        if set(size) != {"height", "width"} or min(size.values()) < 1:
+    def _settings(self, overrides: dict) -> tuple[SegmentationSettings, tuple[int, int]]:
+        """The segmentation settings (attributes, then ``overrides``), validated: ``(settings, (h, w))``."""
+        values = {key: overrides.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        size = values.pop("label_size")
+        size = dict(size or {}) if isinstance(size, dict) or size is None else size
+        if (
+            not isinstance(size, dict)
+            or set(size) != {"height", "width"}
+            or not all(isinstance(v, int) and v >= 1 for v in size.values())
+        ):
             raise ValueError(
-                f"label_size must be {{'height': h, 'width': w}} with positive sizes, got {label_size!r}"
+                f"label_size must be {{'height': h, 'width': w}} with positive sizes, got {size!r}"
             )
+        return SegmentationSettings(**values), (size["height"], size["width"])
 
     def to_dict(self) -> dict:
         output = super().to_dict()
@@ -211,21 +189,22 @@ class SubobjectImageProcessor(TorchvisionBackend):
     # --- segmentation -------------------------------------------------------------------------------
     def segment(self, images, **overrides) -> list[np.ndarray]:
         """Label maps for one or more images at ``label_size``: list of ``(h, w)`` int32 (cached)."""
-        settings = {key: overrides.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
-        self._validate_segmentation_settings(**settings)
+        settings, label_size = self._settings(overrides)
         rgb_images = [
             to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(_flatten_images(images))
         ]
-        return self._segment_rgb(rgb_images, settings)
+        return self._segment_rgb(rgb_images, settings, label_size)
 
-    def _segment_rgb(self, rgb_images: list[np.ndarray], settings: dict) -> list[np.ndarray]:
-        label_h, label_w = settings["label_size"]["height"], settings["label_size"]["width"]
-        settings_key = repr(sorted((k, repr(v)) for k, v in settings.items()))
+    def _segment_rgb(
+        self, rgb_images: list[np.ndarray], settings: SegmentationSettings, label_size: tuple[int, int]
+    ) -> list[np.ndarray]:
+        """Label maps at ``label_size`` for RGB images: cached ones, the rest through ``segment_image``."""
+        label_h, label_w = label_size
         image_digests = [
             hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).hexdigest()
             for image in rgb_images
         ]
-        keys = [f"{digest}:{settings_key}" for digest in image_digests]
+        keys = [f"{digest}:{settings!r}:{label_size}" for digest in image_digests]
         # hits first; results stay here too, since a small cache may evict them before we return
         computed: dict[int, np.ndarray] = {}
         for i, key in enumerate(keys):
@@ -233,40 +212,25 @@ class SubobjectImageProcessor(TorchvisionBackend):
             if hit is not None:
                 computed[i] = hit
         missing = [i for i in range(len(keys)) if i not in computed]
-        name = str(settings["boundary_model"])
-        if missing and name in BASELINES:
-            for i in missing:
-                small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
-                computed[i] = run_baseline(name, small, settings["max_tokens"] or 256)
-                self._cache.put(keys[i], computed[i])
-        elif missing:
+        boundary_maps: dict[int, np.ndarray | None] = {i: None for i in missing}
+        if missing and not settings.is_baseline:
             # the boundary map depends on the model and the label size only: EPOC settings reuse it
-            map_key = repr(
-                (name, sorted((settings["boundary_model_options"] or {}).items()), label_h, label_w)
-            )
-            map_keys = [f"{image_digests[i]}:{map_key}" for i in missing]
-            boundary_maps = {i: self._boundary_cache.get(key) for i, key in zip(missing, map_keys)}
+            map_key = repr((settings.boundary_model, settings.boundary_model_options, label_size))
+            map_keys = {i: f"{image_digests[i]}:{map_key}" for i in missing}
+            boundary_maps = {i: self._boundary_cache.get(map_keys[i]) for i in missing}
             to_predict = [i for i in missing if boundary_maps[i] is None]
-            if to_predict:
-                model = load_boundary_model(name, **(settings["boundary_model_options"] or {}))
-                probs = model.predict([rgb_images[i] for i in to_predict])
-                for i, boundary_probs in zip(to_predict, probs):
+            if to_predict:  # one batched call of the boundary model
+                model = load_boundary_model(settings.boundary_model, **settings.model_options)
+                for i, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict])):
                     # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
-                    small = cv2.resize(boundary_probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
-                    boundary_maps[i] = small
-                    self._boundary_cache.put(f"{image_digests[i]}:{map_key}", small)
-            for i in missing:
-                label_map = epoc(
-                    boundary_maps[i],
-                    settings["threshold"],
-                    max_tokens=settings["max_tokens"],
-                    min_area=settings["min_area"],
-                    merge=settings["merge"],
-                    assign=settings["assign"],
-                    seeds=settings["seeds"],
-                )
-                computed[i] = label_map
-                self._cache.put(keys[i], label_map)
+                    boundary_maps[i] = cv2.resize(probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
+                    self._boundary_cache.put(map_keys[i], boundary_maps[i])
+        for i in missing:
+            small = None
+            if settings.is_baseline:
+                small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
+            computed[i] = segment_image(small, settings, boundary_probs=boundary_maps[i])
+            self._cache.put(keys[i], computed[i])
         return [computed[i].copy() for i in range(len(keys))]  # callers never share the cached arrays
 
     def clear_cache(self) -> None:
@@ -304,9 +268,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
         if not do_segment:
             return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
-        settings["label_size"] = dict(settings["label_size"] or {})
-        self._validate_segmentation_settings(**settings)
-        label_maps = self._segment_rgb(rgb_images, settings)
+        settings, label_size = self._settings(settings)
+        label_maps = self._segment_rgb(rgb_images, settings, label_size)
         label_maps_tensor = torch.stack(
             [torch.from_numpy(m.astype(np.int64)) for m in label_maps]
         )  # (B, h, w)

@@ -237,8 +237,8 @@ FLOOD_MAPS = (
 
 
 @pytest.mark.parametrize(
-    ("threshold", "seeds"), [(0.05, "threshold"), (0.3, "threshold"), (-1.0, "minima")]
-)  # -1 with minima: the regional minima are the only seeds
+    ("threshold", "seeds"), [(0.05, "threshold"), (0.3, "threshold"), (0.0, "minima")]
+)  # 0 with minima: (nearly) only the regional minima are seeds
 def test_compiled_flooding_gives_the_numpy_labels_exactly(threshold, seeds, monkeypatch):
     for probs in FLOOD_MAPS:
         compiled = flooded_by("compiled", probs, threshold, seeds, monkeypatch)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..segmentation.settings import BASELINES
 from .boundary_benchmark import (
     BSDS_MAX_DIST,
     bsds_thresholds,
@@ -36,18 +37,6 @@ from .boundary_benchmark import (
     summarize_boundary_counts,
 )
 from .region_metrics import segmentation_metrics
-
-BASELINE_NAMES = ("patch", "slic", "felzenszwalb")
-
-
-class _FixedProbs:
-    """A ``BoundaryModel`` that returns an already computed map (so ``segment`` does not predict again)."""
-
-    def __init__(self, probs: np.ndarray, name: str = "precomputed"):
-        self.probs, self.name = probs, name
-
-    def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        return [self.probs for _ in images]
 
 
 def _token_metric_names(tolerance: float) -> list[str]:
@@ -65,7 +54,7 @@ def _token_metric_names(tolerance: float) -> list[str]:
 
 def _evaluate_sample(task: dict) -> dict:
     """Everything for one image (runs in a worker): boundary counts and token metrics per budget."""
-    from ..segmentation import segment
+    from ..segmentation import SegmentationSettings, segment_image
 
     image, probs, segs, bdrys = task["image"], task["probs"], task["segmentations"], task["boundaries"]
     result: dict = {"name": task["name"], "boundary_counts": None, "tokens": {}}
@@ -77,13 +66,14 @@ def _evaluate_sample(task: dict) -> dict:
     ours, baselines = task["ours"], task["baselines"]
     for budget in task["budgets"]:
         if probs is not None:
-            labels = segment(image, _FixedProbs(probs), max_tokens=budget, **task["segment_options"])
+            settings = SegmentationSettings(ours, max_tokens=budget, **task["segment_options"])
         else:  # the tokenizer under test is itself a baseline: exactly `budget` tokens
-            labels = segment(image, ours, num_tokens=budget)
+            settings = SegmentationSettings(ours, max_tokens=budget)
+        labels = segment_image(image, settings, boundary_probs=probs)
         metrics = {ours: segmentation_metrics(labels, segs, bdrys, task["tolerance"], task["max_dist"])}
         count = metrics[ours]["tokens"]
         for name in baselines:
-            baseline_labels = segment(image, name, num_tokens=count)
+            baseline_labels = segment_image(image, SegmentationSettings(name, max_tokens=count))
             metrics[name] = segmentation_metrics(
                 baseline_labels, segs, bdrys, task["tolerance"], task["max_dist"]
             )
@@ -112,7 +102,7 @@ def eval_bsds(
     split: str = "val",
     model: str | object = "default",
     budgets: Sequence[int] = (64, 128, 256),
-    baselines: Sequence[str] = BASELINE_NAMES,
+    baselines: Sequence[str] = BASELINES,
     out_dir: str | os.PathLike = "eval_bsds",
     limit: int | None = None,
     thresholds: int | Sequence[float] | None = 99,
@@ -163,15 +153,15 @@ def eval_bsds(
     budgets = [int(b) for b in budgets]
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets must be positive token counts, got {budgets}")
-    unknown = [b for b in baselines if b not in BASELINE_NAMES]
+    unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINE_NAMES}")
+        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
     root = find_bsds_root(root)
     samples = load_bsds(root, split, limit)
     if not samples:
         raise FileNotFoundError(f"no images in {root} split {split!r}")
 
-    is_baseline = isinstance(model, str) and model in BASELINE_NAMES and boundary_probs_fn is None
+    is_baseline = isinstance(model, str) and model in BASELINES and boundary_probs_fn is None
     if boundary_probs_fn is not None:
         ours = getattr(boundary_probs_fn, "__name__", "custom")
         probs_fn = boundary_probs_fn
@@ -306,7 +296,7 @@ def add_eval_bsds_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
     parser.add_argument(
         "--baselines",
         nargs="*",
-        default=list(BASELINE_NAMES),
+        default=list(BASELINES),
         help="baselines at equal per-image token counts",
     )
     parser.add_argument("--out", default="eval_bsds", help="output folder")
@@ -373,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     return cmd_eval_bsds(parser.parse_args(argv))
 
 
-__all__ = ["BASELINE_NAMES", "add_eval_bsds_arguments", "cmd_eval_bsds", "eval_bsds", "main", "write_report"]
+__all__ = ["add_eval_bsds_arguments", "cmd_eval_bsds", "eval_bsds", "main", "write_report"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,9 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .baselines import BASELINES, run_baseline
+from .baselines import run_baseline
 from .epoc import epoc
 from .gradient import GradientBoundaryModel
+from .settings import BASELINES, SegmentationSettings
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 
@@ -78,6 +79,36 @@ def _load_uncached(name: str, options: dict) -> BoundaryModel:
     return DirectSAM.from_pretrained(str(path) if path.exists() else name, **options)
 
 
+def segment_image(
+    image: np.ndarray | None,
+    settings: SegmentationSettings,
+    *,
+    boundary_probs: np.ndarray | None = None,
+) -> np.ndarray:
+    """The one path from an image to a label map, used by the processor, the CLI, ``eval-bsds`` and ``segment``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB; may be ``None`` when ``boundary_probs`` is given.
+        settings: the tokenizer and its options.
+        boundary_probs: ``(H, W)`` float boundary map already computed for this image (the boundary model is then
+            not run again); ignored by baselines.
+
+    Returns:
+        ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
+    """
+    if settings.is_baseline:
+        if image is None:
+            raise ValueError(f"the baseline {settings.boundary_model!r} segments the image: pass image")
+        return run_baseline(settings.boundary_model, image, settings.max_tokens or 256)
+    if boundary_probs is None:
+        if image is None:
+            raise ValueError("pass an image or its boundary_probs")
+        [boundary_probs] = load_boundary_model(settings.boundary_model, **settings.model_options).predict(
+            [image]
+        )
+    return epoc(boundary_probs, **settings.epoc_options)
+
+
 def segment(
     image: np.ndarray,
     model: str | BoundaryModel = "default",
@@ -91,7 +122,7 @@ def segment(
     seeds: str = "threshold",
     **model_options,
 ) -> np.ndarray:
-    """Segment one image into subobjects.
+    """Segment one image into subobjects (a convenience over :func:`segment_image`).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
@@ -102,20 +133,34 @@ def segment(
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
-    if isinstance(model, str) and model in BASELINES:
-        count = num_tokens if num_tokens is not None else (max_tokens if max_tokens is not None else 256)
-        return run_baseline(model, image, count)
-    if num_tokens is not None:
+    is_baseline = isinstance(model, str) and model in BASELINES
+    if num_tokens is not None and not is_baseline:
         raise ValueError(
             "num_tokens (an exact count) is only for baselines; use max_tokens for boundary models"
         )
-    boundary_model = (
-        load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
-    )
-    [probs] = boundary_model.predict([image])
-    return epoc(
-        probs, threshold, max_tokens=max_tokens, min_area=min_area, merge=merge, assign=assign, seeds=seeds
-    )
+    epoc_options = {
+        "threshold": threshold,
+        "min_area": min_area,
+        "merge": merge,
+        "assign": assign,
+        "seeds": seeds,
+    }
+    if is_baseline:
+        count = num_tokens if num_tokens is not None else max_tokens
+        return segment_image(image, SegmentationSettings(model, max_tokens=count, **epoc_options))
+    if isinstance(model, (str, os.PathLike)):
+        settings = SegmentationSettings(str(model), model_options, max_tokens=max_tokens, **epoc_options)
+        return segment_image(image, settings)
+    settings = SegmentationSettings(getattr(model, "name", "custom"), max_tokens=max_tokens, **epoc_options)
+    [probs] = model.predict([image])  # a boundary model object
+    return segment_image(image, settings, boundary_probs=probs)
 
 
-__all__ = ["BoundaryModel", "DEFAULT_WEIGHTS_DIR", "has_embedded_weights", "load_boundary_model", "segment"]
+__all__ = [
+    "BoundaryModel",
+    "DEFAULT_WEIGHTS_DIR",
+    "has_embedded_weights",
+    "load_boundary_model",
+    "segment",
+    "segment_image",
+]

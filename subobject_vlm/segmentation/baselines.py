@@ -11,8 +11,7 @@ import numpy as np
 
 from .gradient import gradient_boundary_probs
 from .regions import merge_regions, relabel_by_area
-
-BASELINES = ("patch", "slic", "felzenszwalb")
+from .settings import BASELINES
 
 
 def _check_num_tokens(num_tokens: int, height: int, width: int) -> int:

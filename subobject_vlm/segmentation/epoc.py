@@ -14,12 +14,11 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .regions import MERGE_ORDERS, MergeOrder, merge_regions, relabel_by_area
+from .regions import MergeOrder, merge_regions, relabel_by_area
+from .settings import ASSIGN_MODES, SEED_MODES, check_epoc_options
 
 Assign = Literal["watershed", "nearest"]
-ASSIGN_MODES = ("watershed", "nearest")
 Seeds = Literal["threshold", "minima"]
-SEED_MODES = ("threshold", "minima")
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 _DONE = 255  # flooding state of labelled pixels and of the padding: never a candidate
 
@@ -174,18 +173,7 @@ def epoc(
         (ties: the region whose seed comes first in raster order); every pixel is labelled.
     """
     probs = as_boundary_probs(boundary_probs)
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be a finite number, got {threshold}")
-    if max_tokens is not None and int(max_tokens) < 1:
-        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens}")
-    if min_area < 0:
-        raise ValueError(f"min_area must be >= 0, got {min_area}")
-    if merge not in MERGE_ORDERS:
-        raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
-    if assign not in ASSIGN_MODES:
-        raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
-    if seeds not in SEED_MODES:
-        raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
+    check_epoc_options(threshold, max_tokens, min_area, merge, assign, seeds)
 
     interior = np.less_equal(probs, threshold).view(np.uint8)  # (H, W) uint8, 1 = interior
     if seeds == "minima":

@@ -12,8 +12,9 @@ from typing import Literal
 
 import numpy as np
 
+from .settings import MERGE_ORDERS
+
 MergeOrder = Literal["weakest_boundary", "smallest_region"]
-MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 
 
 def _compact(label_map: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1,0 +1,114 @@
+"""How an image becomes a label map, in one frozen object: the tokenizer and EPOC's options, validated once.
+
+>>> settings = SegmentationSettings(boundary_model="default", max_tokens=64, seeds="minima")
+>>> label_map = segment_image(image, settings)                  # segmentation.api: the one path
+>>> label_map = segment_image(image, settings, boundary_probs=probs)   # a boundary map computed elsewhere
+
+Its ``repr`` names every setting, so it is the cache key of the processor; ``dataclasses.replace`` makes a
+variant (``replace(settings, max_tokens=16)``), validated again.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+ASSIGN_MODES = ("watershed", "nearest")
+SEED_MODES = ("threshold", "minima")
+MERGE_ORDERS = ("weakest_boundary", "smallest_region")
+BASELINES = ("patch", "slic", "felzenszwalb")
+
+
+def check_epoc_options(
+    threshold: float, max_tokens: int | None, min_area: int, merge: str, assign: str, seeds: str
+) -> None:
+    """Raise ``ValueError`` naming the first EPOC option that cannot work (the one definition of valid)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1] (a boundary probability), got {threshold!r}")
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1
+    ):
+        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+    if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
+        raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
+    if merge not in MERGE_ORDERS:
+        raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
+    if assign not in ASSIGN_MODES:
+        raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
+    if seeds not in SEED_MODES:
+        raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """A tokenizer and its options.
+
+    Args:
+        boundary_model: ``"default"`` (embedded), ``"gradient"``, a DirectSAM / EdgeNet hub id or local folder,
+            or a baseline (``"patch"``, ``"slic"``, ``"felzenszwalb"``), which makes label maps directly.
+        boundary_model_options: options of the boundary model (``resolution``, ``keep_aspect``, ``device``,
+            ``dtype``, ``batch_size``, ...); a dict is accepted and kept as sorted ``(key, value)`` pairs.
+        threshold, max_tokens, min_area, merge, assign, seeds: EPOC's options (see ``epoc``); for a baseline
+            ``max_tokens`` is the exact number of regions (default 256 when ``None``).
+    """
+
+    boundary_model: str = "default"
+    boundary_model_options: tuple[tuple[str, Any], ...] = ()
+    threshold: float = 0.1
+    max_tokens: int | None = 256
+    min_area: int = 0
+    merge: str = "weakest_boundary"
+    assign: str = "watershed"
+    seeds: str = "threshold"
+
+    def __post_init__(self) -> None:
+        model = self.boundary_model
+        if not isinstance(model, (str, os.PathLike)) or not str(model):
+            raise ValueError(f"boundary_model must be a name or path, got {model!r}")
+        object.__setattr__(self, "boundary_model", str(model))
+        options = self.boundary_model_options
+        if options is None:
+            options = ()
+        elif isinstance(options, dict):
+            options = tuple(options.items())
+        try:
+            options = tuple(sorted((str(k), v) for k, v in options))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"boundary_model_options must be a dict, got {self.boundary_model_options!r}"
+            ) from None
+        object.__setattr__(self, "boundary_model_options", options)
+        check_epoc_options(
+            self.threshold, self.max_tokens, self.min_area, self.merge, self.assign, self.seeds
+        )
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether the tokenizer makes label maps directly (no boundary map, no EPOC)."""
+        return self.boundary_model in BASELINES
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        return dict(self.boundary_model_options)
+
+    @property
+    def epoc_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``epoc``."""
+        fields = ("threshold", "max_tokens", "min_area", "merge", "assign", "seeds")
+        return {name: getattr(self, name) for name in fields}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (options as a dict)."""
+        return {**asdict(self), "boundary_model_options": self.model_options}
+
+
+__all__ = [
+    "ASSIGN_MODES",
+    "BASELINES",
+    "MERGE_ORDERS",
+    "SEED_MODES",
+    "SegmentationSettings",
+    "check_epoc_options",
+]
