@@ -18,14 +18,16 @@ import numpy as np
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> None:
-    choices = "default (embedded), a DirectSAM / EdgeNet hub id or local path, gradient"
+    from .segmentation.registry import describe_names
+
+    names = (
+        describe_names()
+        if baselines
+        else describe_names().replace(", patch, slic, felzenszwalb (baselines)", "")
+    )
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument(
-        "--model",
-        default="default",
-        help=f"{choices}{', or a baseline: patch, slic, felzenszwalb' if baselines else ''}",
-    )
+    parser.add_argument("--model", default="default", help=f"tokenizer: {names} (default: default)")
     parser.add_argument("--resolution", type=int, default=None, help="boundary model input size (DirectSAM)")
     parser.add_argument(
         "--keep-aspect",

@@ -26,6 +26,7 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation import SegmentationSettings, load_boundary_model, segment_image
+from .segmentation.registry import check_tokenizer_name
 
 SEGMENTATION_KEYS = (
     "boundary_model",
@@ -178,6 +179,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
             raise ValueError(
                 f"label_size must be {{'height': h, 'width': w}} with positive sizes, got {size!r}"
             )
+        check_tokenizer_name(values["boundary_model"])  # a mistyped name fails here, listing the valid ones
         return SegmentationSettings(**values), (size["height"], size["width"])
 
     def to_dict(self) -> dict:

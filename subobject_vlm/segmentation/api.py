@@ -17,7 +17,7 @@ import numpy as np
 
 from .baselines import run_baseline
 from .epoc import epoc
-from .gradient import GradientBoundaryModel
+from .registry import check_tokenizer_name, create_boundary_model
 from .settings import BASELINES, SegmentationSettings
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
@@ -46,37 +46,19 @@ def has_embedded_weights() -> bool:
 
 
 def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:
-    """Load (once, then cached) a boundary model by name.
+    """Load (once, then cached) a boundary model by name: see ``registry`` for the names.
 
     Args:
-        name: ``"default"``, ``"gradient"``, or a DirectSAM hub id / local checkpoint folder.
+        name: a registered name (``"default"``, ``"gradient"``), a local checkpoint folder, or a hub id.
         **options: passed to ``DirectSAM.from_pretrained`` (``resolution``, ``keep_aspect``,
             ``pyramid_layers``, ``dtype``, ``device``, ``batch_size``) or to ``GradientBoundaryModel``.
     """
-    name = str(name)
-    if name in BASELINES:
-        raise ValueError(
-            f"{name!r} is a baseline tokenizer: it has no boundary map; use segment(..., model={name!r})"
-        )
+    name = check_tokenizer_name(name)
     key = (name, tuple(sorted((k, str(v)) for k, v in options.items())))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load_uncached(name, options)
+            _CACHE[key] = create_boundary_model(name, **options)
         return _CACHE[key]
-
-
-def _load_uncached(name: str, options: dict) -> BoundaryModel:
-    from .directsam import DirectSAM
-
-    if name == "gradient" or (name == "default" and not has_embedded_weights()):
-        gradient_options = {k: v for k, v in options.items() if k in ("sigmas", "max_side")}
-        return GradientBoundaryModel(**gradient_options)
-    if name == "default":
-        return DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, **options)
-    path = Path(name).expanduser()
-    if path.exists() and not (path / "config.json").is_file():
-        raise ValueError(f"{name!r} is a folder without config.json: not a DirectSAM checkpoint")
-    return DirectSAM.from_pretrained(str(path) if path.exists() else name, **options)
 
 
 def segment_image(
@@ -134,6 +116,8 @@ def segment(
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
     is_baseline = isinstance(model, str) and model in BASELINES
+    if isinstance(model, (str, os.PathLike)):
+        check_tokenizer_name(model)
     if num_tokens is not None and not is_baseline:
         raise ValueError(
             "num_tokens (an exact count) is only for baselines; use max_tokens for boundary models"
