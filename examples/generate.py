@@ -14,8 +14,7 @@ import torch
 
 from subobject_vlm import SubobjectImageProcessor
 from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
-from subobject_vlm.training.train_vlm import build_tiny_model
-from subobject_vlm.training.vlm_data import tiny_tokenizer
+from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 
 image = sys.argv[1] if len(sys.argv) > 1 else str(Path(__file__).parent / "images" / "coffee.jpg")
 

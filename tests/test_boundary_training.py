@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from subobject_vlm.segmentation.losses import boundary_loss
 from subobject_vlm.training import (
     BoundaryDataset,
     ConfigError,
@@ -23,7 +24,6 @@ from subobject_vlm.training import (
     train_boundary,
 )
 from subobject_vlm.training.boundary_data import IGNORE_INDEX, decode_rle, transform_sample
-from subobject_vlm.training.train_boundary import boundary_loss
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / "configs" / "boundary_tiny_smoke.yaml"

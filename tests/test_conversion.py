@@ -19,8 +19,7 @@ from transformers import (
 from subobject_vlm.conversion import add_convert_arguments, cmd_convert, convert_llava_checkpoint
 from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
 from subobject_vlm.processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
-from subobject_vlm.training.train_vlm import tiny_text_config, tiny_vision_config
-from subobject_vlm.training.vlm_data import tiny_tokenizer
+from subobject_vlm.tiny import tiny_text_config, tiny_tokenizer, tiny_vision_config
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 

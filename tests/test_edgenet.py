@@ -1,6 +1,8 @@
 """EdgeNet: its fixed colour-gradient channels, the model, loading through the Auto classes and DirectSAM,
 training it with train-boundary, and the non-maximum suppression used by the boundary benchmark."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -15,8 +17,9 @@ from subobject_vlm.segmentation import (
     gradient_boundary_probs,
 )
 from subobject_vlm.segmentation.edgenet import gaussian_blur, handcrafted_features, rgb_to_lab
+from subobject_vlm.segmentation.losses import boundary_loss
 from subobject_vlm.training.boundary_data import IGNORE_INDEX, transform_sample
-from subobject_vlm.training.train_boundary import boundary_loss, load_config
+from subobject_vlm.training.train_boundary import load_config
 
 
 def tiny_edgenet(**overrides) -> EdgeNetForBoundaryDetection:
@@ -273,3 +276,22 @@ def test_the_shipped_default_reaches_ods_0_70_on_bsds_val(tmp_path):
         split="val", budgets=(64,), baselines=(), out_dir=tmp_path, thresholds=33, progress=False
     )
     assert report["boundary"]["ODS"]["f"] >= 0.70
+
+
+def test_forward_with_labels_computes_the_loss_training_optimises():
+    from types import SimpleNamespace
+
+    from subobject_vlm.training.train_boundary import LossSection, _trainer_class
+
+    section = LossSection(class_balance="rcf", positive_threshold=0.4, side_weight=0.3)
+    torch.manual_seed(0)
+    model = EdgeNetForBoundaryDetection(EdgeNetConfig(widths=[4, 4, 8, 8], loss=dataclasses.asdict(section)))
+    pixels, labels = torch.randn(2, 3, 32, 40), torch.rand(2, 32, 40)
+    labels[:, :3] = IGNORE_INDEX  # padding
+    trained = _trainer_class().compute_loss(
+        SimpleNamespace(loss_section=section), model, {"pixel_values": pixels, "labels": labels}
+    )
+    assert torch.allclose(model(pixel_values=pixels, labels=labels).loss, trained)
+    plain = EdgeNetForBoundaryDetection(model.config.__class__(widths=[4, 4, 8, 8]))  # no recipe: plain BCE
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain(pixel_values=pixels, labels=labels).loss, trained)

@@ -4,20 +4,20 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, CLIPVisionConfig, LlamaConfig
 
+from subobject_vlm import tiny
 from subobject_vlm.configuration_subobject_llava import SubobjectLlavaConfig, num_image_placeholders
 from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration, SubobjectLlavaModel
-from subobject_vlm.training import train_vlm
 
 IMAGE = 127  # placeholder id of the tiny models
 PAD = 0
 
 
 def tiny_text_config() -> LlamaConfig:
-    return train_vlm.tiny_text_config(128, pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    return tiny.tiny_text_config(128, pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
 
 
 def tiny_clip_config() -> CLIPVisionConfig:
-    return train_vlm.tiny_vision_config(32)
+    return tiny.tiny_vision_config(32)
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +165,7 @@ def test_siglip_tower_without_cls_token_gives_its_whole_patch_grid():
     from transformers import SiglipVisionConfig
 
     torch.manual_seed(0)
-    vision = train_vlm.tiny_vision_config(32, SiglipVisionConfig)
+    vision = tiny.tiny_vision_config(32, SiglipVisionConfig)
     config = SubobjectLlavaConfig(
         vision_config=vision, text_config=tiny_text_config(), image_token_index=IMAGE, max_tokens_per_image=16
     )

@@ -12,8 +12,7 @@ from subobject_vlm.processing_subobject_llava import (
     SubobjectLlavaProcessor,
     add_image_token,
 )
-from subobject_vlm.training.train_vlm import build_tiny_model
-from subobject_vlm.training.vlm_data import tiny_tokenizer
+from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 
 PROMPT = "USER: <image>\nWhat is in the image? ASSISTANT:"
 

@@ -236,8 +236,7 @@ def test_pretrained_parts_load_from_local_checkpoints(tmp_path):
     from transformers import CLIPVisionModel, LlamaForCausalLM
 
     from subobject_vlm.evaluation.token_efficiency import build_model
-    from subobject_vlm.training.train_vlm import tiny_text_config, tiny_vision_config
-    from subobject_vlm.training.vlm_data import tiny_tokenizer
+    from subobject_vlm.tiny import tiny_text_config, tiny_tokenizer, tiny_vision_config
 
     tokenizer = tiny_tokenizer(["a", "red", "box"])
     torch.manual_seed(0)

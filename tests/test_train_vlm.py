@@ -14,9 +14,9 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
 from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
+from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.train_vlm import (
     ConfigError,
-    build_tiny_model,
     load_adapted_model,
     load_config,
     lora_config,
@@ -30,7 +30,6 @@ from subobject_vlm.training.vlm_data import (
     load_conversations,
     make_synthetic_shapes,
     precompute_segmentations,
-    tiny_tokenizer,
     tokenize_conversation,
     tokenize_conversations,
 )

@@ -37,6 +37,7 @@ from transformers import (
 from transformers.utils import ModelOutput
 
 from .directsam import IMAGENET_MEAN, IMAGENET_STD
+from .losses import supervised_loss
 
 _SRGB_TO_XYZ = (
     (0.412453, 0.357580, 0.180423),
@@ -70,6 +71,7 @@ class EdgeNetConfig(PretrainedConfig):
         image_std: Sequence[float] = IMAGENET_STD,
         resolution: int = 512,
         keep_aspect: bool = True,
+        loss: dict | None = None,
         **kwargs,
     ):
         kwargs.setdefault("id2label", {0: "boundary"})
@@ -90,6 +92,7 @@ class EdgeNetConfig(PretrainedConfig):
         self.image_std = [float(v) for v in image_std]
         self.resolution = int(resolution)
         self.keep_aspect = bool(keep_aspect)
+        self.loss = dict(loss or {})  # supervised_loss options (class_balance, side_weight, ...) of training
 
     @property
     def num_input_channels(self) -> int:
@@ -279,10 +282,8 @@ class EdgeNetForBoundaryDetection(EdgeNetPreTrainedModel):
         logits = self.fuse(torch.cat(fusion_inputs, dim=1))[..., :height, :width]  # (B, 1, H, W)
         sides = tuple(side[..., :height, :width] for side in sides)
         loss = None
-        if labels is not None:
-            from ..training.train_boundary import boundary_loss
-
-            loss = boundary_loss(logits, labels)
+        if labels is not None:  # the loss training optimises, with the options it was trained with
+            loss = supervised_loss(logits, sides, labels, **(self.config.loss or {}))
         if return_dict is False:
             return tuple(v for v in (loss, logits, sides) if v is not None)
         return EdgeNetOutput(loss=loss, logits=logits, side_logits=sides)

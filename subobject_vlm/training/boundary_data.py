@@ -26,8 +26,8 @@ from PIL import Image
 from ..data.bsds import find_bsds_root, read_bsds_annotations
 from ..image_utils import load_image, to_rgb_uint8
 from ..segmentation.directsam import IMAGENET_MEAN, IMAGENET_STD
+from ..segmentation.losses import IGNORE_INDEX
 
-IGNORE_INDEX = -1.0
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ANNOTATOR_MODES = ("union", "soft")
 

@@ -38,15 +38,14 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..segmentation.losses import CLASS_BALANCE, supervised_loss
 from .boundary_data import (
-    IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
     BoundaryDataset,
@@ -73,7 +72,6 @@ SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
     "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
 }
-CLASS_BALANCE = ("none", "pos_weight", "hed", "rcf")
 ARCHITECTURES = ("segformer", "edgenet")
 SOURCE_KINDS = ("bsds", "folders", "hf")
 
@@ -304,47 +302,13 @@ def build_model(section: ModelSection):
     )
 
 
-def boundary_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    class_balance: str = "none",
-    max_pos_weight: float = 10.0,
-    positive_threshold: float = 0.3,
-) -> torch.Tensor:
-    """Masked BCE-with-logits. ``logits``: ``(B, 1, h, w)`` (SegFormer outputs at 1/4 resolution are upsampled
-    bilinearly here); ``labels``: ``(B, H, W)`` float in [0, 1], ``IGNORE_INDEX`` where ignored. Returns a scalar
-    (the loss summed over the valid pixels, divided by their number)."""
-    logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    valid = (labels != IGNORE_INDEX).float()
-    target = labels.clamp(min=0) * valid
-    count = valid.sum().clamp(min=1)
-    positives = target.sum()
-    negatives = (valid - target).sum()
-    if class_balance == "pos_weight":
-        pos_weight = (negatives / positives.clamp(min=1)).clamp(1, max_pos_weight).detach()
-        losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pos_weight)
-    elif class_balance == "hed":
-        beta = (negatives / count).detach()
-        weights = target * beta + (1 - target) * (1 - beta)
-        losses = weights * F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    elif class_balance == "rcf":
-        positive = (target >= positive_threshold).float() * valid
-        negative = (target == 0).float() * valid
-        num_pos, num_neg = positive.sum(), negative.sum()
-        total = (num_pos + num_neg).clamp(min=1)
-        weights = positive * (num_neg / total) + negative * (1.1 * num_pos / total)
-        losses = weights * F.binary_cross_entropy_with_logits(logits, positive, reduction="none")
-    else:
-        losses = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (losses * valid).sum() / count
-
-
 def _trainer_class():
     from transformers import Trainer
 
     class BoundaryTrainer(Trainer):
-        """``Trainer`` whose loss is ``boundary_loss`` on the logits, plus ``side_weight`` times it on each side
-        output of models that have them (the model only sees ``pixel_values``)."""
+        """``Trainer`` whose loss is ``supervised_loss``: ``boundary_loss`` on the logits plus ``side_weight`` times
+        it on each side output of models that have them (the model only sees ``pixel_values``); an EdgeNet's
+        ``forward(labels=...)`` computes the same loss, with the options kept in its config."""
 
         loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides by the accumulation steps
 
@@ -354,11 +318,8 @@ def _trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(pixel_values=inputs["pixel_values"])
-            section = self.loss_section
-            options = (section.class_balance, section.max_pos_weight, section.positive_threshold)
-            loss = boundary_loss(outputs.logits, inputs["labels"], *options)
-            for side_logits in getattr(outputs, "side_logits", None) or ():  # deep supervision (EdgeNet)
-                loss = loss + section.side_weight * boundary_loss(side_logits, inputs["labels"], *options)
+            side_logits = getattr(outputs, "side_logits", None)  # deep supervision (EdgeNet)
+            loss = supervised_loss(outputs.logits, side_logits, inputs["labels"], **asdict(self.loss_section))
             return (loss, outputs) if return_outputs else loss
 
         # transformers 5 saves SegFormer weights under their legacy names (as the public DirectSAM checkpoints)
@@ -508,6 +469,10 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
 
     set_seed(config.seed)  # reproducible initialisation of a model built from scratch
     model = build_model(config.model)
+    if hasattr(
+        model.config, "loss"
+    ):  # an EdgeNet keeps the loss it is trained with: forward(labels=) computes it
+        model.config.loss = asdict(config.loss)
     processor = SegformerImageProcessor(
         size={"height": data.resolution, "width": data.resolution},
         do_reduce_labels=False,
@@ -562,7 +527,6 @@ __all__ = [
     "main",
     "BoundaryTrainingConfig",
     "ConfigError",
-    "boundary_loss",
     "build_model",
     "load_config",
     "plot_loss_curve",

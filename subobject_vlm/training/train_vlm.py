@@ -70,7 +70,6 @@ from .vlm_data import (
     load_conversations,
     make_synthetic_shapes,
     precompute_segmentations,
-    tiny_tokenizer,
     tokenize_conversations,
 )
 
@@ -236,58 +235,6 @@ def load_config(config: str | os.PathLike | dict) -> VLMTrainingConfig:
 # ------------------------------------------------------------------------------------------------- model
 
 
-def tiny_text_config(vocab_size: int, **token_ids):
-    """A 2-layer Llama config of width 32 (tests, smoke runs); ``token_ids``: ``pad/bos/eos_token_id``."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=vocab_size,
-        **token_ids,
-    )
-
-
-def tiny_vision_config(image_size: int = 32, config_class=None):
-    """A 2-layer ViT config of width 32 with 8-pixel patches (``CLIPVisionConfig`` unless ``config_class``)."""
-    if config_class is None:
-        from transformers import CLIPVisionConfig as config_class
-    return config_class(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=8,
-    )
-
-
-def build_tiny_model(tokenizer, image_size: int = 32, **overrides):
-    """A random SubobjectLlava (CLIP vision width 32, Llama width 32, 2 layers each) for ``tokenizer``.
-
-    ``overrides`` are ``SubobjectLlavaConfig`` fields. Builds in well under a second; nothing is downloaded.
-    """
-    from ..configuration_subobject_llava import SubobjectLlavaConfig
-    from ..modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
-    from ..processing_subobject_llava import add_image_token
-
-    text_config = tiny_text_config(
-        len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    settings = {"shape_resolution": 4, "max_tokens_per_image": 64, **overrides}
-    config = SubobjectLlavaConfig(
-        vision_config=tiny_vision_config(image_size), text_config=text_config, **settings
-    )
-    add_image_token(tokenizer, config)
-    return SubobjectLlavaForConditionalGeneration(config)
-
-
 def _build_from_parts(section: ModelSection, dtype: torch.dtype):
     """A SubobjectLlava from a pretrained causal LM and vision model (new embedding initialised at random)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -369,6 +316,8 @@ def build_model_and_processor(config: VLMTrainingConfig):
         tokenizer, base_processor = loaded.tokenizer, loaded.image_processor
         chat_template = section.chat_template or loaded.chat_template
     elif section.tiny:
+        from ..tiny import build_tiny_model, tiny_tokenizer
+
         tokenizer = tiny_tokenizer()
         model = build_tiny_model(tokenizer, **section.config_overrides).to(dtype)
         chat_template = section.chat_template or DEFAULT_CHAT_TEMPLATE
@@ -619,7 +568,6 @@ __all__ = [
     "VLMTrainingConfig",
     "add_train_arguments",
     "build_model_and_processor",
-    "build_tiny_model",
     "cmd_train",
     "load_adapted_model",
     "load_config",

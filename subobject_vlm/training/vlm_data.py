@@ -182,33 +182,6 @@ def synthetic_vocabulary() -> list[str]:
     return ["USER", "ASSISTANT", ":", "a", *prompt_words, *sorted(SYNTHETIC_COLOURS), *SYNTHETIC_SHAPES]
 
 
-def tiny_tokenizer(words: list[str] | None = None):
-    """A word-level ``PreTrainedTokenizerFast`` (``<pad> <s> </s> <unk>`` + ``words`` + ``<image>``), built locally.
-
-    Adds ``<s>`` in front of every text, as Llama tokenizers do. For tests, examples and smoke runs.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    from ..processing_subobject_llava import add_image_token
-
-    special = ["<pad>", "<s>", "</s>", "<unk>"]
-    vocab = {
-        token: i for i, token in enumerate(dict.fromkeys(special + list(words or synthetic_vocabulary())))
-    }
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
-    )
-    backend.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
-    )
-    add_image_token(tokenizer)
-    return tokenizer
-
-
 # ------------------------------------------------------------------------------------------ segmentation
 
 
@@ -458,7 +431,6 @@ __all__ = [
     "make_synthetic_shapes",
     "precompute_segmentations",
     "synthetic_vocabulary",
-    "tiny_tokenizer",
     "tokenize_conversation",
     "tokenize_conversations",
 ]

@@ -161,7 +161,7 @@ def build_text_tokenizer(config: ComparisonConfig, train: Split):
         return tokenizer
     from tokenizers import pre_tokenizers
 
-    from ...training.vlm_data import tiny_tokenizer
+    from ...tiny import tiny_tokenizer
 
     splitter = pre_tokenizers.Whitespace()
     words = {"USER", "ASSISTANT", ":"}
