@@ -19,3 +19,41 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
+
+
+def write_tiny_bsds(root: Path, counts: dict[str, int] | None = None, size: int = 96) -> Path:
+    """A BSDS500-format folder (``images/<split>/<id>.jpg``, ``groundTruth/<split>/<id>.mat`` with two
+    annotators) of rendered scenes: what BSDS tests need on a machine without the shared data."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    from subobject_vlm.data.clevr_like import generate_scene
+    from subobject_vlm.segmentation.visualize import label_boundaries
+
+    for split, count in (counts or {"train": 4, "val": 3, "test": 2}).items():
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "groundTruth" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            scene = generate_scene(7, split, index, size)
+            Image.fromarray(scene.image).save(root / "images" / split / f"{100 + index}.jpg", quality=95)
+            fine = scene.instance_map + 1  # BSDS labels start at 1
+            coarse = np.where(scene.instance_map > 0, 2, 1)  # a second annotator: objects vs background
+            annotations = np.empty((1, 2), dtype=object)
+            for k, segmentation in enumerate((fine, coarse)):
+                annotations[0, k] = {
+                    "Segmentation": segmentation.astype(np.uint16),
+                    "Boundaries": label_boundaries(segmentation).astype(np.uint8),
+                }
+            savemat(root / "groundTruth" / split / f"{100 + index}.mat", {"groundTruth": annotations})
+    return root
+
+
+@pytest.fixture(scope="session")
+def bsds_root(tmp_path_factory) -> Path:
+    """The shared BSDS500 folder when there is one, else a tiny BSDS-format folder made here."""
+    from subobject_vlm.data import find_bsds_root
+
+    try:
+        return find_bsds_root()
+    except FileNotFoundError:
+        return write_tiny_bsds(tmp_path_factory.mktemp("tiny-bsds"))

@@ -29,20 +29,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / "configs" / "boundary_tiny_smoke.yaml"
 
 
-@pytest.fixture(scope="module")
-def bsds_root() -> Path:
-    from subobject_vlm.data import find_bsds_root
-
-    try:
-        return find_bsds_root()
-    except FileNotFoundError as error:
-        pytest.skip(f"BSDS500 data not available, training tests need it: {error}")
-
-
-def tiny_config(output_dir: Path, **training) -> dict:
-    """The tiny smoke config (random 2-stage SegFormer, 3 BSDS images at 64 px), written to ``output_dir``."""
+def tiny_config(output_dir: Path, root: Path, **training) -> dict:
+    """The tiny smoke config (random 2-stage SegFormer, 3 BSDS images at 64 px) on the BSDS folder ``root``."""
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["output_dir"] = str(output_dir)
+    for source in [*config["data"]["train"], *config["data"]["val"]]:
+        source["root"] = str(root)
     config["training"].update(disable_tqdm=True, **training)
     return config
 
@@ -52,6 +44,7 @@ def trained_run(bsds_root, tmp_path_factory) -> Path:
     """One tiny training run (8 steps, checkpoints every 4, best-by-val-loss reloaded at the end)."""
     config = tiny_config(
         tmp_path_factory.mktemp("boundary") / "run",
+        bsds_root,
         max_steps=8,
         learning_rate=0.05,
         eval_steps=4,
@@ -261,12 +254,14 @@ def test_loss_curve_png_is_written(trained_run):
         assert image.size == (800, 480)
 
 
-def test_resuming_halfway_reproduces_the_uninterrupted_run(trained_run, tmp_path):
+def test_resuming_halfway_reproduces_the_uninterrupted_run(trained_run, tmp_path, bsds_root):
     from transformers import SegformerForSemanticSegmentation
 
     # same config as ``trained_run`` (8 steps), restarted from its checkpoint-4: weights, optimizer, scheduler,
     # RNG and data order are restored, so step 8 matches the uninterrupted run's checkpoint-8
-    config = tiny_config(tmp_path / "resumed", max_steps=8, learning_rate=0.05, eval_steps=4, save_steps=4)
+    config = tiny_config(
+        tmp_path / "resumed", bsds_root, max_steps=8, learning_rate=0.05, eval_steps=4, save_steps=4
+    )
     config["training"]["load_best_model_at_end"] = False
     config["resume_from_checkpoint"] = str(trained_run / "checkpoint-4")
     final = SegformerForSemanticSegmentation.from_pretrained(train_boundary(config)).state_dict()
@@ -274,12 +269,14 @@ def test_resuming_halfway_reproduces_the_uninterrupted_run(trained_run, tmp_path
     assert all(torch.allclose(final[key], reference[key], atol=1e-6) for key in final)
 
 
-def test_resume_continues_counting_steps(trained_run, tmp_path):
+def test_resume_continues_counting_steps(trained_run, tmp_path, bsds_root):
     import shutil
 
     output = tmp_path / "continued"
     shutil.copytree(trained_run / "checkpoint-4", output / "checkpoint-4")
-    config = tiny_config(output, max_steps=6, save_steps=6, eval_steps=6, load_best_model_at_end=False)
+    config = tiny_config(
+        output, bsds_root, max_steps=6, save_steps=6, eval_steps=6, load_best_model_at_end=False
+    )
     config["resume_from_checkpoint"] = True
     train_boundary(config)
     steps = [e["step"] for e in json.loads((output / "log_history.json").read_text()) if "loss" in e]
@@ -293,7 +290,7 @@ def test_fine_tuning_replaces_the_classifier_of_a_multi_label_checkpoint(bsds_ro
     SegformerForSemanticSegmentation(SegformerConfig(num_labels=3, **overrides)).save_pretrained(
         tmp_path / "ade"
     )
-    config = tiny_config(tmp_path / "run", max_steps=2, save_steps=2, eval_steps=2)
+    config = tiny_config(tmp_path / "run", bsds_root, max_steps=2, save_steps=2, eval_steps=2)
     config["model"] = {"pretrained": str(tmp_path / "ade")}
     model = SegformerForSemanticSegmentation.from_pretrained(train_boundary(config))
     assert model.config.num_labels == 1 and model.config.hidden_sizes == [8, 16]
@@ -302,28 +299,28 @@ def test_fine_tuning_replaces_the_classifier_of_a_multi_label_checkpoint(bsds_ro
 # --------------------------------------------------------------------------------------------------- config
 
 
-def test_unknown_config_key_is_named(tmp_path):
-    config = tiny_config(tmp_path)
+def test_unknown_config_key_is_named(tmp_path, bsds_root):
+    config = tiny_config(tmp_path, bsds_root)
     config["data"]["thicknes"] = 2
     with pytest.raises(ConfigError, match="thicknes"):
         load_config(config)
 
 
-def test_unknown_training_argument_is_named(tmp_path):
-    config = tiny_config(tmp_path, learnin_rate=0.1)
+def test_unknown_training_argument_is_named(tmp_path, bsds_root):
+    config = tiny_config(tmp_path, bsds_root, learnin_rate=0.1)
     with pytest.raises(ConfigError, match="learnin_rate"):
         load_config(config)
 
 
-def test_missing_data_folder_is_reported(tmp_path):
-    config = tiny_config(tmp_path)
+def test_missing_data_folder_is_reported(tmp_path, bsds_root):
+    config = tiny_config(tmp_path, bsds_root)
     config["data"]["train"] = [{"kind": "folders", "images": str(tmp_path / "nope"), "labels": str(tmp_path)}]
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(config)
 
 
-def test_resolution_must_be_a_multiple_of_32(tmp_path):
-    config = tiny_config(tmp_path)
+def test_resolution_must_be_a_multiple_of_32(tmp_path, bsds_root):
+    config = tiny_config(tmp_path, bsds_root)
     config["data"]["resolution"] = 100
     with pytest.raises(ConfigError, match="multiple of 32"):
         load_config(config)
@@ -336,7 +333,8 @@ def test_command_line_reports_a_bad_config_and_exits_with_status_2(tmp_path, cap
     assert "missing.yaml" in capsys.readouterr().err
 
 
-def test_shipped_configs_are_valid(bsds_root):
+def test_shipped_configs_are_valid(bsds_root, monkeypatch):
+    monkeypatch.setenv("BSDS500_ROOT", str(bsds_root))  # the shipped configs find BSDS500 by themselves
     for name in (
         "boundary_tiny_smoke",
         "boundary_bsds_b0",
@@ -352,7 +350,7 @@ def test_shipped_configs_are_valid(bsds_root):
 def test_training_runs_under_torchrun_with_two_cpu_processes(bsds_root, tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text(
-        yaml.safe_dump(tiny_config(tmp_path / "ddp", max_steps=4, save_steps=4, eval_steps=4))
+        yaml.safe_dump(tiny_config(tmp_path / "ddp", bsds_root, max_steps=4, save_steps=4, eval_steps=4))
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
