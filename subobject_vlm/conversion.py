@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from .configuration_subobject_llava import SubobjectLlavaConfig
+from .devices import DTYPES
 from .embedding import MaskPooledEmbedding
 
-_DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"auto": "auto", **DTYPES}
 _PROJECTOR_PREFIX = "model.multi_modal_projector."
 _NEW_PREFIXES = (_PROJECTOR_PREFIX, "model.image_boundary_embeddings.")
 

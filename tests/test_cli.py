@@ -83,17 +83,13 @@ def test_baselines_have_no_boundary_map(image_folder, tmp_path):
     assert main(["boundary", str(image_folder), "--out", str(tmp_path), "--model", "slic"]) == 2
 
 
-def test_eval_bsds_runs_from_the_command_line(tmp_path, capsys):
-    from subobject_vlm.data import find_bsds_root
-
-    try:
-        find_bsds_root()
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
+def test_eval_bsds_runs_from_the_command_line(bsds_root, tmp_path, capsys):
     out = tmp_path / "eval"
     status = main(
         [
             "eval-bsds",
+            "--root",
+            str(bsds_root),
             "--limit",
             "1",
             "--thresholds",

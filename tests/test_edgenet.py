@@ -170,19 +170,14 @@ def test_crop_size_crops_a_window_of_the_scaled_image():
     assert crop.shape == (64, 64, 3) and labels.shape == (1, 64, 64) and valid.all()
 
 
-def test_edgenet_trains_with_train_boundary_and_loads_as_a_boundary_model(tmp_path, astronaut):
-    from subobject_vlm.data import find_bsds_root
+def test_edgenet_trains_with_train_boundary_and_loads_as_a_boundary_model(bsds_root, tmp_path, astronaut):
     from subobject_vlm.training import train_boundary
 
-    try:
-        find_bsds_root()
-    except FileNotFoundError as error:
-        pytest.skip(f"BSDS500 data not available: {error}")
     config = {
         "output_dir": str(tmp_path / "run"),
         "model": {"architecture": "edgenet", "overrides": {"widths": [4, 4, 8, 8], "resolution": 64}},
         "data": {
-            "train": [{"kind": "bsds", "split": "train", "limit": 2}],
+            "train": [{"kind": "bsds", "root": str(bsds_root), "split": "train", "limit": 2}],
             "resolution": 96,
             "crop_size": 64,
             "thickness": 3,
@@ -210,10 +205,10 @@ def test_edgenet_trains_with_train_boundary_and_loads_as_a_boundary_model(tmp_pa
     assert probs.shape == (50, 70)
 
 
-def test_unknown_architecture_and_edgenet_fields_are_named(tmp_path):
+def test_unknown_architecture_and_edgenet_fields_are_named(bsds_root, tmp_path):
     from subobject_vlm.training import ConfigError
 
-    base = {"output_dir": str(tmp_path), "data": {"train": [{"kind": "bsds"}]}}
+    base = {"output_dir": str(tmp_path), "data": {"train": [{"kind": "bsds", "root": str(bsds_root)}]}}
     with pytest.raises(ConfigError, match="model.architecture"):
         load_config({**base, "model": {"architecture": "unet"}})
     with pytest.raises(ConfigError, match=r"EdgeNetConfig fields \['depth'\]"):

@@ -72,16 +72,6 @@ def blocks_segmentation() -> np.ndarray:
     return seg
 
 
-@pytest.fixture(scope="module")
-def bsds_root():
-    from subobject_vlm.data.bsds import find_bsds_root
-
-    try:
-        return find_bsds_root()
-    except FileNotFoundError as error:
-        pytest.skip(f"BSDS500 not available: {error}")
-
-
 def sobel_probs(image: np.ndarray) -> np.ndarray:
     """A simple boundary model for tests: Sobel gradient magnitude of the grey image, scaled to [0, 1]."""
     from scipy import ndimage as ndi

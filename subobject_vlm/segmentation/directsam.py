@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 
+from ..devices import check_device, resolve_dtype, warn_slow_half_precision
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def pyramid_crop_boxes(width: int, height: int, layer: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -123,9 +124,9 @@ class DirectSAM:
         """
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-        torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
-        if torch_dtype not in DTYPES.values():
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        torch_dtype = resolve_dtype(dtype)
+        device = check_device(device)  # before loading anything: 'cuda' without CUDA is one clear line
+        warn_slow_half_precision(device, torch_dtype)
         try:
             model = AutoModelForSemanticSegmentation.from_pretrained(
                 str(name_or_path), dtype=torch_dtype, use_safetensors=True

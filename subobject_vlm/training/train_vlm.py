@@ -55,6 +55,7 @@ from typing import Any
 
 import torch
 
+from ..devices import DTYPES
 from .config import (
     ConfigError,
     build_dataclass,
@@ -75,7 +76,6 @@ from .vlm_data import (
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRAINED_MODULES = ("multi_modal_projector", "image_boundary_embeddings")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 # ------------------------------------------------------------------------------------------------ config

@@ -105,11 +105,12 @@ class ComparisonConfig:
         _check_model_section(self.model)
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
-        if self.device != "cpu":
-            import torch
+        from ...devices import check_device
 
-            if self.device.startswith("cuda") and not torch.cuda.is_available():
-                raise ConfigError(f"device {self.device!r} is not available here (no CUDA); use device: cpu")
+        try:
+            check_device(self.device)
+        except ValueError as error:
+            raise ConfigError(f"device: {error}") from None
 
 
 def _check_data_section(data: dict) -> None:
