@@ -1,27 +1,92 @@
 """subobject_vlm: subobject-level image tokenization (DirectSAM + EPOC) for Hugging Face VLMs.
 
 Importing the package registers its classes with the transformers Auto classes (AutoConfig,
-AutoImageProcessor, AutoProcessor, AutoModel, AutoModelForImageTextToText, AutoModelForSemanticSegmentation).
+AutoImageProcessor, AutoProcessor, AutoModel, AutoModelForImageTextToText, AutoModelForSemanticSegmentation)
+as soon as transformers is loaded: at once if it already is, else right after your first ``import
+transformers``. Everything else is imported on first use, so ``from subobject_vlm import epoc`` needs numpy and
+OpenCV only, and ``subobject-vlm --help`` starts without torch.
 """
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-from .configuration_subobject_llava import SubobjectLlavaConfig, num_image_placeholders  # noqa: E402
-from .embedding import MaskPooledEmbedding, mask_pool, region_boxes, region_shapes  # noqa: E402
-from .image_processing_subobject import SubobjectImageProcessor  # noqa: E402
-from .modeling_pixel_features import PixelFeaturesConfig, PixelFeaturesModel  # noqa: E402
-from .modeling_subobject_llava import (  # noqa: E402
-    SubobjectLlavaForConditionalGeneration,
-    SubobjectLlavaModel,
+_EXPORTS = {
+    "EdgeNetConfig": ".segmentation.edgenet",
+    "EdgeNetForBoundaryDetection": ".segmentation.edgenet",
+    "MaskPooledEmbedding": ".embedding",
+    "PixelFeaturesConfig": ".modeling_pixel_features",
+    "PixelFeaturesModel": ".modeling_pixel_features",
+    "SegmentationSettings": ".segmentation.settings",
+    "SubobjectImageProcessor": ".image_processing_subobject",
+    "SubobjectLlavaConfig": ".configuration_subobject_llava",
+    "SubobjectLlavaForConditionalGeneration": ".modeling_subobject_llava",
+    "SubobjectLlavaModel": ".modeling_subobject_llava",
+    "SubobjectLlavaProcessor": ".processing_subobject_llava",
+    "epoc": ".segmentation.epoc",
+    "mask_pool": ".embedding",
+    "merge_regions": ".segmentation.regions",
+    "num_image_placeholders": ".configuration_subobject_llava",
+    "region_boxes": ".embedding",
+    "region_shapes": ".embedding",
+    "relabel_by_area": ".segmentation.regions",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+# Modules whose import registers a class with a transformers Auto class (each registers itself at import).
+_AUTO_REGISTERED = (
+    ".configuration_subobject_llava",
+    ".modeling_pixel_features",
+    ".segmentation.edgenet",
+    ".image_processing_subobject",
+    ".processing_subobject_llava",
+    ".modeling_subobject_llava",
 )
-from .processing_subobject_llava import SubobjectLlavaProcessor  # noqa: E402
-from .segmentation import (  # noqa: E402
-    EdgeNetConfig,
-    EdgeNetForBoundaryDetection,
-    epoc,
-    merge_regions,
-    relabel_by_area,
-)
+
+
+def register_auto_classes() -> None:
+    """Register every class of the package with the transformers Auto classes (idempotent)."""
+    for module in _AUTO_REGISTERED:
+        importlib.import_module(module, __name__)
+
+
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
+    """Runs ``register_auto_classes`` right after the ``transformers`` package is first imported."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "transformers":
+            return None
+        sys.meta_path.remove(self)  # once; and the lookup below must not come back here
+        spec = importlib.util.find_spec("transformers")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module) -> None:
+            exec_module(module)
+            try:
+                register_auto_classes()
+            except Exception as error:  # noqa: BLE001 - say so, but never break `import transformers`
+                warnings.warn(
+                    f"subobject_vlm could not register with the transformers Auto classes: {error!r}",
+                    stacklevel=2,
+                )
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "transformers" in sys.modules:
+    register_auto_classes()
+elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterTransformers())
 
 __all__ = [
     "EdgeNetConfig",
@@ -29,6 +94,7 @@ __all__ = [
     "MaskPooledEmbedding",
     "PixelFeaturesConfig",
     "PixelFeaturesModel",
+    "SegmentationSettings",
     "SubobjectImageProcessor",
     "SubobjectLlavaConfig",
     "SubobjectLlavaForConditionalGeneration",
@@ -41,5 +107,6 @@ __all__ = [
     "num_image_placeholders",
     "region_boxes",
     "region_shapes",
+    "register_auto_classes",
     "relabel_by_area",
 ]

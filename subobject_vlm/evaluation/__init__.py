@@ -1,25 +1,26 @@
 """BSDS500 evaluation: the boundary benchmark (ODS / OIS / AP) and token metrics of label maps."""
 
-from .boundary_benchmark import (
-    benchmark_boundaries,
-    boundary_counts,
-    correspond_pixels,
-    evaluate_boundary_image,
-    maximum_matching,
-    non_maximum_suppression,
-    summarize_boundary_counts,
-    thin,
-)
-from .bsds_eval import eval_bsds
-from .region_metrics import (
-    achievable_segmentation_accuracy,
-    boundary_precision,
-    boundary_recall,
-    num_tokens,
-    segmentation_boundaries,
-    segmentation_metrics,
-    undersegmentation_error,
-)
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "achievable_segmentation_accuracy": ".region_metrics",
+    "benchmark_boundaries": ".boundary_benchmark",
+    "boundary_counts": ".boundary_benchmark",
+    "boundary_precision": ".region_metrics",
+    "boundary_recall": ".region_metrics",
+    "correspond_pixels": ".boundary_benchmark",
+    "eval_bsds": ".bsds_eval",
+    "evaluate_boundary_image": ".boundary_benchmark",
+    "maximum_matching": ".boundary_benchmark",
+    "non_maximum_suppression": ".boundary_benchmark",
+    "num_tokens": ".region_metrics",
+    "segmentation_boundaries": ".region_metrics",
+    "segmentation_metrics": ".region_metrics",
+    "summarize_boundary_counts": ".boundary_benchmark",
+    "thin": ".boundary_benchmark",
+    "undersegmentation_error": ".region_metrics",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "achievable_segmentation_accuracy",

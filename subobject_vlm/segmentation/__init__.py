@@ -1,20 +1,32 @@
 """Boundary models (DirectSAM, EdgeNet, classical gradients), baselines, and boundary -> label map post-processing."""
 
-from .api import (
-    DEFAULT_WEIGHTS_DIR,
-    BoundaryModel,
-    has_embedded_weights,
-    load_boundary_model,
-    segment,
-    segment_image,
-)
-from .baselines import felzenszwalb, patch_grid, run_baseline, slic
-from .directsam import DirectSAM
-from .edgenet import EdgeNetConfig, EdgeNetForBoundaryDetection
-from .epoc import as_boundary_probs, epoc
-from .gradient import GradientBoundaryModel, gradient_boundary_probs
-from .regions import merge_regions, region_adjacency, relabel_by_area
-from .settings import BASELINES, SegmentationSettings
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "BASELINES": ".settings",
+    "BoundaryModel": ".api",
+    "DEFAULT_WEIGHTS_DIR": ".api",
+    "DirectSAM": ".directsam",
+    "EdgeNetConfig": ".edgenet",
+    "EdgeNetForBoundaryDetection": ".edgenet",
+    "GradientBoundaryModel": ".gradient",
+    "as_boundary_probs": ".epoc",
+    "epoc": ".epoc",
+    "felzenszwalb": ".baselines",
+    "gradient_boundary_probs": ".gradient",
+    "has_embedded_weights": ".api",
+    "load_boundary_model": ".api",
+    "merge_regions": ".regions",
+    "patch_grid": ".baselines",
+    "region_adjacency": ".regions",
+    "relabel_by_area": ".regions",
+    "run_baseline": ".baselines",
+    "SegmentationSettings": ".settings",
+    "segment": ".api",
+    "segment_image": ".api",
+    "slic": ".baselines",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BASELINES",

@@ -1,15 +1,21 @@
 """Training: DirectSAM boundary models (``train_boundary``) and their data."""
 
-from .boundary_data import (
-    BoundaryDataset,
-    annotation_to_boundary,
-    bsds_items,
-    combine_annotators,
-    folder_items,
-    hf_items,
-    masks_to_label_map,
-)
-from .train_boundary import BoundaryTrainingConfig, ConfigError, load_config, train_boundary
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "BoundaryDataset": ".boundary_data",
+    "BoundaryTrainingConfig": ".train_boundary",
+    "ConfigError": ".train_boundary",
+    "annotation_to_boundary": ".boundary_data",
+    "bsds_items": ".boundary_data",
+    "combine_annotators": ".boundary_data",
+    "folder_items": ".boundary_data",
+    "hf_items": ".boundary_data",
+    "load_config": ".train_boundary",
+    "masks_to_label_map": ".boundary_data",
+    "train_boundary": ".train_boundary",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "BoundaryDataset",
