@@ -52,9 +52,22 @@ _AUTO_REGISTERED = (
 
 
 def register_auto_classes() -> None:
-    """Register every class of the package with the transformers Auto classes (idempotent)."""
+    """Register every class of the package with the transformers Auto classes (idempotent).
+
+    Each module of ``_AUTO_REGISTERED`` also calls this on its last line, so that importing any one of them (the
+    usual first importer of transformers) registers them all.
+    """
     for module in _AUTO_REGISTERED:
         importlib.import_module(module, __name__)
+
+
+def _registered_module_initializing() -> bool:
+    """Whether one of ``_AUTO_REGISTERED`` is half imported (it will register everything on its last line)."""
+    for module in _AUTO_REGISTERED:
+        loaded = sys.modules.get(importlib.util.resolve_name(module, __name__))
+        if loaded is not None and getattr(getattr(loaded, "__spec__", None), "_initializing", False):
+            return True
+    return False
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
@@ -71,6 +84,8 @@ class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module) -> None:
             exec_module(module)
+            if _registered_module_initializing():
+                return  # e.g. transformers imported by configuration_subobject_llava's first lines
             try:
                 register_auto_classes()
             except Exception as error:  # noqa: BLE001 - say so, but never break `import transformers`

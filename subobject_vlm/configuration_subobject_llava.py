@@ -152,3 +152,7 @@ class SubobjectLlavaConfig(PreTrainedConfig):
 AutoConfig.register(SubobjectLlavaConfig.model_type, SubobjectLlavaConfig, exist_ok=True)
 
 __all__ = ["NUM_IMAGE_BOUNDARY_TOKENS", "SubobjectLlavaConfig", "num_image_placeholders"]
+
+from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

@@ -299,3 +299,7 @@ def _register() -> None:
 _register()
 
 __all__ = ["SubobjectImageProcessor"]
+
+from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

@@ -60,3 +60,7 @@ AutoConfig.register(PixelFeaturesConfig.model_type, PixelFeaturesConfig, exist_o
 AutoModel.register(PixelFeaturesConfig, PixelFeaturesModel, exist_ok=True)
 
 __all__ = ["PixelFeaturesConfig", "PixelFeaturesModel"]
+
+from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

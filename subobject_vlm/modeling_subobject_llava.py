@@ -400,3 +400,7 @@ __all__ = [
     "TimmVisionTower",
     "vision_channels",
 ]
+
+from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

@@ -170,3 +170,7 @@ class SubobjectLlavaProcessor(ProcessorMixin):
 AutoProcessor.register(SubobjectLlavaConfig, SubobjectLlavaProcessor, exist_ok=True)
 
 __all__ = ["DEFAULT_CHAT_TEMPLATE", "DEFAULT_IMAGE_TOKEN", "SubobjectLlavaProcessor", "add_image_token"]
+
+from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

@@ -301,3 +301,7 @@ __all__ = [
     "rgb_to_lab",
     "sobel",
 ]
+
+from .. import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
+
+register_auto_classes()

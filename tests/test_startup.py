@@ -1,0 +1,58 @@
+"""A lazy start: importing the package or asking for help loads nothing heavy; Auto registration still happens."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_the_package_loads_neither_torch_nor_transformers():
+    assert run_python(
+        "import sys, subobject_vlm; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    ) == ("False False")
+
+
+def test_epoc_needs_numpy_and_opencv_only():
+    code = (
+        "import sys, numpy as np; from subobject_vlm import epoc\n"
+        "labels = epoc(np.zeros((8, 8), np.float32)); print(labels.max(), 'torch' in sys.modules)"
+    )
+    assert run_python(code) == "0 False"
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "import subobject_vlm\nimport transformers",  # registered when transformers loads
+        "import transformers\nimport subobject_vlm",  # registered at once
+        "from subobject_vlm import SubobjectLlavaConfig",  # our module is the first to import transformers
+        "import subobject_vlm.cli as cli\ncli.build_parser()",
+    ],
+)
+def test_every_import_order_registers_the_auto_classes(order):
+    code = (
+        f"{order}\n"
+        "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
+        "from transformers.models.auto import processing_auto, image_processing_auto, modeling_auto\n"
+        "config = CONFIG_MAPPING['subobject_llava']\n"
+        "print('subobject_edgenet' in CONFIG_MAPPING, config in processing_auto.PROCESSOR_MAPPING,\n"
+        "      config in image_processing_auto.IMAGE_PROCESSOR_MAPPING,\n"
+        "      config in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING)"
+    )
+    assert run_python(code) == "True True True True"
+
+
+def test_exported_functions_win_over_same_named_submodules():
+    from subobject_vlm.segmentation import epoc
+    from subobject_vlm.segmentation.epoc import SEED_MODES  # importing the submodule ...
+    from subobject_vlm.training import train_boundary
+
+    assert callable(epoc) and SEED_MODES and callable(train_boundary)  # ... does not hide the function
