@@ -15,8 +15,6 @@ drawn with the word embeddings' mean and spread. Tokenizer, chat template and an
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -209,47 +207,4 @@ def convert_llava_checkpoint(
     return dst
 
 
-def add_convert_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``subobject-vlm convert SRC DST``; pair with ``parser.set_defaults(func=cmd_convert)``."""
-    parser.add_argument("src", help="llava-hf checkpoint: hub id (e.g. llava-hf/llava-1.5-7b-hf) or folder")
-    parser.add_argument("dst", help="output folder for the SubobjectLlava checkpoint")
-    parser.add_argument("--max-tokens", type=int, default=256, help="regions per image (default 256)")
-    parser.add_argument("--shape-resolution", type=int, default=8, help="side of the region shape picture")
-    parser.add_argument("--label-size", type=int, default=None, help="label map side (default: image size)")
-    parser.add_argument("--boundary-model", default="default", help="image processor boundary model")
-    parser.add_argument("--dtype", default="auto", choices=sorted(_DTYPES), help="weights dtype")
-    parser.add_argument(
-        "--no-reuse-projector",
-        dest="reuse_projector",
-        action="store_false",
-        help="initialise the region embedding at random instead of from LLaVA's projector",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    """Run ``subobject-vlm convert``; prints the output folder. Exit status 2 on a bad source or option."""
-    if args.max_tokens < 1:
-        print("error: --max-tokens must be a positive integer", file=sys.stderr)
-        return 2
-    try:
-        dst = convert_llava_checkpoint(
-            args.src,
-            args.dst,
-            max_tokens=args.max_tokens,
-            shape_resolution=args.shape_resolution,
-            label_size=args.label_size,
-            boundary_model=args.boundary_model,
-            reuse_projector=args.reuse_projector,
-            dtype=args.dtype,
-            seed=args.seed,
-        )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(dst)
-    return 0
-
-
-__all__ = ["add_convert_arguments", "cmd_convert", "convert_llava_checkpoint", "init_embedding"]
+__all__ = ["convert_llava_checkpoint", "init_embedding"]

@@ -16,7 +16,8 @@ from transformers import (
     LlavaProcessor,
 )
 
-from subobject_vlm.conversion import add_convert_arguments, cmd_convert, convert_llava_checkpoint
+from subobject_vlm.commands import convert as convert_command
+from subobject_vlm.conversion import convert_llava_checkpoint
 from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
 from subobject_vlm.processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
 from subobject_vlm.tiny import tiny_text_config, tiny_tokenizer, tiny_vision_config
@@ -122,18 +123,20 @@ def test_converted_model_generates_from_processor_inputs(converted):
 
 
 def test_cli_convert_reports_a_missing_source_and_exits_2(tmp_path, capsys):
-    parser = add_convert_arguments(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser()
+    convert_command.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / "nowhere"), str(tmp_path / "out")])
-    assert cmd_convert(args) == 2
+    assert convert_command.run(args) == 2
     assert "error:" in capsys.readouterr().err
 
 
 def test_cli_convert_writes_the_checkpoint(llava_dir, tmp_path, capsys):
-    parser = add_convert_arguments(argparse.ArgumentParser())
+    parser = argparse.ArgumentParser()
+    convert_command.add_arguments(parser)
     args = parser.parse_args(
         [str(llava_dir), str(tmp_path / "out"), "--max-tokens", "4", "--dtype", "bfloat16"]
     )
-    assert cmd_convert(args) == 0
+    assert convert_command.run(args) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert model.dtype == torch.bfloat16 and os.path.exists(tmp_path / "out" / "processor_config.json")

@@ -56,3 +56,33 @@ def test_exported_functions_win_over_same_named_submodules():
     from subobject_vlm.training import train_boundary
 
     assert callable(epoc) and SEED_MODES and callable(train_boundary)  # ... does not hide the function
+
+
+def test_help_loads_no_torch_and_lists_every_command_with_its_defaults():
+    code = (
+        "import sys, contextlib, io\nfrom subobject_vlm.commands import COMMANDS, build_parser\n"
+        "parser = build_parser()\nprint('torch' in sys.modules, 'transformers' in sys.modules)\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    parser.parse_args(['segment', '--help'])\n"
+        "print('(default: 0.1)' in out.getvalue(), 'slic' in out.getvalue())"
+    )
+    assert run_python(code).splitlines() == ["False False", "True True"]
+
+
+def test_convert_dtype_choices_are_the_device_table():
+    from subobject_vlm.commands.convert import DTYPE_CHOICES
+    from subobject_vlm.devices import DTYPES
+
+    assert set(DTYPE_CHOICES) == {"auto", *DTYPES}
+
+
+def test_every_option_of_every_command_has_help_text():
+    import argparse
+
+    from subobject_vlm.commands import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in subcommands.items():
+        for action in parser._actions:
+            assert action.help or isinstance(action, argparse._HelpAction), (name, action.option_strings)

@@ -61,7 +61,6 @@ from .config import (
     load_yaml_config,
     make_training_arguments,
     resolve_resume,
-    run_training_command,
 )
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
@@ -497,33 +496,17 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
     return output_dir
 
 
-def add_train_boundary_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``train-boundary --config X`` to an ``argparse`` subparsers object; ``args.func(args)`` runs it."""
-    parser = subparsers.add_parser(
-        "train-boundary",
-        help="train a DirectSAM boundary model (SegFormer) from a YAML config",
-        description="Train a DirectSAM boundary model with the Hugging Face Trainer. Runs unchanged under "
-        "torchrun / accelerate launch. Example configs: configs/boundary_*.yaml.",
-    )
-    parser.add_argument("--config", required=True, help="YAML training config")
-    parser.set_defaults(func=_run_from_args)
-    return parser
-
-
-def _run_from_args(args: argparse.Namespace) -> int:
-    return run_training_command(train_boundary, args.config)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m subobject_vlm.training.train_boundary --config X`` (also usable as a torchrun script)."""
+    from ..commands import train_boundary as command
+
     parser = argparse.ArgumentParser(prog="python -m subobject_vlm.training.train_boundary")
-    parser.add_argument("--config", required=True, help="YAML training config")
-    return _run_from_args(parser.parse_args(argv))
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
 
 
 __all__ = [
     "SEGFORMER_SIZES",
-    "add_train_boundary_parser",
     "main",
     "BoundaryTrainingConfig",
     "ConfigError",

@@ -63,7 +63,6 @@ from .config import (
     load_yaml_config,
     make_training_arguments,
     resolve_resume,
-    run_config_command,
 )
 from .train_boundary import plot_loss_curve
 from .vlm_data import (
@@ -540,35 +539,20 @@ def merge_lora(
 # -------------------------------------------------------------------------------------------------- CLI
 
 
-def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``subobject-vlm train``; pair with ``parser.set_defaults(func=cmd_train)``."""
-    parser.add_argument("--config", required=True, help="YAML training config (see configs/vlm_*.yaml)")
-    parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
-    parser.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")
-    parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=None,
-                        help="merge the adapters into output_dir/merged after training (overrides the config)")  # fmt: skip
-    return parser
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Run ``subobject-vlm train``; prints the output folder. Exit status 2 on a bad config or data."""
-    overrides = {"output_dir": args.output_dir, "training.max_steps": args.max_steps, "merge": args.merge}
-    return run_config_command(train_vlm, args.config, overrides)
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m subobject_vlm.training.train_vlm --config X`` (also a torchrun script)."""
+    from ..commands import train as command
+
     parser = argparse.ArgumentParser(prog="python -m subobject_vlm.training.train_vlm")
-    return cmd_train(add_train_arguments(parser).parse_args(argv))
+    command.add_arguments(parser)
+    return command.run(parser.parse_args(argv))
 
 
 __all__ = [
     "LORA_TARGETS",
     "ConfigError",
     "VLMTrainingConfig",
-    "add_train_arguments",
     "build_model_and_processor",
-    "cmd_train",
     "load_adapted_model",
     "load_config",
     "lora_config",

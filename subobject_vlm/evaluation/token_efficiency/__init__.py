@@ -44,7 +44,7 @@ from .data import (
 )
 from .model import build_model
 from .results import RESULT_FIELDS, results_table, summarize
-from .run import add_compare_arguments, cmd_compare, compare_tokenizers
+from .run import compare_tokenizers
 from .train import RunData, evaluate, train_run
 
 __all__ = [
@@ -54,11 +54,9 @@ __all__ = [
     "Split",
     "TokenizedSplit",
     "TrainingSection",
-    "add_compare_arguments",
     "budgets_of",
     "build_model",
     "build_text_tokenizer",
-    "cmd_compare",
     "collate",
     "compare_tokenizers",
     "evaluate",

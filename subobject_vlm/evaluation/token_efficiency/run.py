@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -12,9 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from ...training.config import (
-    run_config_command,
-)
 from .config import ComparisonConfig, budgets_of, load_config
 from .data import (
     attribute_token_ids,
@@ -127,18 +123,3 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
     ]
     plot_tokenizer_examples(np.stack(small), examples, out_dir / "tokens_examples.png")
     return out_dir
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``subobject-vlm compare-tokenizers``."""
-    parser.add_argument("--config", required=True, help="YAML comparison config (configs/compare_*.yaml)")
-    parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
-    parser.add_argument("--steps", type=int, default=None, help="override training.steps")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
-    return parser
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Run ``subobject-vlm compare-tokenizers``; prints the output folder. Exit status 2 on a bad config or data."""
-    overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
-    return run_config_command(compare_tokenizers, args.config, overrides)

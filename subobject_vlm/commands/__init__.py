@@ -1,0 +1,41 @@
+"""The ``subobject-vlm`` command line: one module per command (``NAME``, ``HELP``, ``add_arguments``, ``run``),
+as transformers' ``commands/``. Each imports what it runs inside ``run``, so ``--help`` loads no torch."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("segment", "boundary", "eval_bsds", "train_boundary", "convert", "train", "compare_tokenizers")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="subobject-vlm", description="Subobject-level image tokenization.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        command = importlib.import_module(f".{name}", __name__)
+        child = sub.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=getattr(command, "DESCRIPTION", command.HELP),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        command.add_arguments(child)
+        child.set_defaults(func=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "max_tokens", None) is not None and args.max_tokens < 1:
+        parser.error("--max-tokens must be a positive integer")
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as error:  # bad model name, unreadable checkpoint, ...: one clear line
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["COMMANDS", "build_parser", "main"]

@@ -1,0 +1,24 @@
+"""``subobject-vlm compare-tokenizers --config X``: the token-efficiency experiment."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "compare-tokenizers"
+HELP = "train the same small VLM per tokenizer and token budget; compare val perplexity and accuracy"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML comparison config (configs/compare_*.yaml)")
+    parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
+    parser.add_argument("--steps", type=int, default=None, help="override training.steps")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prints the output folder; exit status 2 on a bad config or data."""
+    from ..evaluation.token_efficiency import compare_tokenizers
+    from ..training.config import run_config_command
+
+    overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
+    return run_config_command(compare_tokenizers, args.config, overrides)

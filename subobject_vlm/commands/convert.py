@@ -1,0 +1,55 @@
+"""``subobject-vlm convert SRC DST``: a SubobjectLlava from a llava-hf LLaVA checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "convert"
+HELP = "build a SubobjectLlava from a llava-hf LLaVA checkpoint"
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")  # "auto" and devices.DTYPES (tested equal)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``subobject-vlm convert SRC DST``."""
+    parser.add_argument("src", help="llava-hf checkpoint: hub id (e.g. llava-hf/llava-1.5-7b-hf) or folder")
+    parser.add_argument("dst", help="output folder for the SubobjectLlava checkpoint")
+    parser.add_argument("--max-tokens", type=int, default=256, help="regions per image")
+    parser.add_argument("--shape-resolution", type=int, default=8, help="side of the region shape picture")
+    parser.add_argument("--label-size", type=int, default=None, help="label map side (default: image size)")
+    parser.add_argument("--boundary-model", default="default", help="image processor boundary model")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="weights dtype")
+    parser.add_argument(
+        "--no-reuse-projector",
+        dest="reuse_projector",
+        action="store_false",
+        help="initialise the region embedding at random instead of from LLaVA's projector",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the new weights")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``subobject-vlm convert``; prints the output folder. Exit status 2 on a bad source or option."""
+    if args.max_tokens < 1:
+        print("error: --max-tokens must be a positive integer", file=sys.stderr)
+        return 2
+    from ..conversion import convert_llava_checkpoint
+
+    try:
+        dst = convert_llava_checkpoint(
+            args.src,
+            args.dst,
+            max_tokens=args.max_tokens,
+            shape_resolution=args.shape_resolution,
+            label_size=args.label_size,
+            boundary_model=args.boundary_model,
+            reuse_projector=args.reuse_projector,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(dst)
+    return 0
