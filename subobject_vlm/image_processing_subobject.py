@@ -134,7 +134,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
     """
 
     valid_kwargs = SubobjectImageProcessorKwargs
-    model_input_names = ["pixel_values", "label_maps", "num_tokens"]
+    model_input_names = ["pixel_values", "label_maps", "num_tokens", "boxes"]
 
     resample = PILImageResampling.BICUBIC
     image_mean = OPENAI_CLIP_MEAN
@@ -283,6 +283,13 @@ class SubobjectImageProcessor(TorchvisionBackend):
             "num_tokens": num_tokens,
             "boxes": boxes,
         }
+        if return_tensors is None:  # one kind of container throughout: a list with one entry per image
+            data = {
+                "pixel_values": [np.asarray(v) for v in pixel_values],  # (3, H, W) float32 each
+                "label_maps": [m.numpy() for m in label_maps_tensor],  # (h, w) int64 each
+                "num_tokens": num_tokens.tolist(),  # int each
+                "boxes": [b.numpy() for b in torch.split(boxes, num_tokens.tolist())],  # (n_i, 4) each
+            }
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 

@@ -153,12 +153,15 @@ class SubobjectLlavaProcessor(ProcessorMixin):
         rows, _ = self._strip_image_tokens(sequences)
         return self.tokenizer.batch_decode(rows, **kwargs)
 
-    def decode(self, token_ids: Any, **kwargs) -> str:
-        """Decode one sequence of ids; image placeholder tokens are always left out."""
+    def decode(self, token_ids: Any, **kwargs) -> str | list[str]:
+        """Decode one sequence of ids to a string, or a batch to a list of strings (as the tokenizer does);
+        image placeholder tokens are always left out."""
         rows, single = self._strip_image_tokens(token_ids)
-        if not single:
-            raise ValueError("decode takes one sequence of token ids; use batch_decode for a batch")
-        return self.tokenizer.decode(rows[0], **kwargs)
+        return (
+            self.tokenizer.decode(rows[0], **kwargs)
+            if single
+            else self.tokenizer.batch_decode(rows, **kwargs)
+        )
 
     @property
     def model_input_names(self) -> list[str]:

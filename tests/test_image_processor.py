@@ -190,3 +190,16 @@ def test_a_processor_pickles_and_copies_without_its_cache(astronaut):
         assert len(clone._cache) == 0 and clone._cache.size == 7
         assert clone.max_tokens == 16
     assert not any(k.startswith("_") for k in processor.to_dict())
+
+
+def test_return_tensors_none_gives_one_list_per_key_with_an_entry_per_image(astronaut):
+    processor = SubobjectImageProcessor(boundary_model="patch", max_tokens=6)
+    batch = processor([astronaut, astronaut[:200]], return_tensors=None)
+    assert all(isinstance(value, list) and len(value) == 2 for value in batch.values())
+    assert batch["num_tokens"] == [6, 6]
+    assert batch["pixel_values"][0].shape == (3, 336, 336) and isinstance(
+        batch["pixel_values"][0], np.ndarray
+    )
+    assert batch["label_maps"][1].shape == (336, 336) and batch["boxes"][1].shape == (6, 4)
+    tensors = processor([astronaut, astronaut[:200]], return_tensors="pt")
+    np.testing.assert_allclose(np.concatenate(batch["boxes"]), tensors["boxes"].numpy())

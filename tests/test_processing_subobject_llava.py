@@ -132,3 +132,20 @@ def test_processor_outputs_drive_generation(processor):
     inputs = processor(images=[split_image()], text=[PROMPT], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     assert out.shape == (1, inputs["input_ids"].shape[1] + 3)
+
+
+def test_decode_takes_one_sequence_or_a_batch_as_the_tokenizer_does():
+    processor = SubobjectLlavaProcessor(image_processor=SubobjectImageProcessor(), tokenizer=tiny_tokenizer())
+    ids = processor.tokenizer(["a red", "a blue square"])["input_ids"]
+    assert processor.decode(ids) == processor.tokenizer.batch_decode(ids)
+    assert processor.decode(ids[0]) == processor.tokenizer.decode(ids[0])
+    with_image = [processor.image_token_id, *ids[0]]
+    assert processor.decode(with_image) == processor.tokenizer.decode(ids[0])  # placeholders left out
+
+
+def test_model_input_names_list_every_key_the_processors_return(astronaut):
+    image_processor = SubobjectImageProcessor(boundary_model="patch", max_tokens=4)
+    processor = SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tiny_tokenizer())
+    batch = processor(images=astronaut, text="<image> a red", return_tensors="pt")
+    assert set(batch) == set(processor.model_input_names)
+    assert set(image_processor(astronaut)) == set(image_processor.model_input_names)
