@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 from PIL import Image
 
 from subobject_vlm.cli import main
@@ -145,3 +146,15 @@ def test_train_runs_the_tiny_smoke_recipe_from_the_command_line(tmp_path):
 def test_convert_reports_a_missing_source_clearly(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "no-such-llava"), str(tmp_path / "out")]) != 0
     assert "no-such-llava" in capsys.readouterr().err
+
+
+def test_segment_output_holds_no_third_party_noise(tmp_path, capfd):
+    from subobject_vlm.segmentation import api
+
+    api._CACHE.clear()  # load the model in this command, as a first run would
+    image = REPO_ROOT / "examples" / "images" / "chelsea.jpg"
+    assert main(["segment", str(image), "--out", str(tmp_path), "--max-tokens", "16"]) == 0
+    err = capfd.readouterr().err
+    for noise in ("Loading weights", "FutureWarning", "DeprecationWarning", "not writable"):
+        assert noise not in err
+    assert "segmented 1 image(s)" in err

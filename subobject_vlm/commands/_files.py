@@ -83,9 +83,24 @@ def run_over_files(
     return done, failed
 
 
+def quiet_third_parties() -> None:
+    """Keep other libraries' progress bars and deprecation chatter out of a command's output: the command's
+    own progress bar and its one-line errors are what a user reads."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
+
+
 def load_model(args: argparse.Namespace):
     from ..segmentation import BASELINES, load_boundary_model
 
     if args.model in BASELINES:
         return None
+    quiet_third_parties()
     return load_boundary_model(args.model, **model_options(args))
