@@ -122,6 +122,12 @@ def convert_llava_checkpoint(
 
     from . import processing_subobject_llava  # noqa: F401 - registers AutoProcessor
     from .image_processing_subobject import SubobjectImageProcessor
+    from .segmentation.registry import check_checkpoint_folder, is_hub_id
+
+    if Path(src).expanduser().exists():
+        check_checkpoint_folder(Path(src).expanduser())
+    elif not is_hub_id(str(src)):
+        raise ValueError(f"{src!r} is neither an existing checkpoint folder nor a hub id (owner/name)")
     from .modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
     from .processing_subobject_llava import SubobjectLlavaProcessor
 

@@ -158,3 +158,23 @@ def test_segment_output_holds_no_third_party_noise(tmp_path, capfd):
     for noise in ("Loading weights", "FutureWarning", "DeprecationWarning", "not writable"):
         assert noise not in err
     assert "segmented 1 image(s)" in err
+
+
+def test_inputs_are_checked_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    from subobject_vlm.commands import _files
+
+    monkeypatch.setattr(
+        _files, "load_model", lambda args: pytest.fail("the model loaded before the inputs were checked")
+    )
+    (tmp_path / "empty").mkdir()
+    assert main(["segment", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: no image files in {tmp_path / 'empty'}\n"  # one line, no bar
+    assert main(["boundary", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == f"error: input not found: {tmp_path / 'nope.jpg'}\n"
+
+
+def test_convert_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "neither an existing checkpoint folder nor a hub id" in error
+    assert error.count("\n") == 1

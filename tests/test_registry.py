@@ -42,7 +42,11 @@ def test_hub_ids_local_folders_and_names_are_told_apart(tmp_path):
     (tmp_path / "owner").mkdir()
     (tmp_path / "owner" / "name").mkdir()
     assert check_tokenizer_name(tmp_path / "owner" / "name") == str(tmp_path / "owner" / "name")
-    with pytest.raises(ValueError, match="without config.json"):
+    with pytest.raises(ValueError, match="no config.json"):
+        create_boundary_model(tmp_path / "owner" / "name")
+    (tmp_path / "owner" / "name" / "config.json").write_text("{}")
+    (tmp_path / "owner" / "name" / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ValueError, match=r"pickled weights \(pytorch_model.bin\).*use_safetensors=False"):
         create_boundary_model(tmp_path / "owner" / "name")
     with pytest.raises(ValueError, match="baseline"):
         create_boundary_model("slic")

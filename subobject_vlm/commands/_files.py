@@ -56,19 +56,28 @@ def output_stems(paths: list[Path]) -> list[str]:
     return [p.name if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """The image files named by ``inputs`` (files, folders), checked before any model loads: a path that does
+    not exist, or no image at all, is a ``ValueError`` in one line."""
+    from ..image_utils import list_image_files
+
+    missing = [item for item in inputs if not Path(item).exists()]
+    if missing:
+        raise ValueError(f"input not found: {', '.join(missing)}")
+    paths = list_image_files(inputs)
+    if not paths:
+        raise ValueError(f"no image files in {', '.join(inputs)}")
+    return paths
+
+
 def run_over_files(
-    args: argparse.Namespace, process: Callable[[Path, str, Path], dict], what: str
+    args: argparse.Namespace, paths: list[Path], process: Callable[[Path, str, Path], dict], what: str
 ) -> tuple[list[dict], list[dict]]:
     """Apply ``process(path, stem, out_dir)`` to every input; bad files are reported and skipped."""
     from tqdm import tqdm
 
-    from ..image_utils import list_image_files
-
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = list_image_files(args.inputs)
-    if not paths:
-        print(f"error: no images found in {args.inputs}", file=sys.stderr)
     done, failed = [], []
     for path, stem in zip(tqdm(paths, desc=what, unit="img", file=sys.stderr), output_stems(paths)):
         try:

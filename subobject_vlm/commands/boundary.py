@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import add_model_arguments, load_model, run_over_files
+from ._files import add_model_arguments, collect_inputs, load_model, run_over_files
 
 NAME = "boundary"
 HELP = "write 8-bit boundary probability maps"
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model in BASELINES:
         print(f"error: {args.model} is a baseline tokenizer and has no boundary map", file=sys.stderr)
         return 2
+    paths = collect_inputs(args.inputs)  # before any model loads
     model = load_model(args)
 
     def process(path: Path, stem: str, out_dir: Path) -> dict:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(np.round(probs * 255).astype(np.uint8)).save(out_dir / f"{stem}.png")
         return {"height": image.shape[0], "width": image.shape[1]}
 
-    done, failed = run_over_files(args, process, "boundary")
+    done, failed = run_over_files(args, paths, process, "boundary")
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(f['file'] for f in failed)}", file=sys.stderr)
     return 1 if failed or not done else 0

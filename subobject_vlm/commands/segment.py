@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import add_model_arguments, load_model, model_options, run_over_files
+from ._files import add_model_arguments, collect_inputs, load_model, model_options, run_over_files
 
 NAME = "segment"
 HELP = "segment images into subobjects; writes PNGs, label maps, summary.json"
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         assign=args.assign,
         seeds=args.seeds,
     )
+    paths = collect_inputs(args.inputs)  # before any model loads
     model = load_model(args)
 
     def process(path: Path, stem: str, out_dir: Path) -> dict:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             Image.fromarray(label_map.astype(np.uint16)).save(out_dir / f"{stem}_labels.png")
         return {"tokens": int(label_map.max()) + 1, "height": image.shape[0], "width": image.shape[1]}
 
-    done, failed = run_over_files(args, process, "segment")
+    done, failed = run_over_files(args, paths, process, "segment")
     summary = {
         "model": args.model,
         "threshold": args.threshold,

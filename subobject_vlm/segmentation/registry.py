@@ -63,6 +63,22 @@ def check_tokenizer_name(name: str | os.PathLike) -> str:
     raise ValueError(f"unknown tokenizer {name!r}: use {describe_names()}")
 
 
+def check_checkpoint_folder(path: Path) -> None:
+    """A local checkpoint folder must hold ``config.json`` and safetensors weights; pickled weights are refused
+    with the one command that converts them (loading a pickle can run code: do it only if you trust it)."""
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ValueError(f"{str(path)!r} is not a checkpoint folder (no config.json)")
+    if not any(path.glob("*.safetensors")):
+        pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
+        if pickled:
+            raise ValueError(
+                f"{str(path)!r} holds pickled weights ({', '.join(pickled)}), which are never loaded here; if you "
+                'trust them, convert once: python -c "from transformers import AutoModel; '
+                f"AutoModel.from_pretrained('{path}', use_safetensors=False).save_pretrained('{path}')\""
+            )
+        raise ValueError(f"{str(path)!r} has no weights (*.safetensors)")
+
+
 def _resolve_hub_id(name: str) -> str:
     """A local snapshot of hub checkpoint ``name``: from the cache, or downloaded; a clear error in seconds
     when it is not cached and the hub cannot be reached (``HF_HUB_OFFLINE=1``, no network)."""
@@ -105,10 +121,7 @@ def create_boundary_model(name: str | os.PathLike, **options):
 
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"{name!r} is a folder without config.json: not a DirectSAM or EdgeNet checkpoint"
-            )
+        check_checkpoint_folder(path)
         return DirectSAM.from_pretrained(str(path), **options)
     return DirectSAM.from_pretrained(_resolve_hub_id(name), **options)
 
@@ -134,6 +147,7 @@ def _gradient(**options):
 
 
 __all__ = [
+    "check_checkpoint_folder",
     "check_tokenizer_name",
     "create_boundary_model",
     "describe_names",
