@@ -152,3 +152,27 @@ def test_default_switches_to_embedded_directsam_weights_when_they_ship(tiny_chec
     monkeypatch.setattr(api, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
     model = api.load_boundary_model("default")
     assert isinstance(model, DirectSAM) and model.resolution == 64
+
+
+def test_a_panorama_keeps_the_detail_of_a_normal_photo():
+    """Eight photos side by side (300 x 3302): scaled as its 2:1 windows, not squashed to a 36-pixel strip."""
+    import cv2
+    from conftest import REPO_ROOT
+    from PIL import Image
+
+    tiles = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        image = np.array(Image.open(REPO_ROOT / "examples" / "images" / f"{name}.jpg").convert("RGB"))
+        tiles.append(
+            cv2.resize(
+                image, (round(image.shape[1] * 300 / image.shape[0]), 300), interpolation=cv2.INTER_AREA
+            )
+        )
+    panorama = np.concatenate(tiles * 2, axis=1)  # (300, 3302, 3)
+    model = load_boundary_model("default")
+    assert model._input_size(*panorama.shape[:2]) == (240, 2642)  # a 2:1 window at the model's 480
+    assert model._input_size(321, 481) == (320, 480)  # ordinary photos exactly as before
+    assert model._input_size(1, 10000)[1] <= 4 * 480 * 480  # a 1-pixel strip stays bounded
+    tokens = int(segment(panorama, "default", max_tokens=2000).max()) + 1
+    per_tile = sum(int(segment(tile, "default", max_tokens=2000).max()) + 1 for tile in tiles) * 2
+    assert tokens >= 0.4 * per_tile  # squashed to 480 x 44 it gave a handful
