@@ -176,3 +176,12 @@ def test_a_panorama_keeps_the_detail_of_a_normal_photo():
     tokens = int(segment(panorama, "default", max_tokens=2000).max()) + 1
     per_tile = sum(int(segment(tile, "default", max_tokens=2000).max()) + 1 for tile in tiles) * 2
     assert tokens >= 0.4 * per_tile  # squashed to 480 x 44 it gave a handful
+
+
+def test_small_images_are_enlarged_at_most_four_times():
+    model = load_boundary_model("default")  # resolution 480, keep_aspect
+    assert model._input_size(1, 1) == (4, 4)
+    assert model._input_size(8, 12) == (32, 48)
+    assert model._input_size(321, 481) == (320, 480)  # ordinary photos as before
+    square = DirectSAM(model.model, resolution=1024, keep_aspect=False)
+    assert square._input_size(10, 10) == (40, 40) and square._input_size(600, 500) == (1024, 1024)

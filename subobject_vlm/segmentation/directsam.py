@@ -23,6 +23,7 @@ from ..devices import check_device, resolve_dtype, warn_slow_half_precision
 
 MAX_ASPECT = 2.0  # wider than this (either way), an image is scaled as its MAX_ASPECT:1 windows would be
 MAX_AREA = 16  # ... within this many times the pixels of a resolution x resolution square
+MAX_UPSCALE = 4  # a small image is enlarged at most this much (a 1x1 image is not run at full resolution)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -165,17 +166,19 @@ class DirectSAM:
         """The size the model sees. Ordinary aspect ratios (up to 2:1): ``resolution`` square, or the longer
         side at ``resolution`` with ``keep_aspect``. Wider or taller images (panoramas, strips) keep their aspect
         and are scaled as their 2:1 windows would be, so they keep the detail of a normal photo instead of being
-        squashed to a thin strip; at most ``MAX_AREA`` times the pixels of a ``resolution`` square."""
+        squashed to a thin strip; at most ``MAX_AREA`` times the pixels of a ``resolution`` square. Small images
+        are enlarged at most ``MAX_UPSCALE`` times (a 1x1 image costs nothing, not a full ``resolution`` pass)."""
         if self.resolution is None:
             return height, width
         longer, shorter = max(height, width), min(height, width)
         if longer <= MAX_ASPECT * shorter:
             if not self.keep_aspect:
-                return self.resolution, self.resolution
-            scale = self.resolution / longer
+                side = min(self.resolution, MAX_UPSCALE * longer)
+                return side, side
+            scale = min(self.resolution / longer, MAX_UPSCALE)
         else:
             scale = self.resolution / (MAX_ASPECT * shorter)
-            scale = min(scale, self.resolution * math.sqrt(MAX_AREA / (height * width)))
+            scale = min(scale, self.resolution * math.sqrt(MAX_AREA / (height * width)), MAX_UPSCALE)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     @torch.inference_mode()
