@@ -143,13 +143,13 @@ def test_crop_edges_inside_the_image_are_down_weighted_and_image_borders_are_not
 
 
 def test_default_switches_to_embedded_directsam_weights_when_they_ship(tiny_checkpoint, monkeypatch):
-    from subobject_vlm.segmentation import GradientBoundaryModel, api
+    from subobject_vlm.segmentation import GradientBoundaryModel, api, registry
 
     monkeypatch.setattr(api, "_CACHE", {})
-    monkeypatch.setattr(api, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint.parent / "no-weights-here")
+    monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint.parent / "no-weights-here")
     assert isinstance(api.load_boundary_model("default"), GradientBoundaryModel)
     monkeypatch.setattr(api, "_CACHE", {})
-    monkeypatch.setattr(api, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
+    monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
     model = api.load_boundary_model("default")
     assert isinstance(model, DirectSAM) and model.resolution == 64
 

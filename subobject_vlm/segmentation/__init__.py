@@ -5,7 +5,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "BASELINES": ".settings",
     "BoundaryModel": ".api",
-    "DEFAULT_WEIGHTS_DIR": ".api",
+    "DEFAULT_WEIGHTS_DIR": ".registry",
     "DirectSAM": ".directsam",
     "EdgeNetConfig": ".edgenet",
     "EdgeNetForBoundaryDetection": ".edgenet",
@@ -14,7 +14,7 @@ _EXPORTS = {
     "epoc": ".epoc",
     "felzenszwalb": ".baselines",
     "gradient_boundary_probs": ".gradient",
-    "has_embedded_weights": ".api",
+    "has_embedded_weights": ".registry",
     "load_boundary_model": ".api",
     "merge_regions": ".regions",
     "patch_grid": ".baselines",

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from .baselines import run_baseline
 from .epoc import epoc
-from .registry import check_tokenizer_name, create_boundary_model
+from .registry import DEFAULT_WEIGHTS_DIR, check_tokenizer_name, create_boundary_model, has_embedded_weights
 from .settings import BASELINES, SegmentationSettings
-
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 
 
 class BoundaryModel(Protocol):
@@ -35,14 +32,6 @@ class BoundaryModel(Protocol):
 
 _CACHE: dict[tuple, BoundaryModel] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-def has_embedded_weights() -> bool:
-    """Whether the package ships learned boundary weights in ``weights/default`` (else ``default`` is the
-    classical gradient model)."""
-    return (DEFAULT_WEIGHTS_DIR / "config.json").is_file() and (
-        DEFAULT_WEIGHTS_DIR / "model.safetensors"
-    ).is_file()
 
 
 def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:

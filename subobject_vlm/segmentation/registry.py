@@ -21,8 +21,17 @@ from typing import Any
 
 from .settings import BASELINES
 
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def has_embedded_weights() -> bool:
+    """Whether the package ships learned boundary weights in ``weights/default`` (else ``default`` is the
+    classical gradient model)."""
+    return (DEFAULT_WEIGHTS_DIR / "config.json").is_file() and (
+        DEFAULT_WEIGHTS_DIR / "model.safetensors"
+    ).is_file()
 
 
 def register_boundary_model(name: str, factory: Callable[..., Any] | None = None):
@@ -129,8 +138,6 @@ def create_boundary_model(name: str | os.PathLike, **options):
 @register_boundary_model("default")
 def _default(**options):
     """The embedded EdgeNet (``weights/default``); the classical gradients if a build ships no weights."""
-    from .api import DEFAULT_WEIGHTS_DIR, has_embedded_weights
-
     if not has_embedded_weights():
         return _gradient(**options)
     from .directsam import DirectSAM
@@ -147,10 +154,12 @@ def _gradient(**options):
 
 
 __all__ = [
+    "DEFAULT_WEIGHTS_DIR",
     "check_checkpoint_folder",
     "check_tokenizer_name",
     "create_boundary_model",
     "describe_names",
+    "has_embedded_weights",
     "is_hub_id",
     "register_boundary_model",
     "registered_names",
