@@ -327,9 +327,9 @@ def test_resolution_must_be_a_multiple_of_32(tmp_path, bsds_root):
 
 
 def test_command_line_reports_a_bad_config_and_exits_with_status_2(tmp_path, capsys):
-    from subobject_vlm.training.train_boundary import main
+    from subobject_vlm.commands import run_as_script
 
-    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert run_as_script("train_boundary", ["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml" in capsys.readouterr().err
 
 
@@ -354,7 +354,7 @@ def test_training_runs_under_torchrun_with_two_cpu_processes(bsds_root, tmp_path
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["-m", "subobject_vlm.training.train_boundary", "--config", str(config_path)]
+    command += ["-m", "subobject_vlm.commands.train_boundary", "--config", str(config_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint-4" / "trainer_state.json").read_text())

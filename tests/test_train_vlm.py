@@ -12,9 +12,6 @@ import torch
 import yaml
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
-from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
-from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.train_vlm import (
     ConfigError,
     load_adapted_model,
@@ -22,6 +19,9 @@ from subobject_vlm.training.train_vlm import (
     lora_config,
     train_vlm,
 )
+from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
+from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.vlm_data import (
     IGNORE_INDEX,
     DataError,
@@ -271,7 +271,7 @@ def test_training_runs_under_torchrun_with_two_cpu_processes(tmp_path):
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["-m", "subobject_vlm.training.train_vlm", "--config", str(config_path)]
+    command += ["-m", "subobject_vlm.commands.train", "--config", str(config_path)]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint-4" / "trainer_state.json").read_text())

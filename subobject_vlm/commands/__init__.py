@@ -26,6 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_as_script(module: str, argv: list[str] | None = None) -> int:
+    """One command as a script, ``python -m subobject_vlm.commands.MODULE ...`` (what torchrun launches)."""
+    command = importlib.import_module(f".{module}", __name__)
+    parser = argparse.ArgumentParser(prog=f"python -m {__name__}.{module}", description=command.HELP)
+    command.add_arguments(parser)
+    try:
+        return command.run(parser.parse_args(argv))
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -38,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main", "run_as_script"]

@@ -40,3 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(f['file'] for f in failed)}", file=sys.stderr)
     return 1 if failed or not done else 0
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.boundary ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("boundary"))

@@ -22,3 +22,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
     return run_config_command(compare_tokenizers, args.config, overrides)
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.compare_tokenizers ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("compare_tokenizers"))

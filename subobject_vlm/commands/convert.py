@@ -53,3 +53,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(dst)
     return 0
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.convert ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("convert"))

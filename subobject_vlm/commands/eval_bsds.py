@@ -84,3 +84,11 @@ def run(args: argparse.Namespace) -> int:
             )
     print(f"wrote {Path(args.out) / 'metrics.json'} ({report['seconds']} s)")
     return 0
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.eval_bsds ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("eval_bsds"))

@@ -23,3 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {"output_dir": args.output_dir, "training.max_steps": args.max_steps, "merge": args.merge}
     return run_config_command(train_vlm, args.config, overrides)
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.train ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("train"))

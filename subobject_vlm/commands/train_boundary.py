@@ -22,3 +22,11 @@ def run(args: argparse.Namespace) -> int:
     from ..training.train_boundary import train_boundary
 
     return run_config_command(train_boundary, args.config, {})
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.train_boundary ... (e.g. under torchrun)
+    import sys
+
+    from . import run_as_script
+
+    sys.exit(run_as_script("train_boundary"))

@@ -15,7 +15,6 @@ then writes ``metrics.json``, ``pr_curve.png`` and ``token_metrics.png`` to ``ou
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -285,16 +284,4 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m subobject_vlm.evaluation.bsds_eval`` (the same as ``subobject-vlm eval-bsds``)."""
-    from ..commands import eval_bsds as command
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    command.add_arguments(parser)
-    return command.run(parser.parse_args(argv))
-
-
-__all__ = ["eval_bsds", "main", "write_report"]
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["eval_bsds", "write_report"]

@@ -33,11 +33,9 @@ Config layout (every section is optional except ``output_dir`` and ``data.train`
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -496,18 +494,8 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
     return output_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m subobject_vlm.training.train_boundary --config X`` (also usable as a torchrun script)."""
-    from ..commands import train_boundary as command
-
-    parser = argparse.ArgumentParser(prog="python -m subobject_vlm.training.train_boundary")
-    command.add_arguments(parser)
-    return command.run(parser.parse_args(argv))
-
-
 __all__ = [
     "SEGFORMER_SIZES",
-    "main",
     "BoundaryTrainingConfig",
     "ConfigError",
     "build_model",
@@ -515,7 +503,3 @@ __all__ = [
     "plot_loss_curve",
     "train_boundary",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())

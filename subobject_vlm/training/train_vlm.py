@@ -44,11 +44,9 @@ Config layout (unknown keys are errors)::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -539,15 +537,6 @@ def merge_lora(
 # -------------------------------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m subobject_vlm.training.train_vlm --config X`` (also a torchrun script)."""
-    from ..commands import train as command
-
-    parser = argparse.ArgumentParser(prog="python -m subobject_vlm.training.train_vlm")
-    command.add_arguments(parser)
-    return command.run(parser.parse_args(argv))
-
-
 __all__ = [
     "LORA_TARGETS",
     "ConfigError",
@@ -556,12 +545,7 @@ __all__ = [
     "load_adapted_model",
     "load_config",
     "lora_config",
-    "main",
     "merge_lora",
     "prepare_dataset",
     "train_vlm",
 ]
-
-
-if __name__ == "__main__":
-    sys.exit(main())
