@@ -276,3 +276,19 @@ def test_relabel_and_merge_of_maps_larger_than_one_chunk_match_a_direct_computat
     assert np.array_equal(relabel_by_area(label_map), expected)
     merged = merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_regions=50)
     assert np.array_equal(merged, expected)  # nothing to merge: the same relabelling
+
+
+def test_8_and_16_bit_maps_are_read_as_probabilities_as_the_boundary_command_writes_them(tmp_path):
+    from PIL import Image
+
+    probs = MAPS[0]
+    eight = np.round(probs * 255).astype(np.uint8)
+    Image.fromarray(eight).save(tmp_path / "map.png")  # what `subobject-vlm boundary` writes
+    read = np.asarray(Image.open(tmp_path / "map.png"))
+    np.testing.assert_array_equal(
+        epoc(read, 0.1, max_tokens=64), epoc(eight.astype(np.float32) / 255, 0.1, max_tokens=64)
+    )
+    sixteen = np.round(probs * 65535).astype(np.uint16)
+    np.testing.assert_array_equal(epoc(sixteen, 0.1), epoc(sixteen.astype(np.float32) / 65535, 0.1))
+    with pytest.raises(TypeError, match="8-bit"):
+        epoc(np.zeros((4, 4), np.int64), 0.1)

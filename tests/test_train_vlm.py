@@ -12,6 +12,9 @@ import torch
 import yaml
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
+from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.train_vlm import (
     ConfigError,
     load_adapted_model,
@@ -19,9 +22,6 @@ from subobject_vlm.training.train_vlm import (
     lora_config,
     train_vlm,
 )
-from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
-from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
-from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.vlm_data import (
     IGNORE_INDEX,
     DataError,

@@ -31,8 +31,9 @@ except ImportError:  # pragma: no cover - pure-numpy fallback, same labels
 def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarray:
     """Validate a boundary map and return it as a C-contiguous ``(H, W)`` float32 array clipped to [0, 1].
 
-    Accepts numpy arrays and torch tensors. ``+inf``/``-inf`` are clipped; NaN is an error, since no label
-    map computed from it would be meaningful.
+    Accepts numpy arrays and torch tensors. Floats are probabilities (``+inf``/``-inf`` clipped; NaN is an error,
+    since no label map computed from it would be meaningful). 8-bit and 16-bit maps, as the ``boundary`` command
+    writes them, are read as probabilities (``/ 255``, ``/ 65535``); other integer dtypes are refused.
     """
     if hasattr(boundary_probs, "detach"):  # torch.Tensor
         boundary_probs = boundary_probs.detach().float().cpu().numpy()
@@ -45,6 +46,13 @@ def as_boundary_probs(boundary_probs, name: str = "boundary_probs") -> np.ndarra
         np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)
     ):
         raise TypeError(f"{name} must be a float array of probabilities, got dtype {probs.dtype}")
+    if np.issubdtype(probs.dtype, np.integer):
+        if probs.dtype not in (np.uint8, np.uint16):
+            raise TypeError(
+                f"{name}: integer maps must be 8-bit (0..255) or 16-bit (0..65535) probabilities, got {probs.dtype}; "
+                "pass floats in [0, 1]"
+            )
+        return np.ascontiguousarray(probs, dtype=np.float32) / np.float32(np.iinfo(probs.dtype).max)
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     low, high = float(probs.min()), float(probs.max())  # NaN propagates: no full-size mask needed
     if np.isnan(low) or np.isnan(high):
