@@ -41,7 +41,8 @@ def _cpu_seconds() -> float:
 
 def compare_matchers(samples, probs, thresholds=(0.1, 0.3, 0.5, 0.7)) -> dict:
     """Exact matcher vs pyEdgeEval's CSA on the same thinned maps: seconds and counts."""
-    from subobject_vlm.evaluation.boundary_benchmark import boundary_counts, thin
+    from subobject_vlm.evaluation.boundary_benchmark import boundary_counts
+    from subobject_vlm.evaluation.edges import thin
 
     seconds = {"exact": 0.0, "csa": 0.0}
     totals = {"exact": np.zeros(4, np.int64), "csa": np.zeros(4, np.int64)}

@@ -9,13 +9,11 @@ import pytest
 from subobject_vlm.evaluation.boundary_benchmark import (
     average_precision,
     boundary_counts,
-    correspond_pixels,
-    disk_offsets,
     evaluate_boundary_image,
-    maximum_matching,
     summarize_boundary_counts,
-    thin,
 )
+from subobject_vlm.evaluation.edges import thin
+from subobject_vlm.evaluation.matching import correspond_pixels, disk_offsets, maximum_matching
 from subobject_vlm.evaluation.region_metrics import (
     achievable_segmentation_accuracy,
     boundary_precision,

@@ -26,15 +26,15 @@ import numpy as np
 
 from ..segmentation.settings import BASELINES
 from .boundary_benchmark import (
-    BSDS_MAX_DIST,
     bsds_thresholds,
     default_workers,
     evaluate_boundary_image,
-    non_maximum_suppression,
     precision_recall_f,
     process_pool,
     summarize_boundary_counts,
 )
+from .edges import non_maximum_suppression
+from .matching import BSDS_MAX_DIST
 from .region_metrics import segmentation_metrics
 
 

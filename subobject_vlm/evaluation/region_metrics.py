@@ -21,7 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .boundary_benchmark import BSDS_MAX_DIST, boundary_counts, f_measure, thin
+from .boundary_benchmark import boundary_counts, f_measure
+from .edges import thin
+from .matching import BSDS_MAX_DIST
 
 
 def segmentation_boundaries(label_map: np.ndarray) -> np.ndarray:
