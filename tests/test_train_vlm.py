@@ -15,13 +15,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
 from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
 from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
-from subobject_vlm.training.train_vlm import (
-    ConfigError,
-    load_adapted_model,
-    load_config,
-    lora_config,
-    train_vlm,
-)
+from subobject_vlm.training.train_vlm import train_vlm
+from subobject_vlm.training.vlm_config import ConfigError, load_config
 from subobject_vlm.training.vlm_data import (
     IGNORE_INDEX,
     DataError,
@@ -33,6 +28,7 @@ from subobject_vlm.training.vlm_data import (
     tokenize_conversation,
     tokenize_conversations,
 )
+from subobject_vlm.training.vlm_model import load_adapted_model, lora_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / "configs" / "vlm_tiny_smoke.yaml"

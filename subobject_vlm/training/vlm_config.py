@@ -1,0 +1,187 @@
+"""The VLM training config (``subobject-vlm train --config X``): typed sections, every key checked by name.
+
+See ``training/train_vlm.py`` for the layout of the YAML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..devices import DTYPES
+from .config import (
+    ConfigError,
+    build_dataclass,
+    check_trainer_section,
+    load_yaml_config,
+)
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TRAINED_MODULES = ("multi_modal_projector", "image_boundary_embeddings")
+
+
+@dataclass
+class ModelSection:
+    """Exactly one of ``pretrained``, ``text_model`` + ``vision_model``, or ``tiny``."""
+
+    pretrained: str | None = None
+    text_model: str | None = None
+    vision_model: str | None = None
+    tiny: bool = False
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    chat_template: str | None = None
+    train_vision_tower: bool = False
+
+    def validate(self) -> None:
+        built = self.text_model is not None or self.vision_model is not None
+        if sum([self.pretrained is not None, built, bool(self.tiny)]) != 1:
+            raise ConfigError(
+                "model: set exactly one of 'pretrained', 'text_model' + 'vision_model', or 'tiny'"
+            )
+        if built and (self.text_model is None or self.vision_model is None):
+            raise ConfigError("model: building a model needs both 'text_model' and 'vision_model'")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        from ..configuration_subobject_llava import SubobjectLlavaConfig
+
+        known = {f.name for f in dataclasses.fields(SubobjectLlavaConfig)}
+        unknown = sorted(set(self.config_overrides) - known)
+        if unknown:
+            raise ConfigError(f"model.config_overrides: unknown SubobjectLlavaConfig fields {unknown}")
+
+
+@dataclass
+class LoraSection:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    modules_to_save: list[str] = field(default_factory=list)
+    """Extra modules trained in full, e.g. ``lm_head`` for a random tiny model (whose head is too weak to learn
+    through adapters alone); the embedding and start/end vectors always are."""
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules or not all(
+            isinstance(t, str) and t.isidentifier() for t in self.target_modules
+        ):
+            raise ConfigError(
+                f"lora.target_modules must be a list of module names, got {self.target_modules!r}"
+            )
+
+
+@dataclass
+class DataSource:
+    """``path`` (LLaVA .json/.jsonl, ``save_to_disk`` folder or dataset name) or ``synthetic`` options."""
+
+    path: str | None = None
+    image_folder: str | None = None
+    split: str = "train"
+    image_column: str = "image"
+    conversations_column: str = "conversations"
+    limit: int | None = None
+    synthetic: dict[str, Any] | None = None
+
+    def validate(self, where: str) -> None:
+        if (self.path is None) == (self.synthetic is None):
+            raise ConfigError(f"{where}: set exactly one of 'path' or 'synthetic'")
+        if self.synthetic is not None:
+            unknown = sorted(set(self.synthetic) - {"num_images", "size", "seed"})
+            if unknown:
+                raise ConfigError(
+                    f"{where}.synthetic: unknown keys {unknown} (known: num_images, size, seed)"
+                )
+        if (
+            self.path is not None
+            and Path(self.path).suffix in (".json", ".jsonl")
+            and not Path(self.path).is_file()
+        ):
+            raise ConfigError(f"{where}.path: conversation file {self.path} does not exist")
+        if self.image_folder is not None and not Path(self.image_folder).is_dir():
+            raise ConfigError(f"{where}.image_folder: {self.image_folder} is not a folder")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"{where}.limit must be >= 1, got {self.limit}")
+
+
+@dataclass
+class DataSection:
+    train: DataSource
+    val: DataSource | None = None
+    max_length: int | None = 2048
+    segment_batch_size: int = 16
+    num_proc: int | None = None
+
+    def validate(self) -> None:
+        self.train.validate("data.train")
+        if self.val is not None:
+            self.val.validate("data.val")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"data.max_length must be >= 8, got {self.max_length}")
+
+
+@dataclass
+class VLMTrainingConfig:
+    output_dir: str
+    data: DataSection
+    model: ModelSection = field(default_factory=ModelSection)
+    image_processor: dict[str, Any] = field(default_factory=dict)
+    lora: LoraSection = field(default_factory=LoraSection)
+    training: dict[str, Any] = field(default_factory=dict)
+    merge: bool = False
+    seed: int = 0
+    torch_threads: int | None = None
+    resume_from_checkpoint: bool | str | None = None
+
+    def validate(self) -> None:
+
+        from ..image_processing_subobject import SubobjectImageProcessor
+
+        self.model.validate()
+        self.lora.validate()
+        self.data.validate()
+        check_trainer_section(self.training, self.torch_threads)
+        bad = sorted(set(self.image_processor) - set(SubobjectImageProcessor.valid_kwargs.__annotations__))
+        if bad:
+            raise ConfigError(f"image_processor: unknown SubobjectImageProcessor settings {bad}")
+
+
+_NESTED = {
+    (VLMTrainingConfig, "model"): ModelSection,
+    (VLMTrainingConfig, "lora"): LoraSection,
+    (VLMTrainingConfig, "data"): DataSection,
+    (DataSection, "train"): DataSource,
+    (DataSection, "val"): DataSource,
+}
+
+
+def _convert(cls, name: str, value: Any, path: str) -> Any:
+    """Typed values of a VLM training config: the nested sections."""
+    nested = _NESTED.get((cls, name))
+    if nested is not None and value is not None:
+        return build_dataclass(nested, value, path, _convert)
+    return value
+
+
+def load_config(config: str | os.PathLike | dict) -> VLMTrainingConfig:
+    """A YAML file or a dict -> validated ``VLMTrainingConfig`` (``ConfigError`` on any problem)."""
+    return load_yaml_config(config, VLMTrainingConfig, _convert)
+
+
+__all__ = [
+    "ConfigError",
+    "DataSection",
+    "DataSource",
+    "LORA_TARGETS",
+    "LoraSection",
+    "ModelSection",
+    "TRAINED_MODULES",
+    "VLMTrainingConfig",
+    "load_config",
+]
