@@ -18,8 +18,8 @@ from subobject_vlm.segmentation import (
 )
 from subobject_vlm.segmentation.edgenet import gaussian_blur, handcrafted_features, rgb_to_lab
 from subobject_vlm.segmentation.losses import boundary_loss
+from subobject_vlm.training.boundary_config import load_config
 from subobject_vlm.training.boundary_data import IGNORE_INDEX, transform_sample
-from subobject_vlm.training.train_boundary import load_config
 
 
 def tiny_edgenet(**overrides) -> EdgeNetForBoundaryDetection:
@@ -276,7 +276,8 @@ def test_the_shipped_default_reaches_ods_0_70_on_bsds_val(tmp_path):
 def test_forward_with_labels_computes_the_loss_training_optimises():
     from types import SimpleNamespace
 
-    from subobject_vlm.training.train_boundary import LossSection, _trainer_class
+    from subobject_vlm.training.boundary_config import LossSection
+    from subobject_vlm.training.train_boundary import _trainer_class
 
     section = LossSection(class_balance="rcf", positive_threshold=0.4, side_weight=0.3)
     torch.manual_seed(0)

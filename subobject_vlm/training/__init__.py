@@ -4,14 +4,14 @@ from .._lazy import lazy_exports
 
 _EXPORTS = {
     "BoundaryDataset": ".boundary_data",
-    "BoundaryTrainingConfig": ".train_boundary",
-    "ConfigError": ".train_boundary",
+    "BoundaryTrainingConfig": ".boundary_config",
+    "ConfigError": ".config",
     "annotation_to_boundary": ".boundary_data",
     "bsds_items": ".boundary_data",
     "combine_annotators": ".boundary_data",
     "folder_items": ".boundary_data",
     "hf_items": ".boundary_data",
-    "load_config": ".train_boundary",
+    "load_config": ".boundary_config",
     "masks_to_label_map": ".boundary_data",
     "train_boundary": ".train_boundary",
 }
