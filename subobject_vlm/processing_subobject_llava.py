@@ -26,6 +26,14 @@ from .configuration_subobject_llava import SubobjectLlavaConfig, num_image_place
 DEFAULT_IMAGE_TOKEN = "<image>"
 
 DEFAULT_CHAT_TEMPLATE = (
+    "{% macro render(content) %}"
+    "{% if content is string %}"
+    "{{ content }}"
+    "{% else %}"
+    "{% for part in content | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for part in content | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{% endmacro %}"
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}"
     "{% set prefix = '' %}"
@@ -33,18 +41,18 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% set prefix = message['role'].upper() + ': ' %}"
     "{% endif %}"
     "{{ prefix }}"
-    "{% if message['content'] is string %}"
-    "{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ render(message['content']) }}{{ eos_token }}{% endgeneration %}"
     "{% else %}"
-    "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
-    "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] }}{% endfor %}"
+    "{{ render(message['content']) }}"
     "{% endif %}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
     "{{ ' ' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
-"""LLaVA-1.5 style (``USER: <image>\\n... ASSISTANT: ...</s>``); content may be a string or a list of typed parts."""
+"""LLaVA-1.5 style (``USER: <image>\\n... ASSISTANT: ...</s>``); content may be a string or a list of typed parts.
+Assistant turns are marked ``{% generation %}``, so ``return_assistant_tokens_mask`` and TRL's
+``assistant_only_loss`` see exactly the tokens to learn (the reply and its end-of-sequence token)."""
 
 
 def _token_id(tokenizer, token: str) -> int | None:

@@ -149,3 +149,28 @@ def test_model_input_names_list_every_key_the_processors_return(astronaut):
     batch = processor(images=astronaut, text="<image> a red", return_tensors="pt")
     assert set(batch) == set(processor.model_input_names)
     assert set(image_processor(astronaut)) == set(image_processor.model_input_names)
+
+
+def test_the_default_chat_template_marks_the_assistant_tokens_for_the_loss():
+    """``{% generation %}`` around assistant replies: ``return_assistant_tokens_mask`` (and TRL's
+    ``assistant_only_loss``) see exactly the reply and its end-of-sequence token."""
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the image ?"}]},
+        {"role": "assistant", "content": "a red square"},
+        {"role": "user", "content": "What colour ?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "red"}]},
+    ]
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    marked = [
+        tokenizer.convert_ids_to_tokens(i) for i, m in zip(out["input_ids"], out["assistant_masks"]) if m
+    ]
+    assert marked == ["a", "red", "square", "</s>", "red", "</s>"]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert (
+        text
+        == "USER: <image>\nWhat is in the image ? ASSISTANT: a red square</s> USER: What colour ? ASSISTANT: red</s> "
+    )
