@@ -174,3 +174,35 @@ def test_the_default_chat_template_marks_the_assistant_tokens_for_the_loss():
         text
         == "USER: <image>\nWhat is in the image ? ASSISTANT: a red square</s> USER: What colour ? ASSISTANT: red</s> "
     )
+
+
+def test_the_image_text_to_text_pipeline_runs_a_saved_model(tmp_path):
+    from PIL import Image
+    from transformers import pipeline
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(tokenizer, image_size=32)
+    image_processor = SubobjectImageProcessor(
+        boundary_model="patch",
+        max_tokens=4,
+        size={"height": 32, "width": 32},
+        label_size={"height": 32, "width": 32},
+    )
+    processor = SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    pipe = pipeline("image-text-to-text", model=str(tmp_path))
+    image = Image.fromarray(np.zeros((32, 32, 3), np.uint8))
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": image},
+                {"type": "text", "text": "What is in the image ?"},
+            ],
+        }
+    ]
+    [out] = pipe(text=messages, max_new_tokens=3)
+    reply = out["generated_text"][-1]
+    assert reply["role"] == "assistant" and isinstance(reply["content"], str)
