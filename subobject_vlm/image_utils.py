@@ -95,6 +95,11 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageLoadError(f"{name}: image is empty (shape {image.shape})")
+    if array.shape[-1] == 4:  # RGBA, CMYK and 4-band images all look alike as arrays
+        raise ImageLoadError(
+            f"{name}: a 4-channel array {image.shape} is ambiguous (RGBA? CMYK?); pass a PIL image with its mode "
+            "(Image.fromarray(array, 'RGBA')) or the RGB channels (array[..., :3])"
+        )
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif array.dtype == np.uint16:
@@ -115,8 +120,6 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     array = array.astype(np.uint8, copy=False)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=2)
-    elif array.shape[-1] == 4:
-        array = _composite_on_white(array)
     return np.ascontiguousarray(array)
 
 

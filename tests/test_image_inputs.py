@@ -120,3 +120,16 @@ def test_folders_contribute_image_files_and_named_files_are_always_kept(tmp_path
     other = tmp_path / "explicit.dat"
     other.write_text("x")
     assert [p.name for p in list_image_files([tmp_path, other])] == ["a.JPG", "b.png", "explicit.dat"]
+
+
+def test_a_4_channel_array_is_refused_as_ambiguous_but_an_rgba_image_is_composited():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    for array in (rgba, np.moveaxis(rgba, -1, 0)):  # HWC and CHW
+        with pytest.raises(ImageLoadError, match="4-channel array .* ambiguous"):
+            to_rgb_uint8(array)
+    assert to_rgb_uint8(Image.fromarray(rgba, "RGBA")).shape == (
+        2,
+        2,
+        3,
+    )  # the mode says what the 4th channel is
+    assert to_rgb_uint8(rgba[..., :3]).shape == (2, 2, 3)

@@ -83,4 +83,7 @@ def test_sft_trainer_trains_saves_and_reloads(lora, tmp_path):
     batch = processor(
         images=messages_dataset(1)[0]["images"], text="USER: <image> What ? ASSISTANT:", return_tensors="pt"
     )
-    assert reloaded.generate(**batch, max_new_tokens=2, min_new_tokens=2).shape[1] == batch["input_ids"].shape[1] + 2
+    assert (
+        reloaded.generate(**batch, max_new_tokens=2, min_new_tokens=2).shape[1]
+        == batch["input_ids"].shape[1] + 2
+    )
