@@ -268,3 +268,12 @@ def plot_loss_curve(
     path = Path(path)
     image.save(path)
     return path
+
+
+def save_loss_history(log_history: list[dict], output_dir: str | os.PathLike) -> None:
+    """A training's ``log_history.json`` and its ``loss_curve.png`` in ``output_dir``."""
+    import json
+
+    output_dir = Path(output_dir)
+    (output_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
+    plot_loss_curve(log_history, output_dir / "loss_curve.png")

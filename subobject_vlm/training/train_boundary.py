@@ -3,8 +3,8 @@
 >>> output_dir = train_boundary("configs/boundary_bsds_b0.yaml")
 >>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or DirectSAM.from_pretrained(...)
 
-From a shell: ``python -m subobject_vlm.training.train_boundary --config X`` (or ``torchrun --nproc_per_node N
--m subobject_vlm.training.train_boundary --config X``; the Trainer handles DDP). The output
+From a shell: ``python -m subobject_vlm.commands.train_boundary --config X`` (or ``torchrun --nproc_per_node N
+-m subobject_vlm.commands.train_boundary --config X``; the Trainer handles DDP). The output
 folder gets the final (or best, with ``load_best_model_at_end``) model as safetensors, its
 ``preprocessor_config.json`` (``SegformerImageProcessor`` at the training resolution), ``checkpoint-*``
 folders, ``log_history.json`` and ``loss_curve.png``.
@@ -33,7 +33,6 @@ Config layout (every section is optional except ``output_dir`` and ``data.train`
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict
@@ -42,7 +41,7 @@ from typing import Any
 
 import torch
 
-from ..evaluation.plots import plot_loss_curve
+from ..evaluation.plots import save_loss_history
 from ..segmentation.losses import supervised_loss
 from .boundary_config import SEGFORMER_SIZES, BoundaryTrainingConfig, LossSection, ModelSection, load_config
 from .boundary_data import (
@@ -209,9 +208,7 @@ def train_boundary(config: str | os.PathLike | dict) -> Path:
     output_dir = Path(args.output_dir)
     trainer.save_model(str(output_dir))  # final model, or the best one with load_best_model_at_end
     if trainer.is_world_process_zero():
-        history = trainer.state.log_history
-        (output_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-        plot_loss_curve(history, output_dir / "loss_curve.png")
+        save_loss_history(trainer.state.log_history, output_dir)
     return output_dir
 
 

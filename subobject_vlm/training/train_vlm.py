@@ -3,7 +3,7 @@
 >>> output_dir = train_vlm("configs/vlm_tiny_smoke.yaml")      # adapter + trained modules + processor
 >>> merge_lora(output_dir, output_dir / "merged")              # a plain SubobjectLlava checkpoint
 
-From a shell: ``subobject-vlm train --config X`` or ``python -m subobject_vlm.training.train_vlm --config X``
+From a shell: ``subobject-vlm train --config X`` or ``python -m subobject_vlm.commands.train --config X``
 (also under ``torchrun --nproc_per_node N``; the Trainer handles DDP). What is trained: LoRA adapters on the
 language model's attention and MLP projections (matched by module name under ``language_model`` only), the
 whole :class:`MaskPooledEmbedding` and the start/end-of-image vectors (PEFT ``modules_to_save``), and, with
@@ -44,14 +44,13 @@ Config layout (unknown keys are errors)::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..evaluation.plots import plot_loss_curve
+from ..evaluation.plots import save_loss_history
 from .config import (
     make_training_arguments,
     resolve_resume,
@@ -178,9 +177,7 @@ def train_vlm(config: str | os.PathLike | dict) -> Path:
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
-        history = trainer.state.log_history
-        (output_dir / "log_history.json").write_text(json.dumps(history, indent=1))
-        plot_loss_curve(history, output_dir / "loss_curve.png")
+        save_loss_history(trainer.state.log_history, output_dir)
         if config.merge:
             merge_lora(output_dir, output_dir / "merged")
     args.distributed_state.wait_for_everyone()
