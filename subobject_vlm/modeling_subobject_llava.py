@@ -124,6 +124,26 @@ def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: t
     return hidden.transpose(1, 2).reshape(batch, channels, grid_h, grid_w)  # (B, C, h, w)
 
 
+def _check_images_per_sample(placeholders: torch.Tensor, image_embeds: list[torch.Tensor]) -> None:
+    """Every sample's placeholders must hold whole images, in order: a sample may not end inside an image.
+
+    ``placeholders`` (B, L) bool; ``image_embeds`` one (n_i + 2, D) tensor per image, in batch order. Without this
+    check a batch whose totals match but whose placeholders moved between samples would put one image's tokens
+    (e.g. its end vector) into the next sample.
+    """
+    per_sample = placeholders.sum(-1)  # (B,)
+    sample_ends = torch.cumsum(per_sample, 0)  # (B,) placeholders up to the end of each sample
+    lengths = torch.tensor([len(x) for x in image_embeds], device=per_sample.device)  # (N,)
+    image_ends = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)])  # (N + 1,) image boundaries
+    split = (~torch.isin(sample_ends, image_ends)).nonzero().flatten()  # samples that end inside an image
+    if split.numel():
+        b = int(split[0])
+        raise ValueError(
+            f"sample {b} holds {int(per_sample[b])} image placeholder tokens, which ends inside an image "
+            f"(images in batch order need {lengths.tolist()} placeholders each); every sample must hold whole images"
+        )
+
+
 class SubobjectLlavaPreTrainedModel(LlavaPreTrainedModel):
     config: SubobjectLlavaConfig
     config_class = SubobjectLlavaConfig
@@ -275,6 +295,7 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
                     f"(per image: {lengths} = num_tokens + {NUM_IMAGE_BOUNDARY_TOKENS}); expand each <image> into "
                     "num_image_placeholders(num_tokens) placeholders"
                 )
+            _check_images_per_sample(placeholders, image_outputs.pooler_output)
             inputs_embeds = inputs_embeds.masked_scatter(placeholders[..., None], image_embeds)
         elif input_ids is not None and (cache is None or cache.get_seq_length() == 0):
             if bool((input_ids == self.config.image_token_id).any()):

@@ -401,3 +401,17 @@ def test_timm_backbone_model_round_trips_without_downloading(tiny_timm_model, tm
             loaded.get_image_features(pixels, labels).image_tokens,
             tiny_timm_model.get_image_features(pixels, labels).image_tokens,
         )
+
+
+def test_placeholders_moved_between_samples_are_refused_even_when_the_total_matches(tiny_model):
+    pixels, labels = two_images()  # image 0: 3 regions -> 5 placeholders, image 1: 2 regions -> 4
+    ids = torch.full((2, 8), 5)
+    ids[0, 1:7] = IMAGE  # 6: image 0 plus the first placeholder of image 1
+    ids[1, 1:4] = IMAGE  # 3: the rest of image 1
+    with pytest.raises(
+        ValueError, match="sample 0 holds 6 image placeholder tokens, which ends inside an image"
+    ):
+        tiny_model(input_ids=ids, pixel_values=pixels, label_maps=labels)
+    ids[0, 6] = 5  # whole images per sample: 5 and 4 would need 4 in sample 1
+    ids[1, 4] = IMAGE
+    tiny_model(input_ids=ids, pixel_values=pixels, label_maps=labels)
