@@ -133,6 +133,14 @@ def convert_llava_checkpoint(
 
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    from transformers import AutoConfig
+
+    source_config = AutoConfig.from_pretrained(str(src))  # a few kB: checked before any weight is read
+    if source_config.model_type != "llava":
+        raise ValueError(
+            f"{src!r} is a {source_config.model_type!r} checkpoint; convert takes a LLaVA checkpoint "
+            "(model_type 'llava', e.g. llava-hf/llava-1.5-7b-hf)"
+        )
     source = LlavaForConditionalGeneration.from_pretrained(
         str(src), dtype=_DTYPES[dtype], use_safetensors=True
     )

@@ -140,3 +140,18 @@ def test_cli_convert_writes_the_checkpoint(llava_dir, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert model.dtype == torch.bfloat16 and os.path.exists(tmp_path / "out" / "processor_config.json")
+
+
+def test_a_checkpoint_that_is_not_llava_is_refused_before_any_weight_loads(tmp_path, capsys):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    from subobject_vlm.cli import main
+
+    config = SegformerConfig(num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8], patch_sizes=[3],
+                             strides=[2], num_attention_heads=[1], mlp_ratios=[1], decoder_hidden_size=8, num_labels=1)  # fmt: skip
+    SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "segformer")
+    capsys.readouterr()  # the save's own progress bar
+    assert main(["convert", str(tmp_path / "segformer"), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "is a 'segformer' checkpoint; convert takes a LLaVA checkpoint" in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
