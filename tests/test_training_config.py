@@ -1,5 +1,6 @@
 """Training configs: one loader for both recipes, every problem named."""
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -54,3 +55,23 @@ def test_broken_yaml_and_missing_files_are_reported(tmp_path):
         load_yaml_config(broken, Outer, convert)
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml_config(tmp_path / "missing.yaml", Outer, convert)
+
+
+def test_auto_resume_passes_over_a_checkpoint_killed_while_saving(tmp_path):
+    from subobject_vlm.training.config import resolve_resume
+
+    for step, complete in (
+        (4, True),
+        (8, True),
+        (12, False),
+    ):  # checkpoint-12: killed before trainer_state.json
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights")
+        if complete:
+            (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (tmp_path / "checkpoint-10").mkdir()
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_st')  # torn while written
+    assert resolve_resume("auto", tmp_path) == str(tmp_path / "checkpoint-8")
+    assert resolve_resume(True, tmp_path) == str(tmp_path / "checkpoint-8")
+    assert resolve_resume("auto", tmp_path / "empty") is None

@@ -103,23 +103,42 @@ def make_training_arguments(defaults: dict, training: dict, output_dir: str, see
         raise ConfigError(f"training: {error}") from None
 
 
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` folder of ``output_dir`` that was written completely, or ``None``.
+
+    The Trainer writes ``trainer_state.json`` last (after weights, optimizer, scheduler and RNG states), so a
+    checkpoint is complete when that file exists and parses; a run killed while saving leaves a newer folder
+    without it, which is passed over.
+    """
+    import json
+
+    folders = [
+        p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()
+    ]
+    for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return str(folder)
+    return None
+
+
 def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> str | None:
     """``resume_from_checkpoint`` -> the checkpoint folder to resume from, or ``None``.
 
-    ``None``/``False``: start afresh; ``"auto"``: the latest ``checkpoint-*`` in ``output_dir`` if any;
-    ``True``: that latest checkpoint, which must exist; a path: that folder.
+    ``None``/``False``: start afresh; ``"auto"``: the latest complete ``checkpoint-*`` in ``output_dir`` if any
+    (see :func:`last_complete_checkpoint`); ``True``: that checkpoint, which must exist; a path: that folder.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     if resume in (None, False):
         return None
     output_dir = Path(output_dir)
-    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    last = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
     if resume == "auto":
         return last
     if resume is True:
         if last is None:
-            raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {output_dir}")
+            raise ConfigError(f"resume_from_checkpoint: no complete checkpoint-* folder in {output_dir}")
         return last
     if not Path(resume).is_dir():
         raise ConfigError(f"resume_from_checkpoint: {resume} is not a folder")
@@ -162,6 +181,7 @@ __all__ = [
     "ConfigError",
     "build_dataclass",
     "check_trainer_section",
+    "last_complete_checkpoint",
     "load_yaml_config",
     "read_yaml_mapping",
     "make_training_arguments",
