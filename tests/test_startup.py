@@ -71,10 +71,11 @@ def test_help_loads_no_torch_and_lists_every_command_with_its_defaults():
 
 
 def test_convert_dtype_choices_are_the_device_table():
+    from subobject_vlm.commands._files import DTYPE_NAMES
     from subobject_vlm.commands.convert import DTYPE_CHOICES
     from subobject_vlm.devices import DTYPES
 
-    assert set(DTYPE_CHOICES) == {"auto", *DTYPES}
+    assert DTYPE_NAMES == tuple(DTYPES) and DTYPE_CHOICES == ("auto", *DTYPES)
 
 
 def test_every_option_of_every_command_has_help_text():

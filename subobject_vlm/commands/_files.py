@@ -8,18 +8,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+DTYPE_NAMES = (
+    "float32",
+    "bfloat16",
+    "float16",
+)  # devices.DTYPES, named without importing torch (tested equal)
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> None:
     from ..segmentation.registry import describe_names
 
-    names = (
-        describe_names()
-        if baselines
-        else describe_names().replace(", patch, slic, felzenszwalb (baselines)", "")
-    )
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--model", default="default", help=f"tokenizer: {names}")
+    parser.add_argument("--model", default="default", help=f"tokenizer: {describe_names(baselines)}")
     parser.add_argument(
         "--resolution", type=int, default=None, help="boundary model input size (None: the checkpoint's own)"
     )
@@ -35,7 +36,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> Non
     parser.add_argument(
         "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps"
     )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
                         help="boundary model dtype (half precision only pays on a GPU)")  # fmt: skip
 
 

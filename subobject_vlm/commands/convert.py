@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._files import DTYPE_NAMES
+
 NAME = "convert"
 HELP = "build a SubobjectLlava from a llava-hf LLaVA checkpoint"
-DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")  # "auto" and devices.DTYPES (tested equal)
+DTYPE_CHOICES = ("auto", *DTYPE_NAMES)  # "auto": the checkpoint's own
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -56,8 +58,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.convert ... (e.g. under torchrun)
-    import sys
-
     from . import run_as_script
 
-    sys.exit(run_as_script("convert"))
+    raise SystemExit(run_as_script("convert"))

@@ -87,8 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.eval_bsds ... (e.g. under torchrun)
-    import sys
-
     from . import run_as_script
 
-    sys.exit(run_as_script("eval_bsds"))
+    raise SystemExit(run_as_script("eval_bsds"))

@@ -101,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.segment ... (e.g. under torchrun)
-    import sys
-
     from . import run_as_script
 
-    sys.exit(run_as_script("segment"))
+    raise SystemExit(run_as_script("segment"))

@@ -25,8 +25,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.train_boundary ... (e.g. under torchrun)
-    import sys
-
     from . import run_as_script
 
-    sys.exit(run_as_script("train_boundary"))
+    raise SystemExit(run_as_script("train_boundary"))

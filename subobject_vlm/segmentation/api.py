@@ -105,8 +105,6 @@ def segment(
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
     is_baseline = isinstance(model, str) and model in BASELINES
-    if isinstance(model, (str, os.PathLike)):
-        check_tokenizer_name(model)
     if num_tokens is not None and not is_baseline:
         raise ValueError(
             "num_tokens (an exact count) is only for baselines; use max_tokens for boundary models"
@@ -118,11 +116,9 @@ def segment(
         "assign": assign,
         "seeds": seeds,
     }
-    if is_baseline:
+    if isinstance(model, (str, os.PathLike)):  # a name: a baseline's exact count, or a boundary model's cap
         count = num_tokens if num_tokens is not None else max_tokens
-        return segment_image(image, SegmentationSettings(model, max_tokens=count, **epoc_options))
-    if isinstance(model, (str, os.PathLike)):
-        settings = SegmentationSettings(str(model), model_options, max_tokens=max_tokens, **epoc_options)
+        settings = SegmentationSettings(str(model), model_options, max_tokens=count, **epoc_options)
         return segment_image(image, settings)
     settings = SegmentationSettings(getattr(model, "name", "custom"), max_tokens=max_tokens, **epoc_options)
     [probs] = model.predict([image])  # a boundary model object

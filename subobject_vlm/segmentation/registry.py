@@ -51,12 +51,12 @@ def registered_names() -> list[str]:
     return [*_FACTORIES, *BASELINES]
 
 
-def describe_names() -> str:
-    """One line for help texts and errors."""
-    return (
-        f"{', '.join(_FACTORIES)} (boundary models), {', '.join(BASELINES)} (baselines), a local checkpoint "
-        "folder, or a hub id such as chendelong/DirectSAM-1800px-0424"
-    )
+def describe_names(baselines: bool = True) -> str:
+    """One line for help texts and errors; ``baselines=False`` for commands that need a boundary model."""
+    listed = f"{', '.join(_FACTORIES)} (boundary models), "
+    if baselines:
+        listed += f"{', '.join(BASELINES)} (baselines), "
+    return listed + "a local checkpoint folder, or a hub id such as chendelong/DirectSAM-1800px-0424"
 
 
 def is_hub_id(name: str) -> bool:
