@@ -28,6 +28,7 @@ from subobject_vlm.evaluation.token_efficiency import (
     build_text_tokenizer,
     collate,
     load_config,
+    token_counts,
     tokenize_split,
 )
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
@@ -72,12 +73,12 @@ def main() -> None:
     ours = np.stack(
         processor.segment(list(split.images), **ours_settings, max_tokens=args.budget, label_size=label_size)
     )
-    counts = ours.reshape(len(ours), -1).max(1) + 1
+    counts = token_counts(ours)
     patches = np.stack([
         processor.segment([image], boundary_model="patch", max_tokens=int(n), label_size=label_size)[0]
         for image, n in zip(split.images, counts)
     ])  # fmt: skip
-    assert np.array_equal(patches.reshape(len(patches), -1).max(1) + 1, counts)
+    assert np.array_equal(token_counts(patches), counts)
 
     tokenizer = build_text_tokenizer(config, split)
     text_processor = SubobjectLlavaProcessor(image_processor=processor, tokenizer=tokenizer,
@@ -89,7 +90,7 @@ def main() -> None:
             split,
             tokens,
             maps.astype(np.int16),
-            maps.reshape(len(maps), -1).max(1).astype(np.int64) + 1,
+            token_counts(maps),
             pixels,
         )  # fmt: skip
         for name, maps in (("patch", patches), ("ours", ours))

@@ -40,6 +40,7 @@ from .data import (
     collate,
     load_split,
     segment_split,
+    token_counts,
     tokenize_split,
 )
 from .model import build_model
@@ -64,6 +65,7 @@ __all__ = [
     "load_split",
     "results_table",
     "segment_split",
+    "token_counts",
     "summarize",
     "tokenize_split",
     "train_run",

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,16 @@ class Split:
     image_of_sample: np.ndarray
     conversations: list[list[dict]]
     tasks: list[str]
+
+    @cached_property
+    def digest(self) -> str:
+        """Hash of the pixels, computed once: segmentation caches follow the images."""
+        return hashlib.blake2b(self.images.tobytes(), digest_size=16).hexdigest()
+
+
+def token_counts(label_maps: np.ndarray) -> np.ndarray:
+    """Tokens per image of (N, h, w) label maps: (N,) int64."""
+    return label_maps.reshape(len(label_maps), -1).max(1).astype(np.int64) + 1
 
 
 def _synthetic_split(config: ComparisonConfig, split: str, data_dir: Path) -> Path:
@@ -43,8 +54,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
     import cv2
 
-    from ...image_utils import load_image
-    from ...training.vlm_data import DataError, _normalise_turns, _read_records
+    from ...training.vlm_data import DataError, _load_rgb, _normalise_turns, _read_records
 
     if "synthetic" in config.data:
         path, image_folder, limit = _synthetic_split(config, split, data_dir), None, None
@@ -54,26 +64,23 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     if Path(path).suffix in (".json", ".jsonl"):
         records = _read_records(Path(path))[:limit]
         folder = Path(image_folder) if image_folder else Path(path).parent
-        keys = [str((folder / r["image"]).resolve()) if r.get("image") else None for r in records]
-        load = load_image
+        sources = [str((folder / r["image"]).resolve()) if r.get("image") else None for r in records]
+        keys = sources  # an image file shared by several records is decoded once
     else:  # an HF dataset: images are PIL objects in the rows
         from ...training.vlm_data import load_conversations
 
         dataset = load_conversations(path, split=config.data[split].get("split", split), limit=limit)
         records = [{"conversations": row["conversations"], "image": row["image"]} for row in dataset]
-        keys = [None if r["image"] is None else f"row{i}" for i, r in enumerate(records)]
-        load = None
+        sources = [r["image"] for r in records]
+        keys = [None if image is None else i for i, image in enumerate(sources)]
     images, index_of_key, image_of_sample, conversations, tasks = [], {}, [], [], []
-    for i, (record, key) in enumerate(zip(records, keys)):
+    size = (config.image_size, config.image_size)
+    for i, (record, source, key) in enumerate(zip(records, sources, keys)):
         if key is None:
             raise DataError(f"{path}: record {i} has no image; the comparison needs an image per sample")
         if key not in index_of_key:
-            try:
-                rgb = load(key) if load is not None else _rgb(record["image"])
-            except Exception as error:  # noqa: BLE001 - name the record whatever went wrong
-                raise DataError(f"{path}: record {i}: cannot read image {key}: {error}") from None
+            rgb = _load_rgb(source, f"{path}: record {i}")
             index_of_key[key] = len(images)
-            size = (config.image_size, config.image_size)
             images.append(
                 cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb
             )
@@ -85,12 +92,6 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     return Split(np.stack(images), np.asarray(image_of_sample), conversations, tasks)
 
 
-def _rgb(image) -> np.ndarray:
-    from ...image_utils import to_rgb_uint8
-
-    return to_rgb_uint8(image)
-
-
 def settings_digest(*parts: Any) -> str:
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
 
@@ -99,10 +100,11 @@ def settings_digest(*parts: Any) -> str:
 
 
 def segment_split(
-    config: ComparisonConfig, name: str, budget: int, split: str, images: np.ndarray, out_dir: Path,
+    config: ComparisonConfig, name: str, budget: int, split: str, data: Split, out_dir: Path,
     counts: np.ndarray | None = None, processor=None,
 ) -> np.ndarray:  # fmt: skip
-    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``budget`` for ``images``, cached in ``out_dir``.
+    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``budget`` for the images of ``data`` (split name
+    ``split``), cached in ``out_dir``.
 
     ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. Each image goes through
     :meth:`SubobjectImageProcessor.segment` (the processor a user would run); the file is written atomically.
@@ -112,10 +114,10 @@ def segment_split(
     from ...image_processing_subobject import SubobjectImageProcessor
 
     settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
-    content = hashlib.blake2b(images.tobytes(), digest_size=16).hexdigest()  # the cache follows the pixels
     key = settings_digest(
-        settings, budget, config.label_size, content, None if counts is None else counts.tolist()
+        settings, budget, config.label_size, data.digest, None if counts is None else counts.tolist()
     )
+    images = data.images
     path = out_dir / f"{name}-{budget}-{split}-{key}.npy"
     if path.is_file():
         return np.load(path)

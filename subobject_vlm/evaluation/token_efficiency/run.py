@@ -18,6 +18,7 @@ from .data import (
     load_split,
     segment_split,
     settings_digest,
+    token_counts,
     tokenize_split,
 )
 from .results import append_result, read_results, results_table
@@ -85,12 +86,12 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
             for s in ("train", "val"):
                 counts = None
                 if spec.get("match"):
-                    matched = segment_split(config, spec["match"], budget, s, splits[s].images,
-                                            out_dir / "segmentations", processor=processor_for(spec["match"]))  # fmt: skip
-                    counts = matched.reshape(len(matched), -1).max(1).astype(np.int64) + 1
-                label_maps = segment_split(config, name, budget, s, splits[s].images, out_dir / "segmentations",
+                    matched = segment_split(config, spec["match"], budget, s, splits[s], out_dir / "segmentations",
+                                            processor=processor_for(spec["match"]))  # fmt: skip
+                    counts = token_counts(matched)
+                label_maps = segment_split(config, name, budget, s, splits[s], out_dir / "segmentations",
                                            counts=counts, processor=processor_for(name))  # fmt: skip
-                num_tokens = label_maps.reshape(len(label_maps), -1).max(1).astype(np.int64) + 1
+                num_tokens = token_counts(label_maps)
                 data[s] = RunData(splits[s], tokens[s], label_maps, num_tokens, pixels[s], *word_ids)
             examples[f"{name} @ {budget}"] = data["val"].label_maps[:shown]
             tokenizer_key = settings_digest(spec)  # a run is redone when its tokenizer's settings change
