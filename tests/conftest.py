@@ -57,3 +57,22 @@ def bsds_root(tmp_path_factory) -> Path:
         return find_bsds_root()
     except FileNotFoundError:
         return write_tiny_bsds(tmp_path_factory.mktemp("tiny-bsds"))
+
+
+def tiny_vlm(max_tokens: int = 4):
+    """A random tiny SubobjectLlava (32-pixel images) and its processor with a 2x2 patch tokenizer."""
+    import torch
+
+    from subobject_vlm import SubobjectImageProcessor, SubobjectLlavaProcessor
+    from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = build_tiny_model(tokenizer, image_size=32)
+    image_processor = SubobjectImageProcessor(
+        boundary_model="patch",
+        max_tokens=max_tokens,
+        size={"height": 32, "width": 32},
+        label_size={"height": 32, "width": 32},
+    )
+    return model, SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tokenizer)

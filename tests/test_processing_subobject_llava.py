@@ -177,19 +177,11 @@ def test_the_default_chat_template_marks_the_assistant_tokens_for_the_loss():
 
 
 def test_the_image_text_to_text_pipeline_runs_a_saved_model(tmp_path):
+    from conftest import tiny_vlm
     from PIL import Image
     from transformers import pipeline
 
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(0)
-    model = build_tiny_model(tokenizer, image_size=32)
-    image_processor = SubobjectImageProcessor(
-        boundary_model="patch",
-        max_tokens=4,
-        size={"height": 32, "width": 32},
-        label_size={"height": 32, "width": 32},
-    )
-    processor = SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model, processor = tiny_vlm()
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     pipe = pipeline("image-text-to-text", model=str(tmp_path))

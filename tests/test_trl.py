@@ -2,13 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 trl = pytest.importorskip("trl", reason="TRL is a test extra: pip install -e '.[test]'")
 
-from subobject_vlm import SubobjectImageProcessor, SubobjectLlavaProcessor  # noqa: E402
-from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer  # noqa: E402
+from conftest import tiny_vlm  # noqa: E402
 
 
 def messages_dataset(count: int = 6):
@@ -28,24 +26,11 @@ def messages_dataset(count: int = 6):
     return datasets.Dataset.from_list(rows)
 
 
-def tiny_model_and_processor():
-    tokenizer = tiny_tokenizer()
-    torch.manual_seed(0)
-    model = build_tiny_model(tokenizer, image_size=32)
-    image_processor = SubobjectImageProcessor(
-        boundary_model="patch",
-        max_tokens=4,
-        size={"height": 32, "width": 32},
-        label_size={"height": 32, "width": 32},
-    )
-    return model, SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tokenizer)
-
-
 @pytest.mark.parametrize("lora", [False, True])
 def test_sft_trainer_trains_saves_and_reloads(lora, tmp_path):
     from transformers import AutoModelForImageTextToText
 
-    model, processor = tiny_model_and_processor()
+    model, processor = tiny_vlm()
     base_dir = tmp_path / "base"
     model.save_pretrained(base_dir)
     peft_config = None
