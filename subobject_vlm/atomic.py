@@ -1,0 +1,94 @@
+"""Atomic file writes: a reader (or a rerun after a crash) sees either the old file or the complete new one,
+never a torn one.
+
+The content goes to a temporary name in the destination's own folder (same filesystem, so the final
+``os.replace`` is atomic), is flushed and fsync'd, and only then takes the final name. A process killed at any
+point leaves at most a ``.<name>.<random>.tmp`` file, which :func:`remove_stale_temporaries` clears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """``open`` for writing that publishes the file under ``path`` only when the block ends without error.
+
+    Use it as ``with atomic_open(out / "x.png") as f: image.save(f, format="PNG")``. On an exception the
+    temporary file is removed and ``path`` is untouched.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open writes whole files: mode must be 'wb' or 'w', got {mode!r}")
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    with atomic_open(path, "w") as handle:
+        json.dump(obj, handle, indent=2)
+        handle.write("\n")
+
+
+def save_npy(path: str | os.PathLike, array) -> None:
+    """``numpy.save`` to ``path`` atomically (``path`` is used as given: no ``.npy`` is appended)."""
+    import numpy as np
+
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, array)
+
+
+def save_image(path: str | os.PathLike, image, format: str = "PNG") -> None:
+    """Save a PIL image atomically."""
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format=format)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed writer left in ``folder``; returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
