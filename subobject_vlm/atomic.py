@@ -84,10 +84,12 @@ def save_image(path: str | os.PathLike, image, format: str = "PNG") -> None:
         image.save(handle, format=format)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries a killed writer left in ``folder``; returns what was removed."""
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporaries a killed writer left in ``folder`` (and its subfolders with ``recursive``);
+    returns what was removed. Call it only when no other writer is active there."""
     removed = []
-    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+    pattern = f".*{TMP_SUFFIX}"
+    for tmp in Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern):
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed.append(tmp)

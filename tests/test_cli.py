@@ -74,7 +74,16 @@ def test_boundary_writes_8bit_maps_at_original_size(image_folder, tmp_path):
 
 def test_a_bad_model_name_is_one_clear_error(image_folder, tmp_path, capsys):
     assert (
-        main(["segment", str(image_folder), "--out", str(tmp_path), "--model", str(tmp_path / "missing")])
+        main(
+            [
+                "segment",
+                str(image_folder),
+                "--out",
+                str(tmp_path / "out"),
+                "--model",
+                str(tmp_path / "missing"),
+            ]
+        )
         == 2
     )
     assert "missing" in capsys.readouterr().err

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 DTYPE_NAMES = (
@@ -51,15 +54,23 @@ def model_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def output_stems(paths: list[Path]) -> list[str]:
-    """Output name per input: its stem, or ``stem.ext`` where two inputs share a stem."""
-    stems = [p.stem for p in paths]
-    return [p.name if stems.count(p.stem) > 1 else p.stem for p in paths]
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of commands that write one set of files per input image into ``--out``."""
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs in --out are complete and were made with the same settings",
+    )
+    parser.add_argument(
+        "--allow-inputs-in-out",
+        action="store_true",
+        help="accept an --out folder that holds inputs (they are never overwritten)",
+    )
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
     """The image files named by ``inputs`` (files, folders), checked before any model loads: a path that does
-    not exist, or no image at all, is a ``ValueError`` in one line."""
+    not exist, or no image at all, is a ``ValueError`` in one line. A file named twice is kept once."""
     from ..image_utils import list_image_files
 
     missing = [item for item in inputs if not Path(item).exists()]
@@ -68,29 +79,84 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     paths = list_image_files(inputs)
     if not paths:
         raise ValueError(f"no image files in {', '.join(inputs)}")
-    return paths
+    seen, unique = set(), []
+    for path in paths:
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append(path)
+    return unique
+
+
+@dataclass
+class FilesRun:
+    """What ``run_over_files`` did: records of the images done now, failures, inputs skipped as already
+    done (``--resume``), and the signal that stopped the run early (``None`` when it ran to the end)."""
+
+    done: list[dict]
+    failed: list[dict]
+    skipped: int
+    stopped_by: int | None
+
+    def report(self, what: str, out: str, total: int) -> int:
+        """Print the run's last lines on stderr; returns the exit status."""
+        if self.skipped:
+            print(f"{self.skipped} image(s) already done in {out} (--resume)", file=sys.stderr)
+        if self.failed:
+            print(
+                f"{len(self.failed)} file(s) failed: {', '.join(f['file'] for f in self.failed)}",
+                file=sys.stderr,
+            )
+        if self.stopped_by is not None:
+            name = signal.Signals(self.stopped_by).name
+            finished = len(self.done) + len(self.failed) + self.skipped
+            print(
+                f"stopped by {name} after {finished} of {total} image(s); summary.json is current; rerun with "
+                "--resume to finish",
+                file=sys.stderr,
+            )
+            return 128 + self.stopped_by
+        return 1 if self.failed or not (self.done or self.skipped) else 0
 
 
 def run_over_files(
-    args: argparse.Namespace, paths: list[Path], process: Callable[[Path, str, Path], dict], what: str
-) -> tuple[list[dict], list[dict]]:
-    """Apply ``process(path, stem, out_dir)`` to every input; bad files are reported and skipped."""
+    args: argparse.Namespace,
+    paths: list[Path],
+    process: Callable[[Path, list[Path]], dict],
+    what: str,
+    suffixes: list[str],
+    settings: dict,
+) -> FilesRun:
+    """Apply ``process(path, outputs)`` to every input, where ``outputs`` are the files it must write, one per
+    suffix (named by ``_outputs.plan_output_names``: unique, never an input). Bad files are reported and
+    skipped; ``summary.json`` is kept current; SIGINT / SIGTERM stop after the current file."""
     from tqdm import tqdm
 
+    from ._outputs import OutputFolder, StopRequests, check_out_holds_no_inputs
+
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [Path(os.path.abspath(p)) for p in paths]
+    given = dict(zip(inputs, map(str, paths)))
+    check_out_holds_no_inputs(inputs, out_dir, args.allow_inputs_in_out)
     done, failed = [], []
-    for path, stem in zip(tqdm(paths, desc=what, unit="img", file=sys.stderr), output_stems(paths)):
-        try:
-            start = time.perf_counter()
-            record = process(path, stem, out_dir)
-            record.update(file=str(path), seconds=round(time.perf_counter() - start, 4))
-            done.append(record)
-        except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            tqdm.write(f"skipped {message}", file=sys.stderr)
-            failed.append({"file": str(path), "error": message})
-    return done, failed
+    with OutputFolder(out_dir, what, settings) as folder, StopRequests() as stop:
+        to_do, already_done = folder.plan(inputs, suffixes, resume=args.resume)
+        stopped_by = None
+        for path, outputs in tqdm(to_do, desc=what, unit="img", file=sys.stderr):
+            if stop.signal is not None:
+                stopped_by = stop.signal
+                break
+            try:
+                start = time.perf_counter()
+                record = process(path, outputs)
+                record.update(seconds=round(time.perf_counter() - start, 4))
+                folder.done(path, given[path], outputs, record)
+                done.append({"file": given[path], **record})
+            except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
+                message = str(error) if given[path] in str(error) else f"{given[path]}: {error}"
+                tqdm.write(f"skipped {message}", file=sys.stderr)
+                folder.failed(path, given[path], message)
+                failed.append({"file": given[path], "error": message})
+        return FilesRun(done, failed, len(already_done), stopped_by)
 
 
 def quiet_third_parties() -> None:

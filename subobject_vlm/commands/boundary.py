@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import add_model_arguments, collect_inputs, load_model, run_over_files
+from ._files import (
+    add_model_arguments,
+    add_output_arguments,
+    collect_inputs,
+    load_model,
+    model_options,
+    run_over_files,
+)
 
 NAME = "boundary"
 HELP = "write 8-bit boundary probability maps"
@@ -16,11 +23,13 @@ HELP = "write 8-bit boundary probability maps"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, baselines=False)
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from ..atomic import save_image
     from ..image_utils import load_image
     from ..segmentation.settings import BASELINES
 
@@ -30,16 +39,16 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_inputs(args.inputs)  # before any model loads
     model = load_model(args)
 
-    def process(path: Path, stem: str, out_dir: Path) -> dict:
+    def process(path: Path, outputs: list[Path]) -> dict:
         image = load_image(path)
         [probs] = model.predict([image])
-        Image.fromarray(np.round(probs * 255).astype(np.uint8)).save(out_dir / f"{stem}.png")
+        save_image(outputs[0], Image.fromarray(np.round(probs * 255).astype(np.uint8)))
         return {"height": image.shape[0], "width": image.shape[1]}
 
-    done, failed = run_over_files(args, paths, process, "boundary")
-    if failed:
-        print(f"{len(failed)} file(s) failed: {', '.join(f['file'] for f in failed)}", file=sys.stderr)
-    return 1 if failed or not done else 0
+    options = {key: value for key, value in model_options(args).items() if key != "device"}
+    settings = {"boundary_model": args.model, "boundary_model_options": options}
+    result = run_over_files(args, paths, process, "boundary", [".png"], settings)
+    return result.report("boundary", args.out, len(paths))
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.boundary ... (e.g. under torchrun)

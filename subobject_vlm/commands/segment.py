@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ._files import add_model_arguments, collect_inputs, load_model, model_options, run_over_files
+from ._files import (
+    add_model_arguments,
+    add_output_arguments,
+    collect_inputs,
+    load_model,
+    model_options,
+    run_over_files,
+)
 
 NAME = "segment"
 HELP = "segment images into subobjects; writes PNGs, label maps, summary.json"
@@ -41,11 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write the label maps (npy: int32; png: 16-bit)",
     )
+    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from ..atomic import save_image, save_npy
     from ..image_utils import load_image
     from ..segmentation import SegmentationSettings, segment_image
     from ..segmentation.visualize import save_composite
@@ -63,41 +71,34 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_inputs(args.inputs)  # before any model loads
     model = load_model(args)
 
-    def process(path: Path, stem: str, out_dir: Path) -> dict:
+    def process(path: Path, outputs: list[Path]) -> dict:
         image = load_image(path)
         probs = None if model is None else model.predict([image])[0]
         label_map = segment_image(image, settings, boundary_probs=probs)
-        save_composite(out_dir / f"{stem}.png", image, label_map, probs, args.threshold)
         if args.save_labels == "npy":
-            np.save(out_dir / f"{stem}.npy", label_map.astype(np.int32))
+            save_npy(outputs[1], label_map.astype(np.int32))
         elif args.save_labels == "png":
             if label_map.max() > 65535:
                 raise ValueError(
                     f"{path}: {label_map.max() + 1} regions do not fit a 16-bit PNG; use --save-labels npy"
                 )
-            Image.fromarray(label_map.astype(np.uint16)).save(out_dir / f"{stem}_labels.png")
+            save_image(outputs[1], Image.fromarray(label_map.astype(np.uint16)))
+        save_composite(outputs[0], image, label_map, probs, args.threshold)
         return {"tokens": int(label_map.max()) + 1, "height": image.shape[0], "width": image.shape[1]}
 
-    done, failed = run_over_files(args, paths, process, "segment")
-    summary = {
-        "model": args.model,
-        "threshold": args.threshold,
-        "max_tokens": args.max_tokens,
-        "images": done,
-        "failed": failed,
-    }
-    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2))
-    if done:
-        tokens = [r["tokens"] for r in done]
-        seconds = [r["seconds"] for r in done]
+    suffixes = [".png"] + {"npy": [".npy"], "png": ["_labels.png"], None: []}[args.save_labels]
+    run_settings = {**settings.to_dict(), "save_labels": args.save_labels}
+    run_settings["boundary_model_options"].pop("device", None)  # the same label maps on any device
+    result = run_over_files(args, paths, process, "segment", suffixes, run_settings)
+    if result.done:
+        tokens = [r["tokens"] for r in result.done]
+        seconds = [r["seconds"] for r in result.done]
         print(
-            f"segmented {len(done)} image(s) into {np.mean(tokens):.1f} tokens on average "
+            f"segmented {len(result.done)} image(s) into {np.mean(tokens):.1f} tokens on average "
             f"({np.mean(seconds):.2f} s/image); wrote {args.out}",
             file=sys.stderr,
         )
-    if failed:
-        print(f"{len(failed)} file(s) failed: {', '.join(f['file'] for f in failed)}", file=sys.stderr)
-    return 1 if failed or not done else 0
+    return result.report("segment", args.out, len(paths))
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.segment ... (e.g. under torchrun)

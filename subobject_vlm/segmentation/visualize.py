@@ -8,6 +8,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic import save_image
+
 # A white -> blue-green ramp (like matplotlib's PuBuGn), 5 anchors.
 _RAMP = np.array(
     [[255, 247, 251], [208, 209, 230], [103, 169, 207], [2, 129, 138], [1, 70, 54]], dtype=np.float32
@@ -95,7 +97,7 @@ def save_composite(
     threshold: float = 0.1,
     max_side: int = 768,
 ) -> None:
-    """Write the composite PNG; large images are shown downscaled so the file stays small."""
+    """Write the composite PNG (atomically); large images are shown downscaled so the file stays small."""
     scale = min(1.0, max_side / max(image.shape[:2]))
     if scale < 1.0:
         size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
@@ -105,7 +107,7 @@ def save_composite(
             boundary_probs = np.asarray(
                 Image.fromarray(boundary_probs.astype(np.float32)).resize(size, Image.BILINEAR)
             )
-    Image.fromarray(composite(image, label_map, boundary_probs, threshold)).save(path)
+    save_image(path, Image.fromarray(composite(image, label_map, boundary_probs, threshold)))
 
 
 __all__ = [

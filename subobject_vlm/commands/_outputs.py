@@ -1,0 +1,319 @@
+"""An output folder that loses nothing: unique output names, a summary kept current, resumable runs, and
+several runs into one folder at once.
+
+Output names (documented in the README, "Command line"):
+
+1. an input's outputs are named after its stem: ``photo.jpg`` -> ``photo.png`` (+ ``photo.npy``, ...);
+2. inputs of one folder that share a stem keep their extension: ``photo.jpg.png``, ``photo.png.png``;
+3. inputs of different folders that share a name go into subfolders mirroring their folders below the
+   inputs' common folder: ``a/x.jpg``, ``b/x.jpg`` -> ``OUT/a/x.png``, ``OUT/b/x.png``;
+4. a name still taken (by another output, an input inside ``OUT``, ``summary.json``, or an earlier run's output
+   for another input) gets ``~2``, ``~3``, ... in input order; an input keeps the names an earlier run gave it.
+
+Names compare case-insensitively, so a folder copied to a case-insensitive filesystem keeps every file.
+
+``OUT/summary.json`` lists every image done (its outputs, settings, tokens, seconds) and every failure, for
+all runs into ``OUT``: each run merges its records into it under a lock, at most once a second and when it
+ends, always by atomic replacement. Which inputs own which names is claimed in it before any image is
+processed, so two concurrent runs never write the same file. With ``resume=True`` an input whose record
+matches (same settings, same input size and modification time) and whose outputs all exist is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..atomic import remove_stale_temporaries, write_json
+
+SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".subobject-vlm.lock"  # held briefly, to read-merge-write the summary
+ACTIVE_NAME = ".subobject-vlm.active"  # held shared by every live run; exclusive = nobody else is writing
+FLUSH_SECONDS = 1.0
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one run per folder at a time
+    fcntl = None
+
+
+@contextlib.contextmanager
+def _locked(path: Path, mode: int) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_summary(out_dir: Path) -> dict:
+    """The folder's summary (empty when there is none); a summary that is not ours is a ``ValueError``."""
+    path = out_dir / SUMMARY_NAME
+    if not path.exists():
+        return {"images": [], "failed": [], "names": {}, "runs": []}
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{path} is not a summary this command can extend ({error}); choose another --out"
+        ) from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("images", []), list):
+        raise ValueError(f"{path} is not a summary this command can extend; choose another --out")
+    for key, empty in (("images", []), ("failed", []), ("names", {}), ("runs", [])):
+        summary.setdefault(key, empty)
+    return summary
+
+
+def _fold(name: str) -> str:
+    return name.casefold()
+
+
+def plan_output_names(
+    inputs: Sequence[Path],
+    suffixes: Sequence[str],
+    out_dir: Path,
+    claims: dict[str, str] | None = None,
+) -> list[str]:
+    """The output name of each input, without suffix, relative to ``out_dir`` (``"x"``, ``"a/x"``,
+    ``"x.jpg"``, ``"x~2"``), following the rules in this module's docstring.
+
+    Args:
+        inputs: absolute, distinct input paths, in the order they are processed.
+        suffixes: what each input writes, appended to its name (``".png"``, ``"_labels.png"``, ``".npy"``).
+        claims: ``{input path: name}`` given by earlier runs into ``out_dir``.
+    """
+    claims = dict(claims or {})
+    stems = [p.stem for p in inputs]
+    same_folder = {}
+    for path in inputs:
+        same_folder.setdefault((path.parent, _fold(path.stem)), []).append(path)
+    candidates = [
+        p.name if len(same_folder[(p.parent, _fold(p.stem))]) > 1 else stem for p, stem in zip(inputs, stems)
+    ]
+    by_candidate = {}
+    for path, candidate in zip(inputs, candidates):
+        by_candidate.setdefault(_fold(candidate), []).append(path)
+    common = Path(os.path.commonpath([str(p.parent) for p in inputs])) if inputs else out_dir
+    for index, (path, candidate) in enumerate(zip(inputs, candidates)):
+        if len(by_candidate[_fold(candidate)]) > 1:  # same name in other folders: mirror the folders
+            candidates[index] = (path.parent.relative_to(common) / candidate).as_posix()
+
+    taken = {_fold(SUMMARY_NAME), _fold(LOCK_NAME), _fold(ACTIVE_NAME)}
+    out_resolved = out_dir.resolve()
+    for path in inputs:  # an input inside OUT is never overwritten
+        with contextlib.suppress(ValueError):
+            taken.add(_fold(path.resolve().relative_to(out_resolved).as_posix()))
+    own = {str(p) for p in inputs}
+    for owner, name in claims.items():  # earlier runs' outputs for other inputs
+        if owner not in own:
+            taken.update(_fold(name + suffix) for suffix in suffixes)
+            taken.add(_fold(name))
+
+    def free(name: str) -> bool:
+        return all(_fold(name + suffix) not in taken for suffix in suffixes)
+
+    names = []
+    for path, candidate in zip(inputs, candidates):
+        previous = claims.get(str(path))
+        if previous is not None and free(previous):
+            name = previous
+        else:
+            name, number = candidate, 1
+            while not free(name):
+                number += 1
+                name = f"{candidate}~{number}"
+        taken.update(_fold(name + suffix) for suffix in suffixes)
+        names.append(name)
+    return names
+
+
+def check_out_holds_no_inputs(inputs: Sequence[Path], out_dir: Path, allowed: bool) -> None:
+    """Refuse an output folder that holds inputs (a rerun would read its own pictures as photos)."""
+    if allowed:
+        return
+    out_resolved = out_dir.resolve()
+    inside = [p for p in inputs if p.resolve().is_relative_to(out_resolved)]
+    if inside:
+        raise ValueError(
+            f"--out {out_dir} holds {len(inside)} of the inputs (e.g. {inside[0]}); choose another --out, or "
+            "pass --allow-inputs-in-out (inputs are never overwritten)"
+        )
+
+
+def input_fingerprint(path: Path) -> dict:
+    stat = path.stat()
+    return {"input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+
+
+class OutputFolder:
+    """One run's view of an output folder: ``with OutputFolder(out, "segment", settings) as folder:``.
+
+    ``plan`` names the outputs and claims them, ``done``/``failed`` record each input, and the summary is
+    merged into ``OUT/summary.json`` as images finish and when the block ends.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, command: str, settings: dict) -> None:
+        self.out_dir = Path(out_dir)
+        self.command = command
+        self.settings = settings
+        self.settings_key = json.dumps({"command": command, **settings}, sort_keys=True, default=str)
+        self.records: dict[str, dict] = {}
+        self.failures: dict[str, dict] = {}
+        self.claims: dict[str, str] = {}
+        self.run = {"id": uuid.uuid4().hex[:12], "command": command, "settings": settings, "started": _now()}
+        self._last_flush = 0.0
+        self._active = None
+
+    def __enter__(self) -> OutputFolder:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._active = open(self.out_dir / ACTIVE_NAME, "a+b")  # noqa: SIM115 - held for the whole run
+        if fcntl is not None:
+            try:  # nobody else is writing here: clear what a killed run left half-written
+                fcntl.flock(self._active, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                remove_stale_temporaries(self.out_dir, recursive=True)
+            except BlockingIOError:
+                pass
+            fcntl.flock(self._active, fcntl.LOCK_SH)
+        else:
+            remove_stale_temporaries(self.out_dir)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.run["finished"] = _now()
+        try:
+            self.flush(force=True)
+        finally:
+            if self._active is not None:
+                self._active.close()  # releases the shared lock
+
+    def plan(
+        self, inputs: Sequence[Path], suffixes: Sequence[str], resume: bool
+    ) -> tuple[list[tuple[Path, list[Path]]], list[Path]]:
+        """Claim output names for ``inputs`` (absolute, distinct); returns ``(to_do, already_done)`` where
+        ``to_do`` pairs each input with its output paths (one per suffix, parent folders created)."""
+        with _locked(self.out_dir / LOCK_NAME, _EXCLUSIVE):
+            summary = read_summary(self.out_dir)
+            names = plan_output_names(inputs, suffixes, self.out_dir, summary["names"])
+            summary["names"].update({str(p): name for p, name in zip(inputs, names)})
+            write_json(self.out_dir / SUMMARY_NAME, summary)
+        self.claims = {str(p): name for p, name in zip(inputs, names)}
+        finished = {record.get("path"): record for record in summary["images"]}
+        to_do, already_done = [], []
+        for path, name in zip(inputs, names):
+            outputs = [self.out_dir / (name + suffix) for suffix in suffixes]
+            record = finished.get(str(path))
+            if resume and record is not None and self._is_complete(record, path, outputs):
+                already_done.append(path)
+                continue
+            outputs[0].parent.mkdir(parents=True, exist_ok=True)
+            to_do.append((path, outputs))
+        return to_do, already_done
+
+    def _is_complete(self, record: dict, path: Path, outputs: list[Path]) -> bool:
+        try:
+            same_input = {k: record.get(k) for k in ("input_size", "input_mtime_ns")} == input_fingerprint(
+                path
+            )
+        except OSError:
+            return False
+        return (
+            same_input
+            and record.get("settings") == self.settings_key
+            and record.get("outputs") == [p.relative_to(self.out_dir).as_posix() for p in outputs]
+            and all(p.is_file() for p in outputs)
+        )
+
+    def done(self, path: Path, given: str, outputs: list[Path], record: dict) -> None:
+        """Record an input whose outputs are all written."""
+        self.records[str(path)] = {
+            "file": given,
+            "path": str(path),
+            "outputs": [p.relative_to(self.out_dir).as_posix() for p in outputs],
+            **record,
+            **input_fingerprint(path),
+            "settings": self.settings_key,
+        }
+        self.failures.pop(str(path), None)
+        self.flush()
+
+    def failed(self, path: Path, given: str, error: str) -> None:
+        self.failures[str(path)] = {"file": given, "path": str(path), "error": error}
+        self.records.pop(str(path), None)
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Merge this run's records into ``summary.json`` (at most once a second unless ``force``)."""
+        if not force and time.monotonic() - self._last_flush < FLUSH_SECONDS:
+            return
+        self.run.update(done=len(self.records), failed=len(self.failures))
+        with _locked(self.out_dir / LOCK_NAME, _EXCLUSIVE):
+            summary = read_summary(self.out_dir)
+            mine = set(self.records) | set(self.failures)
+            images = [r for r in summary["images"] if r.get("path") not in mine]
+            failed = [r for r in summary["failed"] if r.get("path") not in mine]
+            summary["images"] = sorted(images + list(self.records.values()), key=_record_order)
+            summary["failed"] = sorted(failed + list(self.failures.values()), key=_record_order)
+            summary["names"].update(self.claims)
+            summary["runs"] = [r for r in summary["runs"] if r.get("id") != self.run["id"]] + [self.run]
+            write_json(self.out_dir / SUMMARY_NAME, summary)
+        self._last_flush = time.monotonic()
+
+
+def _record_order(record: dict) -> str:
+    return str(record.get("path", record.get("file", "")))
+
+
+_EXCLUSIVE = fcntl.LOCK_EX if fcntl is not None else 0
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class StopRequests:
+    """SIGINT / SIGTERM ask the loop to stop after the current file (a second SIGINT stops at once)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> StopRequests:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: signals stay as they were
+                self._previous[number] = signal.signal(number, self._request)
+        return self
+
+    def _request(self, number: int, frame) -> None:
+        if self.signal == signal.SIGINT and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = number
+        name = signal.Signals(number).name
+        print(f"\n{name}: finishing the current file, then stopping", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signal)
+
+
+__all__ = [
+    "SUMMARY_NAME",
+    "OutputFolder",
+    "StopRequests",
+    "check_out_holds_no_inputs",
+    "plan_output_names",
+    "read_summary",
+]

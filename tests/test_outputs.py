@@ -1,0 +1,228 @@
+"""Outputs of `segment` / `boundary` that lose nothing: unique names, inputs never overwritten, a summary kept
+current across runs, `--resume`, concurrent runs, and runs killed at random points (SIGKILL, SIGINT)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from PIL import Image
+
+from subobject_vlm.cli import main
+from subobject_vlm.commands._outputs import plan_output_names
+
+FAST = ["--model", "patch", "--max-tokens", "4"]  # a baseline: outputs are what these tests look at
+
+
+def write_photo(path, seed=0, size=(24, 32)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def summary_of(out):
+    return json.loads((out / "summary.json").read_text())
+
+
+def files_in(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_same_names_in_two_folders_are_mirrored_not_overwritten(tmp_path):
+    a, b = write_photo(tmp_path / "a" / "x.jpg", 1), write_photo(tmp_path / "b" / "x.jpg", 2)
+    out = tmp_path / "out"
+    assert main(["segment", str(a), str(b), "--out", str(out), "--save-labels", "npy", *FAST]) == 0
+    assert {"a/x.png", "a/x.npy", "b/x.png", "b/x.npy"} <= set(files_in(out))
+    records = {r["file"]: r["outputs"] for r in summary_of(out)["images"]}
+    assert records == {str(a): ["a/x.png", "a/x.npy"], str(b): ["b/x.png", "b/x.npy"]}
+
+
+def test_one_folder_same_stem_keeps_extensions_and_suffix_clashes_are_numbered(tmp_path):
+    photos = tmp_path / "photos"
+    write_photo(photos / "x.jpg", 1), write_photo(photos / "x.png", 2)
+    write_photo(photos / "p.png", 3), write_photo(photos / "p_labels.png", 4)
+    out = tmp_path / "out"
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "png", *FAST]) == 0
+    outputs = {r["file"].split("/")[-1]: r["outputs"] for r in summary_of(out)["images"]}
+    assert outputs == {
+        "p.png": ["p.png", "p_labels.png"],
+        "p_labels.png": ["p_labels~2.png", "p_labels~2_labels.png"],  # p's labels own p_labels.png
+        "x.jpg": ["x.jpg.png", "x.jpg_labels.png"],
+        "x.png": ["x.png.png", "x.png_labels.png"],
+    }
+    for names in outputs.values():  # every output is its own complete file
+        assert Image.open(out / names[0]).mode == "RGB"
+        assert Image.open(out / names[1]).mode.startswith("I")
+
+
+def test_names_compare_case_insensitively():
+    from pathlib import Path
+
+    names = plan_output_names([Path("/d/X.jpg"), Path("/d/x.png")], [".png"], Path("/out"))
+    assert names == ["X.jpg", "x.png"]
+    names = plan_output_names([Path("/a/X.jpg"), Path("/b/x.jpg")], [".png"], Path("/out"))
+    assert names == ["a/X", "b/x"]
+
+
+def test_an_out_folder_holding_inputs_is_refused_and_inputs_are_never_overwritten(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photo = write_photo(photos / "x.png")
+    before = photo.read_bytes()
+    assert main(["segment", str(photos), "--out", str(photos), *FAST]) == 2
+    assert "holds 1 of the inputs" in capsys.readouterr().err
+    assert files_in(photos) == ["x.png"]
+    assert main(["segment", str(photos), "--out", str(photos), "--allow-inputs-in-out", *FAST]) == 0
+    assert photo.read_bytes() == before
+    assert [r["outputs"] for r in summary_of(photos)["images"]] == [["x~2.png"]]
+
+
+def test_a_file_named_twice_is_done_once(tmp_path):
+    photo = write_photo(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(photo), str(tmp_path / "in"), "--out", str(out), *FAST]) == 0
+    assert len(summary_of(out)["images"]) == 1 and files_in(out) == [
+        ".subobject-vlm.active",
+        ".subobject-vlm.lock",
+        "summary.json",
+        "x.png",
+    ]
+
+
+def test_a_later_run_keeps_earlier_outputs_and_records(tmp_path):
+    a, b = write_photo(tmp_path / "a" / "x.jpg", 1), write_photo(tmp_path / "b" / "x.jpg", 2)
+    out = tmp_path / "out"
+    assert main(["segment", str(a), "--out", str(out), *FAST]) == 0
+    first = (out / "x.png").read_bytes()
+    assert main(["segment", str(b), "--out", str(out), *FAST]) == 0
+    assert (out / "x.png").read_bytes() == first  # b's picture did not replace a's
+    records = {r["file"]: r["outputs"] for r in summary_of(out)["images"]}
+    assert records == {str(a): ["x.png"], str(b): ["x~2.png"]}
+    assert main(["segment", str(a), "--out", str(out), *FAST]) == 0  # a keeps the name it was given
+    assert {r["file"]: r["outputs"] for r in summary_of(out)["images"]} == records
+    assert len(summary_of(out)["runs"]) == 3
+
+
+def test_resume_skips_what_is_complete_and_redoes_what_changed(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for i in range(3):
+        write_photo(photos / f"p{i}.png", i)
+    out = tmp_path / "out"
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", *FAST]) == 0
+    stamps = {name: (out / name).stat().st_mtime_ns for name in ("p0.png", "p1.npy", "p2.png")}
+    capsys.readouterr()
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume", *FAST]) == 0
+    assert "3 image(s) already done" in capsys.readouterr().err
+    assert {name: (out / name).stat().st_mtime_ns for name in stamps} == stamps
+
+    (out / "p1.npy").unlink()  # a missing output
+    write_photo(photos / "p2.png", 7)  # a changed input
+    os.utime(photos / "p2.png", ns=(1, 1))
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume", *FAST]) == 0
+    assert "1 image(s) already done" in capsys.readouterr().err
+    assert (out / "p1.npy").exists() and (out / "p0.png").stat().st_mtime_ns == stamps["p0.png"]
+
+    # other settings: nothing counts as done
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume",
+                 "--model", "patch", "--max-tokens", "9"]) == 0  # fmt: skip
+    assert "already done" not in capsys.readouterr().err
+    assert {r["tokens"] for r in summary_of(out)["images"]} == {9}
+
+
+def test_boundary_resumes_too(tmp_path, capsys):
+    photo = write_photo(tmp_path / "in" / "x.png")
+    out = tmp_path / "maps"
+    assert main(["boundary", str(photo), "--out", str(out), "--model", "gradient"]) == 0
+    assert main(["boundary", str(photo), "--out", str(out), "--model", "gradient", "--resume"]) == 0
+    assert "1 image(s) already done" in capsys.readouterr().err
+    assert Image.open(out / "x.png").mode == "L"
+
+
+def test_two_concurrent_runs_into_one_folder_lose_nothing(tmp_path):
+    first = [write_photo(tmp_path / "a" / f"x{i}.png", i) for i in range(6)]
+    second = [write_photo(tmp_path / "b" / f"x{i}.png", 10 + i) for i in range(6)]  # the same names
+    out = tmp_path / "out"
+    statuses = []
+
+    def run(paths):
+        statuses.append(main(["segment", *map(str, paths), "--out", str(out), "--save-labels", "npy", *FAST]))
+
+    threads = [threading.Thread(target=run, args=(paths,)) for paths in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [0, 0]
+    summary = summary_of(out)
+    assert sorted(r["file"] for r in summary["images"]) == sorted(map(str, first + second))
+    outputs = [name for r in summary["images"] for name in r["outputs"]]
+    assert len(set(outputs)) == 24 and all((out / name).is_file() for name in outputs)
+    for record in summary["images"]:  # each output holds its own input's segmentation
+        assert np.load(out / record["outputs"][1]).shape == (24, 32)
+    assert len(summary["runs"]) == 2
+
+
+def test_an_unreadable_summary_is_refused_not_replaced(tmp_path, capsys):
+    photo = write_photo(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text("my notes")
+    assert main(["segment", str(photo), "--out", str(out), *FAST]) == 2
+    assert "not a summary" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == "my notes"
+
+
+def _kill_and_resume(tmp_path, trial, sig, images=16):
+    """Start `segment` in a subprocess, send ``sig`` at a random point after its first output, then finish
+    with --resume; every input must end up done exactly once with complete outputs."""
+    photos = tmp_path / f"photos{trial}"
+    if not photos.exists():
+        for i in range(images):
+            write_photo(photos / f"p{i:02d}.png", i, size=(160, 200))
+    out = tmp_path / f"out{trial}"
+    command = [sys.executable, "-m", "subobject_vlm.commands.segment", str(photos), "--out", str(out),
+               "--save-labels", "npy", "--model", "felzenszwalb", "--max-tokens", "16"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.glob("p*")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.Random(trial).uniform(0.0, 0.25))
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    if sig == signal.SIGINT and process.returncode != 0:  # stopped cleanly, not with a traceback
+        assert process.returncode == 130 and "Traceback" not in stderr, stderr
+        assert "rerun with --resume" in stderr
+    assert not [p for p in out.rglob("*.npy") if p.stat().st_size == 0]
+    done_before = {r["file"] for r in summary_of(out)["images"]} if (out / "summary.json").exists() else set()
+
+    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume",
+                 "--model", "felzenszwalb", "--max-tokens", "16"]) == 0  # fmt: skip
+    summary = summary_of(out)
+    files = [r["file"] for r in summary["images"]]
+    assert sorted(files) == sorted(str(p) for p in photos.iterdir()) and not summary["failed"]
+    assert not list(out.rglob("*.tmp"))
+    for record in summary["images"]:
+        assert np.load(out / record["outputs"][1]).max() + 1 == record["tokens"]
+        Image.open(out / record["outputs"][0]).load()  # a complete PNG
+    return len(done_before)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_runs_resume_to_every_input_done_once(tmp_path, sig):
+    for trial in range(2):
+        _kill_and_resume(tmp_path, trial, sig)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["KILL", "INT", "TERM"])
+def test_many_kill_points(tmp_path, sig):
+    done_before = [_kill_and_resume(tmp_path, trial, sig) for trial in range(15)]
+    assert len(set(done_before)) > 1  # the kills landed at different points
