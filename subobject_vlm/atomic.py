@@ -63,6 +63,12 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     with atomic_open(path, "w") as handle:
@@ -82,6 +88,12 @@ def save_image(path: str | os.PathLike, image, format: str = "PNG") -> None:
     """Save a PIL image atomically."""
     with atomic_open(path, "wb") as handle:
         image.save(handle, format=format)
+
+
+def save_figure(path: str | os.PathLike, figure, **savefig_kwargs) -> None:
+    """``figure.savefig`` to ``path`` atomically, in the format its suffix names."""
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:

@@ -24,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import save_image, write_text
+
 COLOURS: dict[str, tuple[int, int, int]] = {  # CLEVR's palette
     "gray": (87, 87, 87),
     "red": (173, 35, 35),
@@ -320,9 +322,7 @@ def make_clevr_like(
     for i in range(num_images):
         scene = generate_scene(seed, split, i, size, min_objects, max_objects)
         name = f"images/{split}_{i:06d}.png"
-        temporary = out_dir / f"{name}.partial"
-        Image.fromarray(scene.image).save(temporary, format="PNG")
-        os.replace(temporary, out_dir / name)
+        save_image(out_dir / name, Image.fromarray(scene.image))
         task, text, answer = scene.qa
         records.append(
             {"image": name, "task": "caption", "scene": i, "conversations": [
@@ -338,9 +338,7 @@ def make_clevr_like(
         )  # fmt: skip
         scenes.append({"image": name, "objects": [asdict(o) for o in scene.objects]})
     for file_name, payload in (("scenes.json", scenes), ("data.json", records)):
-        temporary = out_dir / f"{file_name}.partial"
-        temporary.write_text(json.dumps(payload, indent=1))
-        os.replace(temporary, out_dir / file_name)
+        write_text(out_dir / file_name, json.dumps(payload, indent=1))
     return out_dir / "data.json"
 
 

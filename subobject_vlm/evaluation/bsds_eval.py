@@ -15,7 +15,6 @@ then writes ``metrics.json``, ``pr_curve.png`` and ``token_metrics.png`` to ``ou
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_json
 from ..segmentation.settings import BASELINES
 from .boundary_benchmark import (
     bsds_thresholds,
@@ -269,8 +269,7 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     config = report["config"]
     paths = {"metrics": out_dir / "metrics.json"}
-    with open(paths["metrics"], "w") as f:
-        json.dump(report, f, indent=1)
+    write_json(paths["metrics"], report)
     title = f"BSDS500 {config['split']} ({config['num_images']} images)"
     if report.get("boundary"):
         paths["pr_curve"] = plot_pr_curves(

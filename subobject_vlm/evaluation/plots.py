@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import save_figure, save_image, write_json
+
 
 def _pyplot():
     import matplotlib
@@ -66,7 +68,7 @@ def plot_pr_curves(boundaries: dict[str, dict], path: str | os.PathLike, title: 
     ax.legend(loc="lower left", fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    save_figure(path, fig, dpi=120)
     plt.close(fig)
     return path
 
@@ -104,7 +106,7 @@ def plot_token_metrics(
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    save_figure(path, fig, dpi=110)
     plt.close(fig)
     return path
 
@@ -148,7 +150,7 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "perplexity_vs_tokens.png")
-    fig.savefig(paths[-1], dpi=110)
+    save_figure(paths[-1], fig, dpi=110)
     plt.close(fig)
 
     for index, label, file_name in [
@@ -175,7 +177,7 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         paths.append(out_dir / file_name)
-        fig.savefig(paths[-1], dpi=120)
+        save_figure(paths[-1], fig, dpi=120)
         plt.close(fig)
     return paths
 
@@ -212,7 +214,7 @@ def plot_tokenizer_examples(
         ax.set_yticks([])
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    save_figure(path, fig, dpi=110)
     plt.close(fig)
     return path
 
@@ -266,14 +268,13 @@ def plot_loss_curve(
         draw.line([width - 150, legend_y + 6, width - 125, legend_y + 6], fill=colour, width=3)
         draw.text((width - 120, legend_y), name, fill="black")
     path = Path(path)
-    image.save(path)
+    save_image(path, image)
     return path
 
 
 def save_loss_history(log_history: list[dict], output_dir: str | os.PathLike) -> None:
     """A training's ``log_history.json`` and its ``loss_curve.png`` in ``output_dir``."""
-    import json
 
     output_dir = Path(output_dir)
-    (output_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
+    write_json(output_dir / "log_history.json", log_history)
     plot_loss_curve(log_history, output_dir / "loss_curve.png")

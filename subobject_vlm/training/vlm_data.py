@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import save_image, write_json
 from ..configuration_subobject_llava import num_image_placeholders
 from ..image_utils import load_image, to_rgb_uint8
 
@@ -161,7 +162,7 @@ def make_synthetic_shapes(
         else:
             draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
         name = f"images/{i:04d}.png"
-        image.save(out_dir / name)
+        save_image(out_dir / name, image)
         records.append(
             {
                 "image": name,
@@ -172,7 +173,7 @@ def make_synthetic_shapes(
             }
         )
     path = out_dir / "data.json"
-    path.write_text(json.dumps(records, indent=1))
+    write_json(path, records)
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ...atomic import save_npy
 from .config import ComparisonConfig
 
 
@@ -142,9 +142,7 @@ def segment_split(
             ]
         maps[start : start + len(batch)] = np.stack(label_maps)
     out_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".partial.npy")
-    np.save(temporary, maps)
-    os.replace(temporary, path)
+    save_npy(path, maps)
     return maps
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ...atomic import write_text
 
 RESULT_FIELDS = (
     "tokenizer", "budget", "seed", "mean_tokens", "steps", "batch_size", "val_loss", "val_perplexity",
@@ -32,12 +33,7 @@ def append_result(path: Path, record: dict) -> None:
     text = path.read_text() if path.is_file() else ""
     if text and not text.endswith("\n"):  # drop a torn line left by an interrupted write
         text = text[: text.rfind("\n") + 1]
-    temporary = path.with_suffix(".jsonl.partial")
-    with open(temporary, "w") as handle:
-        handle.write(text + json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_text(path, text + json.dumps(record) + "\n")
 
 
 def summarize(runs: list[dict]) -> list[dict]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ...atomic import write_text
 from .config import ComparisonConfig, budgets_of, load_config
 from .data import (
     attribute_token_ids,
@@ -116,7 +117,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
               for budget in budgets_of(config, name) for seed in config.seeds}  # fmt: skip
     runs = [r for r in read_results(results_path) if r.get("fingerprint") == fingerprint
             and (r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) in wanted]  # fmt: skip
-    (out_dir / "results.md").write_text(results_table(runs))
+    write_text(out_dir / "results.md", results_table(runs))
     plot_token_efficiency(runs, out_dir)
     small = [
         cv2.resize(image, (config.label_size,) * 2, interpolation=cv2.INTER_AREA)
