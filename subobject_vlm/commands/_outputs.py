@@ -171,7 +171,7 @@ class OutputFolder:
         self.failures: dict[str, dict] = {}
         self.claims: dict[str, str] = {}
         self.run = {"id": uuid.uuid4().hex[:12], "command": command, "settings": settings, "started": _now()}
-        self._last_flush = 0.0
+        self._last_flush = self._flush_cost = 0.0
         self._active = None
 
     def __enter__(self) -> OutputFolder:
@@ -252,9 +252,11 @@ class OutputFolder:
         self.flush()
 
     def flush(self, force: bool = False) -> None:
-        """Merge this run's records into ``summary.json`` (at most once a second unless ``force``)."""
-        if not force and time.monotonic() - self._last_flush < FLUSH_SECONDS:
+        """Merge this run's records into ``summary.json`` (throttled unless ``force``)."""
+        # at most once a second, and at most 10 % of the run's time however large the summary grows
+        if not force and time.monotonic() - self._last_flush < max(FLUSH_SECONDS, 10 * self._flush_cost):
             return
+        start = time.monotonic()
         self.run.update(done=len(self.records), failed=len(self.failures))
         with _locked(self.out_dir / LOCK_NAME, _EXCLUSIVE):
             summary = read_summary(self.out_dir)
@@ -267,6 +269,7 @@ class OutputFolder:
             summary["runs"] = [r for r in summary["runs"] if r.get("id") != self.run["id"]] + [self.run]
             write_json(self.out_dir / SUMMARY_NAME, summary)
         self._last_flush = time.monotonic()
+        self._flush_cost = self._last_flush - start
 
 
 def _record_order(record: dict) -> str:
