@@ -202,9 +202,11 @@ def test_pictures_show_ours_and_every_baseline(photo, counting_model):
         assert all(p.shape == photo.shape and p.dtype == np.uint8 for p in shown.values())
     with pytest.raises(ValueError, match="view must be"):
         pictures(result, "sideways")
+    outside = result.label_maps["ours"] != 0
     marked = highlight_region(shown["overlay"], result.label_maps["ours"], 0)
-    changed = (marked != shown["overlay"]).any(axis=2)
-    assert changed.any() and not changed[result.label_maps["ours"] != 0].any()  # only region 0 is marked
+    assert marked[outside].mean() < shown["overlay"][outside].mean()  # the rest dimmed
+    outlined = (marked != shown["overlay"]).any(axis=2) & ~outside
+    assert outlined.any() and (marked[outlined] == (255, 210, 0)).all()  # region 0 outlined in yellow
 
 
 def test_downloads_are_the_label_map_in_16_bit_png_and_npy_and_the_composite(photo, counting_model, tmp_path):

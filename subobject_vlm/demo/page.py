@@ -19,9 +19,11 @@ import gradio as gr  # noqa: E402
 
 from ..segmentation.registry import describe_names, registered_names  # noqa: E402
 from ..segmentation.settings import BASELINES, SEED_MODES, SegmentationSettings  # noqa: E402
+from ..segmentation.visualize import mean_colour_image, region_overlay  # noqa: E402
 from .pipeline import (  # noqa: E402
     BoundaryMapCache,
     Tokenization,
+    add_baselines,
     check_boundary_model_name,
     example_photos,
     highlight_region,
@@ -86,10 +88,13 @@ def _status(result: Tokenization, file_name: str) -> str:
 
 
 def _blank(status: str, warn: bool = False) -> tuple:
-    """Every output emptied and ``status`` in the status box (and, with ``warn``, in a toast too)."""
+    """Every output emptied (captions back to their titles) and ``status`` in the status box; with ``warn``
+    also in a toast."""
     if warn:
         gr.Warning(status.removeprefix("⚠️ "))
-    return (None, *[None] * 6, "", status, None, "")
+    images = [gr.Image(None, label=title) for title in ("boundary map", *TITLES.values())]
+    images.insert(2, gr.Image(None, label="ours: mean colour"))
+    return (None, *images, "", status, None, "")
 
 
 def build_demo(
@@ -107,8 +112,11 @@ def build_demo(
     model_names = [name for name in registered_names() if name not in BASELINES]
 
     def update(photo, model_name, budget, threshold, seeds, min_area, resolution, ground_truth, view):
+        """Ours first (the boundary map cached: a new budget costs EPOC only), then the baselines at our count:
+        a generator, so the page shows each step as soon as it is done."""
         if not photo:
-            return _blank("Upload a photo or pick an example.")
+            yield _blank("Upload a photo or pick an example.")
+            return
         file_name = Path(photo).name
         try:
             image, original_shape, notes = prepare_image(photo)
@@ -129,40 +137,58 @@ def build_demo(
                     gt_boundaries = read_ground_truth(ground_truth, original_shape, image.shape[:2])
                 except ValueError as error:
                     gr.Warning(f"ground truth ignored: {error}")
-            result = tokenize(image, settings, cache, gt_boundaries)
+            result = tokenize(image, settings, cache, gt_boundaries, baselines=False)
             shown = pictures(result, view)
-            downloads = [str(path) for path in write_downloads(result, Path(photo).stem)]
         except (ValueError, OSError) as error:  # bad input: say what, in the page, and keep serving
-            return _blank(f"⚠️ {error}", warn=True)
+            yield _blank(f"⚠️ {error}", warn=True)
+            return
         except Exception as error:  # noqa: BLE001 - a broken checkpoint or a bug: say so, keep serving
             LOGGER.exception("demo: %s failed", file_name)
-            return _blank(f"⚠️ {file_name}: {type(error).__name__}: {error}", warn=True)
+            yield _blank(f"⚠️ {file_name}: {type(error).__name__}: {error}", warn=True)
+            return
         for note in notes:
             gr.Warning(note)
-        return (
-            {"result": result, "view": view},
+        ours = (
             gr.Image(shown["boundary_map"], label=f"boundary map ({settings.boundary_model})"),
             gr.Image(shown["overlay"], label=_caption(result, "ours", " (click a region)")),
             gr.Image(shown["mean_colour"], label=_caption(result, "ours", ": mean colour")),
+        )
+        pending = [gr.Image(label=f"{TITLES[name]} · computing…") for name in BASELINES]
+        status = _status(result, file_name)
+        yield ({"result": result, "view": view}, *ours, *pending, gr.skip(), status, gr.skip(), "")
+        try:
+            add_baselines(result, cache)
+            shown = pictures(result, view)
+            downloads = [str(path) for path in write_downloads(result, Path(photo).stem)]
+        except Exception as error:  # noqa: BLE001 - keep ours on the page, say what failed
+            LOGGER.exception("demo: baselines of %s failed", file_name)
+            yield (gr.skip(), *ours, *pending, "", f"{status} · ⚠️ baselines failed: {error}", None, "")
+            return
+        yield (
+            {"result": result, "view": view},
+            *ours,
             *[gr.Image(shown[name], label=_caption(result, name)) for name in BASELINES],
             _summary(result),
-            _status(result, file_name),
+            status,
             downloads,
             "",
         )
 
     def make_select(name: str):
         def on_select(state, evt: gr.SelectData):
-            if not state:
-                return gr.Image(), ""
-            result: Tokenization = state["result"]
+            result: Tokenization | None = state and state["result"]
+            if result is None or name not in result.label_maps:  # nothing shown yet
+                return gr.skip(), ""
             label_map = result.label_maps[name]
             x, y = (int(v) for v in evt.index)
             try:
                 region = region_at(label_map, x, y)
             except ValueError as error:
-                raise gr.Error(str(error)) from None
-            base = pictures(result, state["view"])["overlay" if name == "ours" else name]
+                return gr.skip(), str(error)
+            if name == "ours" or state["view"] == "overlay":
+                base = region_overlay(result.image, label_map)
+            else:
+                base = mean_colour_image(result.image, label_map)
             x0, y0, x1, y1 = region["box"]
             info = (
                 f"**{TITLES[name]}: token {region['index']}** of {result.tokens[name]} · area {region['area']:,} px "
@@ -219,8 +245,8 @@ def build_demo(
                     height=130,
                 )
                 view = gr.Radio(["overlay", "mean colour"], value="overlay", label="show the comparison as")
-                status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=3):
+                status = gr.Markdown("", elem_id="status")
                 image_options = {
                     "type": "numpy",
                     "format": "png",

@@ -151,14 +151,15 @@ class BoundaryMapCache:
 
 @dataclass
 class Tokenization:
-    """One image tokenized four ways.
+    """One image tokenized by ours and, once ``add_baselines`` ran, by every baseline at our count.
 
     Attributes:
         image: ``(H, W, 3)`` uint8, the working image.
         boundary_probs: ``(H, W)`` float32, our boundary map.
-        label_maps: ``(H, W)`` int32 label map per tokenizer (``TOKENIZERS``), the baselines at our count.
+        label_maps: ``(H, W)`` int32 label map per tokenizer (``TOKENIZERS``; ``ours`` first).
         settings: ours.
         model_seconds: the boundary model's time, ``None`` when its map came from the cache.
+        gt_boundaries: ``(H, W)`` bool ground-truth boundaries, one per annotator, or ``None``.
         recall: boundary recall (2 px) per tokenizer against the ground truth, or ``None`` without one.
     """
 
@@ -167,11 +168,16 @@ class Tokenization:
     label_maps: dict[str, np.ndarray]
     settings: SegmentationSettings
     model_seconds: float | None
+    gt_boundaries: list[np.ndarray] | None = None
     recall: dict[str, float] | None = None
 
     @property
     def tokens(self) -> dict[str, int]:
         return {name: int(label_map.max()) + 1 for name, label_map in self.label_maps.items()}
+
+    @property
+    def has_baselines(self) -> bool:
+        return all(name in self.label_maps for name in BASELINES)
 
 
 def check_boundary_model_name(name: str) -> str:
@@ -191,19 +197,37 @@ def tokenize(
     settings: SegmentationSettings,
     cache: BoundaryMapCache,
     gt_boundaries: list[np.ndarray] | None = None,
+    baselines: bool = True,
 ) -> Tokenization:
-    """Tokenize ``image`` with ``settings`` (a boundary model and EPOC's options) and with every baseline at the
-    same token count; with ``gt_boundaries`` (``(H, W)`` bool, one per annotator) also boundary recall."""
+    """Tokenize ``image`` with ``settings`` (a boundary model and EPOC's options) and, with ``baselines``, with
+    every baseline at the same token count (else call ``add_baselines`` later: the page shows ours first); with
+    ``gt_boundaries`` (``(H, W)`` bool, one per annotator) also boundary recall."""
     probs, seconds = cache.boundary_map(image, settings)
     ours = segment_image(image, settings, boundary_probs=probs)
-    count = int(ours.max()) + 1
-    label_maps = {"ours": ours, **{name: cache.baseline(image, name, count) for name in BASELINES}}
-    recall = None
-    if gt_boundaries is not None:
-        from ..evaluation.region_metrics import boundary_recall
+    result = Tokenization(image, probs, {"ours": ours}, settings, seconds, gt_boundaries)
+    _score(result)
+    return add_baselines(result, cache) if baselines else result
 
-        recall = {name: boundary_recall(m, gt_boundaries, tolerance=2) for name, m in label_maps.items()}
-    return Tokenization(image, probs, label_maps, settings, seconds, recall)
+
+def add_baselines(result: Tokenization, cache: BoundaryMapCache) -> Tokenization:
+    """Add every baseline's label map at our token count (and its recall) to ``result``; returns it."""
+    count = result.tokens["ours"]
+    for name in BASELINES:
+        result.label_maps[name] = cache.baseline(result.image, name, count)
+    _score(result)
+    return result
+
+
+def _score(result: Tokenization) -> None:
+    """Boundary recall (2 px) of every label map that has none yet, where there is a ground truth."""
+    if result.gt_boundaries is None:
+        return
+    from ..evaluation.region_metrics import boundary_recall
+
+    result.recall = result.recall or {}
+    for name, label_map in result.label_maps.items():
+        if name not in result.recall:
+            result.recall[name] = boundary_recall(label_map, result.gt_boundaries, tolerance=2)
 
 
 def read_ground_truth(
@@ -269,31 +293,33 @@ def read_ground_truth(
 
 
 def highlight_region(picture: np.ndarray, label_map: np.ndarray, index: int) -> np.ndarray:
-    """A copy of ``picture`` (``(H, W, 3)`` uint8) with region ``index`` of ``label_map`` tinted and outlined in
-    yellow."""
-    picture = picture.copy()
+    """A copy of ``picture`` (``(H, W, 3)`` uint8) with region ``index`` of ``label_map`` outlined in yellow and
+    the rest dimmed."""
     inside = (label_map == index).astype(np.uint8)  # (H, W) 0/1
     width = max(2, round(max(label_map.shape) / 256))  # an outline that stays visible when shown small
-    eroded = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=width)
+    eroded = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=width).astype(bool)
     inside = inside.astype(bool)
-    picture[inside] = np.round(0.5 * picture[inside] + 0.5 * np.array([255, 230, 0])).astype(np.uint8)
-    picture[inside & ~eroded.astype(bool)] = (255, 200, 0)
-    return picture
+    marked = np.where(inside[..., None], picture, picture // 3 + 40).astype(np.uint8)
+    marked[inside & ~eroded] = (255, 210, 0)
+    return marked
 
 
 def pictures(result: Tokenization, view: str = "overlay") -> dict[str, np.ndarray]:
     """``(H, W, 3)`` uint8 pictures: ``boundary_map``, ``overlay`` and ``mean_colour`` of ours, and one per
-    baseline drawn as ``view`` (``"overlay"`` or ``"mean colour"``)."""
+    baseline in ``result`` drawn as ``view`` (``"overlay"`` or ``"mean colour"``)."""
     if view not in ("overlay", "mean colour"):
         raise ValueError(f"view must be 'overlay' or 'mean colour', got {view!r}")
     draw = region_overlay if view == "overlay" else mean_colour_image
     ours = result.label_maps["ours"]
-    return {
+    shown = {
         "boundary_map": colorize_probs(result.boundary_probs),
         "overlay": region_overlay(result.image, ours),
         "mean_colour": mean_colour_image(result.image, ours),
-        **{name: draw(result.image, result.label_maps[name]) for name in BASELINES},
     }
+    shown.update(
+        {name: draw(result.image, result.label_maps[name]) for name in BASELINES if name in result.label_maps}
+    )
+    return shown
 
 
 def region_at(label_map: np.ndarray, x: int, y: int) -> dict:
@@ -372,6 +398,7 @@ def example_photos(folder: str | Path | None = None) -> list[Path]:
 
 __all__ = [
     "BoundaryMapCache",
+    "add_baselines",
     "EXAMPLE_PHOTOS",
     "MAX_ASPECT",
     "MAX_SIDE",
