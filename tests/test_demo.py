@@ -245,6 +245,17 @@ def test_the_demo_command_refuses_a_mistyped_model_before_serving(capsys):
     assert "unknown tokenizer 'no-such-model'" in capsys.readouterr().err
 
 
+def test_the_demo_command_without_gradio_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from subobject_vlm.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the demo extra were not installed
+    monkeypatch.delitem(sys.modules, "subobject_vlm.demo.page", raising=False)
+    assert main(["demo"]) == 2
+    assert 'pip install -e ".[demo]"' in capsys.readouterr().err
+
+
 def test_the_space_file_builds_the_page_without_serving():
     import gradio
 

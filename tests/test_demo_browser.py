@@ -1,5 +1,5 @@
 """The demo page in a real browser: Debian's Chromium, headless, driven by Playwright, against the app served on
-127.0.0.1. It opens the page, uploads photos (a broken one too), moves the budget slider, clicks a region, and
+127.0.0.1. It opens the page, uploads photos (and a text file, a broken JPEG, a 10000x1 strip), moves the budget slider, clicks a region, and
 checks the rendered images, the token counts, that the boundary model ran once per image, and that the page
 asked nothing of any other host.
 
@@ -83,11 +83,11 @@ def token_count(page, elem_id: str) -> int:
 
 
 def upload(page, path: Path) -> None:
-    """Clear the photo box (it holds the example the page opened on), then choose ``path``."""
-    clear = page.locator("#photo button[aria-label='Clear']")
-    if clear.count():
-        clear.first.click()
-    page.locator("#photo input[type=file]").set_input_files(str(path))
+    """Choose ``path`` in the photo box, clearing the file it holds first (the page opens on an example)."""
+    chooser = page.locator("#photo input[type=file]")
+    if not chooser.count():
+        page.locator("#photo button[aria-label='Clear']").first.click()
+    chooser.set_input_files(str(path))
 
 
 def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary_map(served_demo, tmp_path):
@@ -104,6 +104,8 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
     photo, broken, strip = tmp_path / "coffee.jpg", tmp_path / "broken.jpg", tmp_path / "strip.png"
     Image.fromarray(data.coffee()).save(photo, quality=90)  # 600x400
     broken.write_bytes(b"this is not a JPEG")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
     Image.new("RGB", (10000, 1), (200, 120, 40)).save(strip)
     ground_truth = tmp_path / "coffee_gt.npy"
     np.save(
@@ -183,6 +185,8 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
             expect(page.locator("#summary")).to_contain_text("boundary recall")
 
             # bad files: a clear message in the page each time, and the app keeps serving
+            upload(page, notes)  # refused by the file box itself
+            expect(page.get_by_text("Invalid file type: notes.txt").first).to_be_visible()
             upload(page, broken)
             expect(page.locator("#status")).to_contain_text("broken.jpg: not an image file Pillow can read")
             upload(page, strip)
