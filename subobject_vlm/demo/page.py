@@ -199,7 +199,7 @@ def build_demo(
         return on_select
 
     with gr.Blocks(title="Subobject tokens", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        state = gr.State(None)
+        state = gr.State(None, time_to_live=3600)  # the last result per visitor (arrays): freed after an hour
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
