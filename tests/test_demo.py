@@ -235,6 +235,67 @@ def test_example_photos_are_written_once_from_scikit_image(tmp_path):
     assert prepare_image(paths[1])[0].shape == (400, 600, 3)
 
 
+# --- the page's handler, without a browser ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page_update():
+    """The page's tokenize handler (a generator of output tuples) from a built page, on the gradient model."""
+    from subobject_vlm.demo import build_demo
+
+    demo = build_demo(model="gradient")
+    [function] = [f.fn for f in demo.fns.values() if f.api_name == "tokenize"]
+    return function
+
+
+def run_page(page_update, photo_path, model="gradient", budget=16, ground_truth=None):
+    """The last outputs of the handler: (state, 6 images, summary, status, downloads, region info)."""
+    outputs = list(page_update(photo_path, model, budget, 0.1, "minima", 20, 0, ground_truth, "overlay"))
+    return outputs[-1]
+
+
+def test_the_page_shows_ours_first_then_every_tokenizer(page_update, photo, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    steps = list(page_update(str(path), "gradient", 16, 0.1, "minima", 20, 0, None, "overlay"))
+    assert len(steps) == 2  # ours, then the baselines
+    first, last = steps
+    assert "computing" in first[4].label and "**photo.png** · 128×128 px" in first[8]
+    state, *images = last[:7]
+    count = state["result"].tokens["ours"]
+    assert all(f" {count} tokens" in image.label for image in images[1:])
+    assert [p.split("/")[-1] for p in last[9]] == [
+        "photo_labels.png",
+        "photo_labels.npy",
+        "photo_subobjects.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/no/such/checkpoint", "unknown tokenizer '/no/such/checkpoint'"),
+        ("slic", "'slic' is a baseline"),
+        ("{tmp}", "is not a checkpoint folder (no config.json)"),
+    ],
+)
+def test_a_bad_model_is_a_message_in_the_page(page_update, photo, tmp_path, model, message):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    with pytest.warns(UserWarning):  # gr.Warning outside a request: a Python warning
+        state, *_, status, downloads, _ = run_page(page_update, str(path), model=model.format(tmp=tmp_path))
+    assert state is None and downloads is None and message in status
+
+
+def test_a_ground_truth_of_the_wrong_size_is_ignored_with_a_warning(page_update, photo, tmp_path):
+    path, gt = tmp_path / "photo.png", tmp_path / "gt.npy"
+    Image.fromarray(photo).save(path)
+    np.save(gt, np.zeros((5, 5), np.int32))
+    with pytest.warns(UserWarning, match="ground truth ignored"):
+        state, *_ = run_page(page_update, str(path), ground_truth=str(gt))
+    assert state["result"].recall is None
+
+
 # --- the command and the Space ----------------------------------------------------------------------------------
 
 
