@@ -177,6 +177,9 @@ def test_ground_truth_of_another_size_or_kind_is_refused(tmp_path):
     np.save(tmp_path / "float.npy", np.zeros((40, 60), np.float32))
     with pytest.raises(ValueError, match="an \\(H, W\\) integer array"):
         read_ground_truth(tmp_path / "float.npy", (40, 60), (40, 60))
+    (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 truncated")
+    with pytest.raises(ValueError, match="broken.mat: not a readable BSDS .mat file"):
+        read_ground_truth(tmp_path / "broken.mat", (40, 60), (40, 60))
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="must be a label map"):
         read_ground_truth(tmp_path / "notes.txt", (40, 60), (40, 60))

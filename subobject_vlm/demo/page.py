@@ -135,7 +135,7 @@ def build_demo(
             if ground_truth:
                 try:
                     gt_boundaries = read_ground_truth(ground_truth, original_shape, image.shape[:2])
-                except ValueError as error:
+                except Exception as error:  # noqa: BLE001 - any unreadable ground truth: shown without recall
                     gr.Warning(f"ground truth ignored: {error}")
             result = tokenize(image, settings, cache, gt_boundaries, baselines=False)
             shown = pictures(result, view)

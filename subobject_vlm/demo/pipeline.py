@@ -249,7 +249,10 @@ def read_ground_truth(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        segmentations, _ = read_bsds_annotations(path)
+        try:
+            segmentations, _ = read_bsds_annotations(path)
+        except Exception as error:  # noqa: BLE001 - scipy's MatReadError and kin: one line naming the file
+            raise ValueError(f"{path.name}: not a readable BSDS .mat file ({error})") from None
     elif suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
