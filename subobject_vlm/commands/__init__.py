@@ -7,7 +7,16 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("segment", "boundary", "eval_bsds", "train_boundary", "convert", "train", "compare_tokenizers")
+COMMANDS = (
+    "segment",
+    "boundary",
+    "eval_bsds",
+    "train_boundary",
+    "convert",
+    "train",
+    "compare_tokenizers",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,57 @@
+"""``subobject-vlm demo``: serve the demo page (a photo's subobject tokens next to patches, SLIC and
+Felzenszwalb) on this machine; needs the ``demo`` extra (``pip install -e ".[demo]"``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "demo"
+HELP = "serve the demo web page (Gradio) on this machine"
+DESCRIPTION = (
+    "Serve the demo page: upload a photo and see its subobject tokens next to patches, SLIC and Felzenszwalb at "
+    'the same token count. Needs the demo extra: pip install -e ".[demo]". Works offline with the embedded model.'
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..segmentation.registry import describe_names
+
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument(
+        "--model",
+        default="default",
+        help=f"boundary model selected at start: {describe_names(baselines=False)}",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..segmentation.registry import check_tokenizer_name
+
+    check_tokenizer_name(args.model)  # a mistyped name fails before the server starts
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    try:
+        from ..demo.page import build_demo, launch
+    except ImportError as error:
+        print(
+            f'error: the demo needs gradio ({error}); install it with: pip install -e ".[demo]"',
+            file=sys.stderr,
+        )
+        return 2
+    from ._files import quiet_third_parties
+
+    quiet_third_parties()
+    print(f"serving the demo on http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
+    launch(build_demo(model=args.model, device=args.device), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.demo ...
+    from . import run_as_script
+
+    raise SystemExit(run_as_script("demo"))

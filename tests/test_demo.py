@@ -1,0 +1,336 @@
+"""The demo's work as plain functions (``subobject_vlm.demo.pipeline``), its command and its Space file; the page
+itself is driven in a real browser by ``test_demo_browser.py``."""
+
+import runpy
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT, write_tiny_bsds
+from PIL import Image
+
+from subobject_vlm.demo import pipeline
+from subobject_vlm.demo.pipeline import (
+    BoundaryMapCache,
+    check_boundary_model_name,
+    example_photos,
+    highlight_region,
+    pictures,
+    prepare_image,
+    read_ground_truth,
+    region_at,
+    tokenize,
+    write_downloads,
+)
+from subobject_vlm.evaluation import segmentation_boundaries
+from subobject_vlm.segmentation import SegmentationSettings, gradient_boundary_probs
+
+
+class CountingModel:
+    """A boundary model (classical gradients) that counts its calls."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, images):
+        self.calls += 1
+        return [gradient_boundary_probs(image) for image in images]
+
+
+@pytest.fixture
+def counting_model(monkeypatch):
+    model = CountingModel()
+    monkeypatch.setattr(pipeline, "load_boundary_model", lambda name, **options: model)
+    return model
+
+
+@pytest.fixture
+def photo(astronaut):
+    return np.ascontiguousarray(astronaut[::4, ::4])  # 128x128
+
+
+def settings(**changes) -> SegmentationSettings:
+    return SegmentationSettings(
+        "gradient", **{"max_tokens": 24, "seeds": "minima", "min_area": 20, **changes}
+    )
+
+
+# --- bad input: one clear line naming the file by its own name -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a JPEG", "upload.jpg: not an image file Pillow can read"),
+        (b"\xff\xd8\xff\xe0 truncated", "upload.jpg: cannot decode image"),
+        (b"", "upload.jpg: file is empty"),
+    ],
+)
+def test_a_broken_file_is_named_without_its_temporary_folder(tmp_path, content, message):
+    path = tmp_path / "upload.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as raised:
+        prepare_image(path)
+    assert str(raised.value).startswith(message)
+    assert str(tmp_path) not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [((10000, 1), "the image is 10000×1 px; its shorter side"), ((2000, 20), "more elongated than 16:1")],
+)
+def test_strips_are_refused_with_their_size(tmp_path, size, message):
+    path = tmp_path / "strip.png"
+    Image.new("RGB", size, (10, 200, 30)).save(path)
+    with pytest.raises(ValueError, match=message):
+        prepare_image(path)
+
+
+def test_a_large_image_is_downscaled_with_a_note(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("RGB", (3000, 2000), (10, 200, 30)).save(path)
+    image, original_shape, notes = prepare_image(path)
+    assert image.shape == (683, 1024, 3) and original_shape == (2000, 3000)
+    assert notes == ["big.png is 3000×2000 px: tokenized and shown at 1024×683"]
+
+
+def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.new("RGB", (400, 300)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # as if the file were gigapixels
+    with pytest.raises(ValueError, match="huge.png: too large to decode safely"):
+        prepare_image(path)
+
+
+def test_a_baseline_or_nothing_is_not_a_boundary_model():
+    with pytest.raises(ValueError, match="'slic' is a baseline"):
+        check_boundary_model_name("slic")
+    with pytest.raises(ValueError, match="choose a boundary model"):
+        check_boundary_model_name("  ")
+    assert check_boundary_model_name(" default ") == "default"
+
+
+# --- tokenizing: one boundary map per image, the baselines at our count ----------------------------------------
+
+
+def test_the_baselines_get_exactly_our_token_count(photo, counting_model):
+    result = tokenize(photo, settings(), BoundaryMapCache())
+    counts = result.tokens
+    assert set(counts) == {"ours", "patch", "slic", "felzenszwalb"}
+    assert 2 <= counts["ours"] <= 24 and len(set(counts.values())) == 1
+    for label_map in result.label_maps.values():
+        assert label_map.shape == photo.shape[:2] and label_map.dtype == np.int32
+    assert result.recall is None and result.model_seconds is not None
+
+
+def test_a_new_budget_reuses_the_boundary_map(photo, counting_model):
+    cache = BoundaryMapCache()
+    first = tokenize(photo, settings(max_tokens=24), cache)
+    for budget in (8, 16, 24):  # the slider moving
+        again = tokenize(photo, settings(max_tokens=budget, threshold=0.2), cache)
+        assert again.tokens["ours"] <= budget and again.model_seconds is None
+    assert counting_model.calls == cache.model_runs == 1
+    assert np.array_equal(again.boundary_probs, first.boundary_probs)
+    tokenize(photo[:, ::-1].copy(), settings(), cache)  # another image
+    tokenize(photo, settings(boundary_model_options={"max_side": 64}), cache)  # other model options
+    assert counting_model.calls == cache.model_runs == 3
+
+
+def test_recall_against_a_ground_truth_scores_every_tokenizer(photo, counting_model):
+    result = tokenize(photo, settings(), BoundaryMapCache())
+    own = [segmentation_boundaries(result.label_maps["ours"])]
+    scored = tokenize(photo, settings(), BoundaryMapCache(), gt_boundaries=own)
+    assert scored.recall["ours"] == 1.0  # its own boundaries, all found
+    assert all(0.0 <= r < 1.0 for name, r in scored.recall.items() if name != "ours")
+
+
+# --- ground truth files ----------------------------------------------------------------------------------------
+
+
+def test_ground_truth_reads_label_maps_as_npy_and_png(tmp_path):
+    label_map = np.zeros((40, 60), np.int32)
+    label_map[:, 30:] = 1
+    label_map[20:, :] = 2
+    np.save(tmp_path / "gt.npy", label_map)
+    Image.fromarray(label_map.astype(np.uint16)).save(tmp_path / "gt16.png")
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)[label_map]
+    Image.fromarray(colours).save(tmp_path / "gt_colour.png")
+    expected = segmentation_boundaries(label_map)
+    for name in ("gt.npy", "gt16.png", "gt_colour.png"):
+        [boundaries] = read_ground_truth(tmp_path / name, (40, 60), (40, 60))
+        assert np.array_equal(boundaries, expected), name
+    [small] = read_ground_truth(tmp_path / "gt.npy", (40, 60), (20, 30))  # the image was downscaled
+    assert small.shape == (20, 30) and small.any()
+
+
+def test_ground_truth_reads_every_annotator_of_a_bsds_mat(tmp_path):
+    root = write_tiny_bsds(tmp_path, counts={"val": 1}, size=64)
+    boundaries = read_ground_truth(root / "groundTruth" / "val" / "100.mat", (64, 64), (64, 64))
+    assert len(boundaries) == 2 and all(b.shape == (64, 64) and b.any() for b in boundaries)
+
+
+def test_ground_truth_of_another_size_or_kind_is_refused(tmp_path):
+    np.save(tmp_path / "gt.npy", np.zeros((10, 10), np.int32))
+    with pytest.raises(ValueError, match="gt.npy: the ground truth is 10×10 px, the image 60×40 px"):
+        read_ground_truth(tmp_path / "gt.npy", (40, 60), (40, 60))
+    np.save(tmp_path / "float.npy", np.zeros((40, 60), np.float32))
+    with pytest.raises(ValueError, match="an \\(H, W\\) integer array"):
+        read_ground_truth(tmp_path / "float.npy", (40, 60), (40, 60))
+    (tmp_path / "broken.mat").write_bytes(b"MATLAB 5.0 truncated")
+    with pytest.raises(ValueError, match="broken.mat: not a readable BSDS .mat file"):
+        read_ground_truth(tmp_path / "broken.mat", (40, 60), (40, 60))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="must be a label map"):
+        read_ground_truth(tmp_path / "notes.txt", (40, 60), (40, 60))
+
+
+# --- what the page shows and offers -----------------------------------------------------------------------------
+
+
+def test_a_click_finds_the_token_its_area_and_box():
+    label_map = np.zeros((10, 20), np.int32)
+    label_map[2:5, 3:9] = 1
+    assert region_at(label_map, 4, 3) == {"index": 1, "area": 18, "area_fraction": 0.09, "box": (3, 2, 8, 4)}
+    assert region_at(label_map, 0, 0)["area"] == 182
+    with pytest.raises(ValueError, match="outside the 20×10 image"):
+        region_at(label_map, 20, 0)
+
+
+def test_pictures_show_ours_and_every_baseline(photo, counting_model):
+    result = tokenize(photo, settings(), BoundaryMapCache())
+    for view in ("overlay", "mean colour"):
+        shown = pictures(result, view)
+        assert set(shown) == {"boundary_map", "overlay", "mean_colour", "patch", "slic", "felzenszwalb"}
+        assert all(p.shape == photo.shape and p.dtype == np.uint8 for p in shown.values())
+    with pytest.raises(ValueError, match="view must be"):
+        pictures(result, "sideways")
+    outside = result.label_maps["ours"] != 0
+    marked = highlight_region(shown["overlay"], result.label_maps["ours"], 0)
+    assert marked[outside].mean() < shown["overlay"][outside].mean()  # the rest dimmed
+    outlined = (marked != shown["overlay"]).any(axis=2) & ~outside
+    assert outlined.any() and (marked[outlined] == (255, 210, 0)).all()  # region 0 outlined in yellow
+
+
+def test_downloads_are_the_label_map_in_16_bit_png_and_npy_and_the_composite(photo, counting_model, tmp_path):
+    result = tokenize(photo, settings(), BoundaryMapCache())
+    paths = write_downloads(result, "my photo", tmp_path)
+    assert [p.name for p in paths] == [
+        "my_photo_labels.png",
+        "my_photo_labels.npy",
+        "my_photo_subobjects.png",
+    ]
+    with Image.open(paths[0]) as png:
+        assert png.mode.startswith("I") and np.array_equal(np.asarray(png), result.label_maps["ours"])
+    assert (
+        np.array_equal(np.load(paths[1]), result.label_maps["ours"]) and np.load(paths[1]).dtype == np.int32
+    )
+    with Image.open(paths[2]) as picture:
+        assert picture.size[0] > 4 * photo.shape[1]  # four panels
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporaries left
+
+
+def test_example_photos_are_written_once_from_scikit_image(tmp_path):
+    paths = example_photos(tmp_path)
+    assert [p.name for p in paths] == ["astronaut.jpg", "coffee.jpg", "chelsea.jpg", "rocket.jpg"]
+    stamp = paths[0].stat().st_mtime_ns
+    assert example_photos(tmp_path)[0].stat().st_mtime_ns == stamp
+    assert prepare_image(paths[1])[0].shape == (400, 600, 3)
+
+
+# --- the page's handler, without a browser ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def page_update():
+    """The page's tokenize handler (a generator of output tuples) from a built page, on the gradient model."""
+    from subobject_vlm.demo import build_demo
+
+    demo = build_demo(model="gradient")
+    [function] = [f.fn for f in demo.fns.values() if f.api_name == "tokenize"]
+    return function
+
+
+def run_page(page_update, photo_path, model="gradient", budget=16, ground_truth=None):
+    """The last outputs of the handler: (state, 6 images, summary, status, downloads, region info)."""
+    outputs = list(page_update(photo_path, model, budget, 0.1, "minima", 20, 0, ground_truth, "overlay"))
+    return outputs[-1]
+
+
+def test_the_page_shows_ours_first_then_every_tokenizer(page_update, photo, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    steps = list(page_update(str(path), "gradient", 16, 0.1, "minima", 20, 0, None, "overlay"))
+    assert len(steps) == 2  # ours, then the baselines
+    first, last = steps
+    assert "computing" in first[4].label and "**photo.png** · 128×128 px" in first[8]
+    state, *images = last[:7]
+    count = state["result"].tokens["ours"]
+    assert all(f" {count} tokens" in image.label for image in images[1:])
+    assert [p.split("/")[-1] for p in last[9]] == [
+        "photo_labels.png",
+        "photo_labels.npy",
+        "photo_subobjects.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/no/such/checkpoint", "unknown tokenizer '/no/such/checkpoint'"),
+        ("slic", "'slic' is a baseline"),
+        ("{tmp}", "is not a checkpoint folder (no config.json)"),
+    ],
+)
+def test_a_bad_model_is_a_message_in_the_page(page_update, photo, tmp_path, model, message):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    with pytest.warns(UserWarning):  # gr.Warning outside a request: a Python warning
+        state, *_, status, downloads, _ = run_page(page_update, str(path), model=model.format(tmp=tmp_path))
+    assert state is None and downloads is None and message in status
+
+
+def test_a_ground_truth_of_the_wrong_size_is_ignored_with_a_warning(page_update, photo, tmp_path):
+    path, gt = tmp_path / "photo.png", tmp_path / "gt.npy"
+    Image.fromarray(photo).save(path)
+    np.save(gt, np.zeros((5, 5), np.int32))
+    with pytest.warns(UserWarning, match="ground truth ignored"):
+        state, *_ = run_page(page_update, str(path), ground_truth=str(gt))
+    assert state["result"].recall is None
+
+
+# --- the command and the Space ----------------------------------------------------------------------------------
+
+
+def test_the_demo_command_refuses_a_mistyped_model_before_serving(capsys):
+    from subobject_vlm.cli import main
+
+    assert main(["demo", "--model", "no-such-model", "--port", "1"]) == 2
+    assert "unknown tokenizer 'no-such-model'" in capsys.readouterr().err
+
+
+def test_the_demo_command_without_gradio_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+
+    from subobject_vlm.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the demo extra were not installed
+    monkeypatch.delitem(sys.modules, "subobject_vlm.demo.page", raising=False)
+    assert main(["demo"]) == 2
+    assert 'pip install -e ".[demo]"' in capsys.readouterr().err
+
+
+def test_the_space_file_builds_the_page_without_serving():
+    import gradio
+
+    space = runpy.run_path(str(REPO_ROOT / "app.py"), run_name="space")  # not __main__: no launch
+    assert isinstance(space["demo"], gradio.Blocks)
+
+
+def test_the_space_requirements_are_the_package_dependencies_and_gradio():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {*project["dependencies"], *project["optional-dependencies"]["demo"]}
+    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    listed = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    assert listed == wanted
