@@ -11,10 +11,6 @@ content and segmentation settings) and are never stored in the processor's JSON.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
-
 import cv2
 import numpy as np
 import torch
@@ -23,6 +19,7 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 from transformers.processing_utils import ImagesKwargs, Unpack
 
+from .caching import LRUCache, image_digest
 from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation import SegmentationSettings, load_boundary_model, segment_image
@@ -67,48 +64,6 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     seeds: str
     label_size: dict
     do_segment: bool
-
-
-class _LRUCache:
-    """A bounded least-recently-used map of arrays, safe to share between threads; ``size`` 0 keeps nothing.
-
-    Copying or pickling it (``deepcopy``, ``to_dict``, DataLoader workers) gives an empty cache of the same
-    size: caches and their lock never travel.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = int(size)
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __reduce__(self):
-        return (_LRUCache, (self.size,))
-
-    def __deepcopy__(self, memo) -> _LRUCache:
-        return _LRUCache(self.size)
 
 
 def _flatten_images(images) -> list:
@@ -162,8 +117,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
             raise ValueError(
                 f"cache_size must be a non-negative integer (0 disables the cache), got {cache_size!r}"
             )
-        self._cache = _LRUCache(cache_size)  # label maps, by image and all segmentation settings
-        self._boundary_cache = _LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
+        self._cache = LRUCache(cache_size)  # label maps, by image and all segmentation settings
+        self._boundary_cache = LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
         self._settings({})  # validate now: a bad setting fails here, not at the first image
 
     def _settings(self, overrides: dict) -> tuple[SegmentationSettings, tuple[int, int]]:
@@ -202,10 +157,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
     ) -> list[np.ndarray]:
         """Label maps at ``label_size`` for RGB images: cached ones, the rest through ``segment_image``."""
         label_h, label_w = label_size
-        image_digests = [
-            hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).hexdigest()
-            for image in rgb_images
-        ]
+        image_digests = [image_digest(image) for image in rgb_images]
         keys = [f"{digest}:{settings!r}:{label_size}" for digest in image_digests]
         # hits first; results stay here too, since a small cache may evict them before we return
         computed: dict[int, np.ndarray] = {}

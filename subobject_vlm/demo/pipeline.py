@@ -20,7 +20,6 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..atomic import save_image, save_npy
+from ..caching import LRUCache, image_digest
 from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from ..segmentation.api import load_boundary_model, segment_image
 from ..segmentation.settings import BASELINES, SegmentationSettings
@@ -39,11 +39,6 @@ MAX_ASPECT = 16  # longer side / shorter side
 TOKENIZERS = ("ours", *BASELINES)  # ours, then the baselines at our token count
 EXAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's photos, offline
 WORK_DIR = Path(tempfile.gettempdir()) / "subobject_vlm_demo"
-
-
-def image_digest(image: np.ndarray) -> str:
-    """Content hash of an ``(H, W, 3)`` uint8 image (pixels and shape)."""
-    return hashlib.blake2b(image.tobytes() + repr(image.shape).encode(), digest_size=16).hexdigest()
 
 
 def prepare_image(
@@ -83,29 +78,6 @@ def prepare_image(
     return image, (height, width), notes
 
 
-class _LRU:
-    """A small least-recently-used dict, safe to share between the server's threads."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key, value) -> None:
-        with self.lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-
 class BoundaryMapCache:
     """Boundary maps by (image content, boundary model, model options): the model runs once per image.
 
@@ -114,8 +86,8 @@ class BoundaryMapCache:
     """
 
     def __init__(self, capacity: int = 16) -> None:
-        self._maps = _LRU(capacity)
-        self._baselines = _LRU(4 * capacity)
+        self._maps = LRUCache(capacity)
+        self._baselines = LRUCache(4 * capacity)
         self._model_lock = threading.Lock()  # one model call at a time: the server's threads share the CPU
         self.model_runs = 0
 
