@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,10 +84,18 @@ def save_image(path: str | os.PathLike, image, format: str = "PNG") -> None:
         image.save(handle, format=format)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries a killed writer left in ``folder``; returns what was removed."""
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete the temporaries a killed writer left in ``folder``; returns what was removed.
+
+    ``names``: only the temporaries of these destination file names (when other processes may be writing
+    other files into the same folder right now, e.g. the ranks of a sharded job).
+    """
+    wanted = None if names is None else set(names)
     removed = []
     for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        destination = tmp.name[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0]  # .<name>.<random>.tmp -> <name>
+        if wanted is not None and destination not in wanted:
+            continue
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed.append(tmp)

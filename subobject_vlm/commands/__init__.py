@@ -7,7 +7,17 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("segment", "boundary", "eval_bsds", "train_boundary", "convert", "train", "compare_tokenizers")
+COMMANDS = (
+    "segment",
+    "boundary",
+    "eval_bsds",
+    "train_boundary",
+    "convert",
+    "train",
+    "compare_tokenizers",
+    "precompute",
+    "precompute_merge",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
