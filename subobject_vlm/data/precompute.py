@@ -463,8 +463,8 @@ def _check_plan(out: Path, plan: dict) -> None:
         )
     for key, what in (
         ("num_images", "images"),
-        ("shard_digests", "images (same count, other keys or order)"),
         ("shard_size", "shard size"),
+        ("shard_digests", "images (same count, other keys or order)"),
     ):
         if existing.get(key) != plan[key]:
             raise ValueError(
