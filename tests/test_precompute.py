@@ -356,3 +356,12 @@ def test_memory_stays_bounded_over_thousands_of_images(tmp_path):
     )
     # holding every (32, 32) int32 label map would add 2800 * 4 KiB = 11 MiB; measured here: about 1 MiB
     assert peaks[3000] - peaks[200] < 8 * 1024
+
+
+def test_an_unreachable_hub_is_named_in_seconds_without_retries(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(OSError, match=r"the Hugging Face Hub \(http://127.0.0.1:9\) is unreachable"):
+        open_source("nobody/no-such-dataset").entries()

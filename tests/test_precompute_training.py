@@ -84,10 +84,11 @@ def test_training_reads_the_precomputed_dataset_and_never_runs_the_boundary_mode
         SubobjectImageProcessor(boundary_model="gradient", cache_size=0).segment(
             np.zeros((8, 8, 3), np.uint8)
         )
-    config = yaml.safe_load((REPO_ROOT / "configs" / "vlm_tiny_smoke.yaml").read_text())
+    config = yaml.safe_load((REPO_ROOT / "configs" / "vlm_tiny_precomputed.yaml").read_text())
     config["output_dir"] = str(tmp_path / "run")
-    config["merge"] = False
-    config["data"] = {"train": {"path": str(path)}, "precomputed": str(tokens), "max_length": 64}
+    config["data"].update(
+        train={"path": str(path)}, precomputed=str(tokens)
+    )  # the example's files, made here
     config["training"].update(max_steps=3, save_steps=3, logging_steps=1, disable_tqdm=True)
     output_dir = train_vlm(config)
     losses = [e["loss"] for e in json.loads((output_dir / "log_history.json").read_text()) if "loss" in e]

@@ -84,12 +84,13 @@ def features():
     """The HF features of a precomputed dataset: one row per image."""
     import datasets
 
+    sequence = getattr(datasets, "List", None) or datasets.Sequence  # List since datasets 4: same Arrow type
     return datasets.Features(
         {
             "key": datasets.Value("string"),  # relative path of the image, or the dataset row id
             "label_map": datasets.Value("binary"),  # 16-bit PNG of the (h, w) label map at label_size
             "num_tokens": datasets.Value("int32"),
-            "boxes": datasets.List(datasets.List(datasets.Value("float32"), length=4)),  # (n, 4) cx, cy, w, h
+            "boxes": sequence(sequence(datasets.Value("float32"), length=4)),  # (n, 4) cx, cy, w, h
             "height": datasets.Value("int32"),  # the image's own size (EXIF-rotated)
             "width": datasets.Value("int32"),
         }
@@ -199,12 +200,33 @@ def _open_dataset(path: str, split: str):
         return dataset_dict[split]
     if folder.is_dir():
         return datasets.load_from_disk(str(folder))
+    _check_hub_reachable(path)
     try:
         return datasets.load_dataset(path, split=split)
     except Exception as error:  # noqa: BLE001 - offline, unknown name, gated...: one line naming the dataset
         raise OSError(
             f"cannot load the dataset {path!r} from the Hugging Face Hub ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}); download it and pass its save_to_disk folder"
+        ) from None
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail in seconds, not after a minute of retries, when the Hub cannot be reached (offline mode is left to
+    ``datasets``, which then reads its cache)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
+    except OSError as error:
+        raise OSError(
+            f"cannot load the dataset {name!r}: the Hugging Face Hub ({constants.ENDPOINT}) is unreachable "
+            f"({error}); download it elsewhere and pass its save_to_disk folder"
         ) from None
 
 
