@@ -365,3 +365,29 @@ def test_an_unreachable_hub_is_named_in_seconds_without_retries(tmp_path, monkey
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(OSError, match=r"the Hugging Face Hub \(http://127.0.0.1:9\) is unreachable"):
         open_source("nobody/no-such-dataset").entries()
+
+
+@pytest.mark.parametrize("num_workers", [1, 2])
+def test_a_boundary_model_that_cannot_load_stops_the_run_in_one_line(images, tmp_path, num_workers):
+    folder, _ = images
+    settings = (SegmentationSettings(str(tmp_path), max_tokens=16), (32, 32))  # a folder without a checkpoint
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        precompute(open_source(folder), tmp_path / "out", settings, num_workers=num_workers, progress=False)
+    assert not list((tmp_path / "out").glob("data-*.arrow"))
+
+
+def test_command_takes_the_settings_of_a_saved_processor_and_overrides_them(images, tmp_path, capsys):
+    folder, _ = images
+    saved = SubobjectImageProcessor(
+        boundary_model="patch", max_tokens=9, label_size={"height": 24, "width": 16}
+    )
+    saved.save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    assert main(["precompute", str(folder), "--out", str(out), "--processor", str(tmp_path / "ckpt")]) == 0
+    assert read_index(out)["settings"] == {
+        "segmentation": {**SegmentationSettings("patch", max_tokens=9).to_dict()},
+        "label_size": {"height": 24, "width": 16},
+    }
+    override = ["--processor", str(tmp_path / "ckpt"), "--max-tokens", "4"]
+    assert main(["precompute", str(folder), "--out", str(tmp_path / "o2"), *override]) == 0
+    assert read_index(tmp_path / "o2")["settings"]["segmentation"]["max_tokens"] == 4

@@ -339,6 +339,12 @@ class _Worker:
         )
         if self.processor.segmentation_settings() != (settings, tuple(job.label_size)):
             raise ValueError(f"the image processor cannot express {settings!r}")
+        if (
+            not settings.is_baseline
+        ):  # now: a model that cannot load stops the run instead of failing every image
+            from ..segmentation import load_boundary_model
+
+            load_boundary_model(settings.boundary_model, **settings.model_options)  # cached for the processor
         self.dataset = job.source.open_dataset() if job.source.kind == "dataset" else None
 
     def _report(self, count: int) -> None:
@@ -431,15 +437,20 @@ def _one_line(error: BaseException) -> str:
 
 
 _WORKER: _Worker | None = None
+_WORKER_ERROR = ""
 
 
 def _init_worker(job: _Job, queue) -> None:
-    global _WORKER
-    _WORKER = _Worker(job, queue)
+    global _WORKER, _WORKER_ERROR
+    try:
+        _WORKER = _Worker(job, queue)
+    except Exception as error:  # noqa: BLE001 - reported by the first shard, in one line, not as a broken pool
+        _WORKER_ERROR = str(error)
 
 
 def _run_shard(shard: int, entries: list[tuple[str, str | int]]) -> dict:
-    assert _WORKER is not None, "worker not initialised"
+    if _WORKER is None:
+        raise ValueError(f"a worker process could not start: {_WORKER_ERROR}")
     return _WORKER.make_shard(shard, entries)
 
 
@@ -603,7 +614,8 @@ def precompute(
 
 
 def _run_in_pool(job: _Job, num_workers: int, todo: list[int], shards: dict, bar) -> list[dict]:
-    """Shards across ``num_workers`` spawned processes (each loads the model once); progress per image."""
+    """Shards across ``num_workers`` spawned processes (each loads the model once); progress per image. The
+    first error stops the run (shards not started are cancelled; those written are kept for a rerun)."""
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     queue = context.Queue()
     results = []
@@ -611,12 +623,21 @@ def _run_in_pool(job: _Job, num_workers: int, todo: list[int], shards: dict, bar
         num_workers, mp_context=context, initializer=_init_worker, initargs=(job, queue)
     ) as pool:
         pending = {pool.submit(_run_shard, s, shards[s]) for s in todo}
-        while pending:
-            done, pending = concurrent.futures.wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
-            while not queue.empty():
-                bar.update(queue.get())
-            for future in done:
-                results.append(future.result())  # a worker's own error (e.g. a full disk) stops the run
+        try:
+            while pending:
+                done, pending = concurrent.futures.wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
+                while not queue.empty():
+                    bar.update(queue.get())
+                results += [
+                    future.result() for future in done
+                ]  # a worker's error (e.g. a full disk) stops it
+        except concurrent.futures.process.BrokenProcessPool:
+            raise OSError(
+                "a worker process died (out of memory?); the shards written are kept: rerun to resume"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
         while not queue.empty():
             bar.update(queue.get())
     return results
