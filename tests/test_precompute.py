@@ -229,6 +229,8 @@ def test_a_rerun_with_other_settings_into_the_same_folder_is_refused(images, tmp
         precompute(open_source(folder), tmp_path, other, progress=False)
     with pytest.raises(ValueError, match="shard size"):
         precompute(open_source(folder), tmp_path, FAST, shard_size=4, progress=False)
+    with pytest.raises(ValueError, match="batch size"):
+        precompute(open_source(folder), tmp_path, FAST, batch_size=4, progress=False)
 
 
 # inputs

@@ -17,7 +17,7 @@ from ._files import DTYPE_NAMES
 
 NAME = "precompute"
 HELP = "segment a dataset once (image folder, LLaVA JSON/JSONL, HF dataset) into sharded Arrow label maps"
-DESCRIPTION = __doc__.split("\n\n", 1)[1].strip()
+DESCRIPTION = __doc__.split("\n\n", 1)[1].strip().replace("``", "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="which regions merge first to meet --max-tokens")  # fmt: skip
     tokenizer.add_argument("--assign", default=None, choices=["watershed", "nearest"], help="EPOC assignment")
     tokenizer.add_argument("--seeds", default=None, choices=["threshold", "minima"], help="EPOC seeds")
-    tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="H [W]",
-                           help="label map size (336 336)")  # fmt: skip
+    tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="SIZE",
+                           help="label map size: H (square) or H W (336 336)")  # fmt: skip
     tokenizer.add_argument("--resolution", type=int, default=None, help="boundary model input size")
     tokenizer.add_argument("--device", default=None, help="boundary model device: cpu, cuda (cuda:LOCAL_RANK "
                            "under torchrun), cuda:N")  # fmt: skip

@@ -497,12 +497,13 @@ def _check_plan(out: Path, plan: dict) -> None:
     for key, what in (
         ("num_images", "images"),
         ("shard_size", "shard size"),
+        ("batch_size", "batch size"),
         ("shard_digests", "images (same count, other keys or order)"),
     ):
         if existing.get(key) != plan[key]:
             raise ValueError(
                 f"{out} was started for other {what} ({PLAN_NAME}: {key} {existing.get(key) if key != 'shard_digests' else '...'}); "
-                "use another output folder, or the same input and --shard-size to resume"
+                "use another output folder, or the same input, --shard-size and --batch-size to resume"
             )
 
 
@@ -565,6 +566,7 @@ def precompute(
         "source": asdict(source),
         "num_images": len(entries),
         "shard_size": shard_size,
+        "batch_size": batch_size,  # batches of images of different sizes are padded together: part of the result
         "num_shards": num_shards,
         "shard_digests": [_digest([key for key, _ in shards[s]]) for s in range(num_shards)],
     }
