@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,12 +96,21 @@ def save_figure(path: str | os.PathLike, figure, **savefig_kwargs) -> None:
         figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+def remove_stale_temporaries(
+    folder: str | os.PathLike, names: Iterable[str] | None = None, recursive: bool = False
+) -> list[Path]:
     """Delete the temporaries a killed writer left in ``folder`` (and its subfolders with ``recursive``);
-    returns what was removed. Call it only when no other writer is active there."""
+    returns what was removed. Call it only when no other writer is active there, or pass ``names``: only the
+    temporaries of these destination file names (when other processes may be writing other files into the
+    same folder right now, e.g. the ranks of a sharded job).
+    """
+    wanted = None if names is None else set(names)
     removed = []
     pattern = f".*{TMP_SUFFIX}"
     for tmp in Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern):
+        destination = tmp.name[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0]  # .<name>.<random>.tmp -> <name>
+        if wanted is not None and destination not in wanted:
+            continue
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed.append(tmp)

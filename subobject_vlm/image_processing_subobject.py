@@ -78,6 +78,22 @@ def _flatten_images(images) -> list:
     return [images]
 
 
+def _check_label_maps(label_maps, count: int, label_size: tuple[int, int]) -> list[np.ndarray]:
+    """Precomputed label maps -> list of ``(h, w)`` int arrays, checked against the images and ``label_size``."""
+    maps = [np.asarray(m.cpu() if isinstance(m, torch.Tensor) else m) for m in label_maps]
+    if len(maps) != count:
+        raise ValueError(f"got {len(maps)} label maps for {count} images")
+    for i, label_map in enumerate(maps):
+        if label_map.shape != label_size or not np.issubdtype(label_map.dtype, np.integer):
+            raise ValueError(
+                f"label_maps[{i}] must be an integer array of shape {label_size} (label_size), got "
+                f"{label_map.dtype} {label_map.shape}"
+            )
+        if label_map.min() < 0:
+            raise ValueError(f"label_maps[{i}] holds negative labels")
+    return maps
+
+
 class SubobjectImageProcessor(TorchvisionBackend):
     r"""Image processor for subobject tokens.
 
@@ -136,6 +152,10 @@ class SubobjectImageProcessor(TorchvisionBackend):
             )
         check_tokenizer_name(values["boundary_model"])  # a mistyped name fails here, listing the valid ones
         return SegmentationSettings(**values), (size["height"], size["width"])
+
+    def segmentation_settings(self) -> tuple[SegmentationSettings, tuple[int, int]]:
+        """How this processor makes label maps: ``(settings, (label_height, label_width))``."""
+        return self._settings({})
 
     def to_dict(self) -> dict:
         output = super().to_dict()
@@ -198,7 +218,14 @@ class SubobjectImageProcessor(TorchvisionBackend):
         return self(images, do_segment=False, return_tensors=return_tensors)["pixel_values"]
 
     # --- transformers entry point -------------------------------------------------------------------
-    def _preprocess_image_like_inputs(self, images, *args, **kwargs) -> BatchFeature:
+    def preprocess(self, images, *args, label_maps=None, **kwargs) -> BatchFeature:
+        """``label_maps``: precomputed label maps for the images (e.g. from ``subobject-vlm precompute``), one
+        ``(h, w)`` int array at ``label_size`` each (or a ``(B, h, w)`` array); they are used as given and
+        nothing is segmented."""
+        image_like_kwargs = {} if label_maps is None else {"label_maps": label_maps}
+        return super().preprocess(images, *args, image_like_kwargs=image_like_kwargs, **kwargs)
+
+    def _preprocess_image_like_inputs(self, images, *args, label_maps=None, **kwargs) -> BatchFeature:
         flat = _flatten_images(images)
         if not flat:
             raise ValueError("no images given")
@@ -223,7 +250,10 @@ class SubobjectImageProcessor(TorchvisionBackend):
             return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
         settings, label_size = self._settings(settings)
-        label_maps = self._segment_rgb(rgb_images, settings, label_size)
+        if label_maps is None:
+            label_maps = self._segment_rgb(rgb_images, settings, label_size)
+        else:
+            label_maps = _check_label_maps(label_maps, len(rgb_images), label_size)
         label_maps_tensor = torch.stack(
             [torch.from_numpy(m.astype(np.int64)) for m in label_maps]
         )  # (B, h, w)

@@ -15,6 +15,8 @@ COMMANDS = (
     "convert",
     "train",
     "compare_tokenizers",
+    "precompute",
+    "precompute_merge",
     "demo",
 )
 

@@ -39,6 +39,7 @@ Config layout (unknown keys are errors)::
       max_length: 2048
       segment_batch_size: 16
       num_proc: null
+      precomputed: null                # a `subobject-vlm precompute` output: read label maps, never segment
     training: {max_steps: 1000, learning_rate: 2e-4, ...}   # any transformers.TrainingArguments field
 """
 
@@ -62,13 +63,14 @@ from .vlm_data import (
     make_synthetic_shapes,
     precompute_segmentations,
     tokenize_conversations,
+    use_precomputed_segmentations,
 )
 from .vlm_model import build_model_and_processor, lora_config, merge_lora
 
 # ------------------------------------------------------------------------------------------------- data
 
 
-def _conversations(source, output_dir: Path, name: str):
+def _conversations(source, output_dir: Path, name: str, with_keys: bool = False):
     if source.synthetic is not None:
         options = {"num_images": 32, "size": 64, "seed": 0, **source.synthetic}
         folder = (
@@ -77,7 +79,7 @@ def _conversations(source, output_dir: Path, name: str):
         path = folder / "data.json"
         if not path.exists():
             make_synthetic_shapes(folder, **options)
-        return load_conversations(path, limit=source.limit)
+        return load_conversations(path, limit=source.limit, with_keys=with_keys)
     return load_conversations(
         source.path,
         source.image_folder,
@@ -85,20 +87,27 @@ def _conversations(source, output_dir: Path, name: str):
         image_column=source.image_column,
         conversations_column=source.conversations_column,
         limit=source.limit,
+        with_keys=with_keys,
     )
 
 
 def prepare_dataset(source, processor, data: DataSection, output_dir: Path, name: str):
-    """Conversations -> cached segmentations -> cached tokens (all under ``output_dir/preprocessed``)."""
+    """Conversations -> cached segmentations (or the precomputed ones of ``data.precomputed``) -> cached tokens
+    (all under ``output_dir/preprocessed``)."""
     cache_dir = output_dir / "preprocessed"
-    dataset = _conversations(source, output_dir, name)
-    dataset = precompute_segmentations(
-        dataset,
-        processor.image_processor,
-        cache_dir,
-        batch_size=data.segment_batch_size,
-        num_proc=data.num_proc,
-    )
+    dataset = _conversations(source, output_dir, name, with_keys=data.precomputed is not None)
+    if data.precomputed is not None:
+        dataset = use_precomputed_segmentations(
+            dataset, data.precomputed, processor.image_processor, cache_dir
+        )
+    else:
+        dataset = precompute_segmentations(
+            dataset,
+            processor.image_processor,
+            cache_dir,
+            batch_size=data.segment_batch_size,
+            num_proc=data.num_proc,
+        )
     return tokenize_conversations(dataset, processor, data.max_length, cache_dir, num_proc=data.num_proc)
 
 

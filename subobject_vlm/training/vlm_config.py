@@ -117,11 +117,19 @@ class DataSection:
     max_length: int | None = 2048
     segment_batch_size: int = 16
     num_proc: int | None = None
+    precomputed: str | None = None
+    """A ``subobject-vlm precompute`` output holding the label maps of the train (and val) images: training then
+    reads them and never runs the boundary model."""
 
     def validate(self) -> None:
         self.train.validate("data.train")
         if self.val is not None:
             self.val.validate("data.val")
+        if self.precomputed is not None and not (Path(self.precomputed) / "precompute.json").is_file():
+            raise ConfigError(
+                f"data.precomputed: {self.precomputed} has no precompute.json (run subobject-vlm precompute, "
+                "and precompute-merge after a sharded run)"
+            )
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"data.max_length must be >= 8, got {self.max_length}")
 

@@ -4,6 +4,7 @@ Pipeline (each step a cached ``datasets.map``; segmentation runs once per image,
 
     load_conversations(source)                 # columns: image (path | PIL | None), conversations
       -> precompute_segmentations(...)         # + label_maps (h, w) int16/int32 at label_size, num_tokens
+         or use_precomputed_segmentations(...) # + label_map_png, num_tokens from `subobject-vlm precompute`
       -> tokenize_conversations(...)           # + input_ids, labels (-100 except assistant turns)
       -> SubobjectCollator(...)                # pads text, loads + normalises pixels, packs per-image tensors
 
@@ -17,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import random
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,8 @@ class DataError(ValueError):
     """Training data that cannot be used (missing images, broken records); the message names the problem."""
 
 
-def _read_records(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
+    """The records of a LLaVA ``.json`` (a list) or ``.jsonl`` (one record a line) file."""
     text = path.read_text()
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -61,6 +64,12 @@ def _read_records(path: Path) -> list[dict]:
     return records
 
 
+def image_key(name: str | os.PathLike) -> str:
+    """The key of an image file named by a LLaVA record (or relative to an image folder): its normalised posix
+    path, e.g. ``"coco/train2017/1.jpg"``; how precomputed label maps are found again."""
+    return posixpath.normpath(str(name).replace("\\", "/"))
+
+
 def load_conversations(
     path: str | os.PathLike,
     image_folder: str | os.PathLike | None = None,
@@ -68,12 +77,14 @@ def load_conversations(
     image_column: str = "image",
     conversations_column: str = "conversations",
     limit: int | None = None,
+    with_keys: bool = False,
 ):
     """A ``datasets.Dataset`` with columns ``image`` (absolute path, PIL image or ``None``) and ``conversations``.
 
     ``path``: a LLaVA ``.json``/``.jsonl`` file (image paths relative to ``image_folder``, default the file's
     folder), a ``save_to_disk`` folder, or a dataset name for ``load_dataset``. Raises ``DataError`` naming
-    missing image files.
+    missing image files. ``with_keys`` adds ``image_key`` (``None`` without image): :func:`image_key` of the
+    record's image for a LLaVA file, the row index for a dataset, as ``subobject-vlm precompute`` names them.
     """
     import datasets
 
@@ -81,7 +92,7 @@ def load_conversations(
     if path_obj.suffix in (".json", ".jsonl"):
         if not path_obj.is_file():
             raise DataError(f"conversation file {path_obj} does not exist")
-        records = _read_records(path_obj)[:limit]
+        records = read_records(path_obj)[:limit]
         folder = Path(image_folder) if image_folder is not None else path_obj.parent
         images, conversations = [], []
         for i, record in enumerate(records):
@@ -95,7 +106,12 @@ def load_conversations(
             raise DataError(
                 f"{len(missing)} image(s) listed in {path_obj} are missing from {folder}: {', '.join(missing[:5])}"
             )
-        return datasets.Dataset.from_dict({"image": images, "conversations": conversations})
+        columns = {"image": images, "conversations": conversations}
+        if with_keys:
+            columns["image_key"] = [
+                image_key(r[image_column]) if r.get(image_column) else None for r in records
+            ]
+        return datasets.Dataset.from_dict(columns)
     if path_obj.is_dir() and (path_obj / "dataset_dict.json").exists():
         dataset = datasets.load_from_disk(str(path_obj))[split]
     elif path_obj.is_dir() and (path_obj / "dataset_info.json").exists():
@@ -112,6 +128,8 @@ def load_conversations(
         dataset = dataset.rename_column(image_column, "image")
     if conversations_column != "conversations":
         dataset = dataset.rename_column(conversations_column, "conversations")
+    if with_keys:  # the row index (before ``limit``, which keeps the first rows)
+        dataset = dataset.add_column("image_key", [str(i) for i in range(len(dataset))])
     return dataset
 
 
@@ -190,7 +208,7 @@ def _digest(*parts: Any) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
 
 
-def _load_rgb(image: Any, where: str) -> np.ndarray:
+def load_rgb(image: Any, where: str) -> np.ndarray:
     """(H, W, 3) uint8 from a path, PIL image or array; ``DataError`` naming ``where`` if unreadable."""
     try:
         return load_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb_uint8(image, name=where)
@@ -222,7 +240,7 @@ def precompute_segmentations(
 
     def segment(batch: dict, indices: list[int]) -> dict:
         present = [i for i, image in enumerate(batch["image"]) if image is not None]
-        images = [_load_rgb(batch["image"][i], f"sample {indices[i]}") for i in present]
+        images = [load_rgb(batch["image"][i], f"sample {indices[i]}") for i in present]
         maps: list[np.ndarray | None] = [None] * len(batch["image"])
         for i, label_map in zip(present, image_processor.segment(images) if images else []):
             maps[i] = label_map.astype(dtype)
@@ -243,6 +261,64 @@ def precompute_segmentations(
         cache_file_name=str(cache_dir / f"segmentations-{key}.arrow"),
         new_fingerprint=f"segmentations-{key}",
         desc="segmenting images (once)",
+    )
+
+
+def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image_processor, cache_dir):
+    """Add ``label_map_png`` (the 16-bit PNG of the label map; ``None`` without image) and ``num_tokens`` from a
+    ``subobject-vlm precompute`` output, instead of segmenting: the boundary model is never run.
+
+    ``dataset`` needs ``image_key`` (``load_conversations(..., with_keys=True)``). The precomputed settings
+    must equal the image processor's (``DataError`` naming the difference). Samples whose image failed to
+    precompute are dropped (logged); an image that was never precomputed is a ``DataError``.
+    """
+    import datasets
+
+    from ..data.precompute import check_settings, load_precomputed
+
+    try:
+        index = check_settings(precomputed, image_processor.segmentation_settings())
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    table = load_precomputed(precomputed).select_columns(["key", "label_map", "num_tokens"])
+    row_of = {key: row for row, key in enumerate(table.data.column("key").to_pylist())}
+    failed = {f["key"]: f["error"] for f in index["failed"]}
+    keys = dataset["image_key"]
+    missing = sorted({k for k in keys if k is not None and k not in row_of and k not in failed})
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) of the training data are not in the precomputed dataset {precomputed} "
+            f"(e.g. {', '.join(missing[:3])}): precompute the same images (same file, image folder or split)"
+        )
+    dropped = [i for i, k in enumerate(keys) if k in failed]
+    if dropped:
+        logger.warning(
+            f"dropped {len(dropped)} sample(s) whose image failed to precompute (see {precomputed}/precompute.json)"
+        )
+        dropped_set = set(dropped)
+        dataset = dataset.select([i for i in range(len(dataset)) if i not in dropped_set])
+
+    def attach(batch: dict) -> dict:
+        rows = [row_of.get(key) for key in batch["image_key"]]
+        found = table.select_columns(["label_map", "num_tokens"])[[r for r in rows if r is not None]]
+        pngs, counts = iter(found["label_map"]), iter(found["num_tokens"])
+        batch["label_map_png"] = [None if r is None else next(pngs) for r in rows]
+        batch["num_tokens"] = [0 if r is None else next(counts) for r in rows]
+        return batch
+
+    features = dataset.features.copy()
+    features["label_map_png"] = datasets.Value("binary")
+    features["num_tokens"] = datasets.Value("int32")
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _digest(dataset._fingerprint, table._fingerprint, str(Path(precomputed).resolve()))
+    return dataset.map(
+        attach,
+        batched=True,
+        features=features,
+        cache_file_name=str(cache_dir / f"precomputed-{key}.arrow"),
+        new_fingerprint=f"precomputed-{key}",
+        desc="reading precomputed label maps",
     )
 
 
@@ -388,7 +464,7 @@ class SubobjectCollator:
     """Pads text and packs the images of a batch for ``SubobjectLlavaForConditionalGeneration``.
 
     Each feature holds ``input_ids``/``labels`` (lists), ``image`` (path, PIL or ``None``), ``label_maps``
-    ((h, w) or ``None``) and ``num_tokens``. Returns ``input_ids``/``attention_mask``/``labels`` (B, L)
+    ((h, w) or ``None``) or ``label_map_png`` (16-bit PNG bytes, from a precomputed dataset) and ``num_tokens``. Returns ``input_ids``/``attention_mask``/``labels`` (B, L)
     (right padding; labels -100 on padding) and, if any sample has an image, ``pixel_values`` (N, 3, H, W)
     float32, ``label_maps`` (N, h, w) int64 and ``num_tokens`` (N,) int64 for those N images in batch order.
     """
@@ -414,12 +490,16 @@ class SubobjectCollator:
         out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         with_image = [f for f in features if f.get("image") is not None]
         if with_image:
-            images = [_load_rgb(f["image"], "batch image") for f in with_image]
-            out["pixel_values"] = self.image_processor.pixel_values(images)  # label maps come precomputed
-            out["label_maps"] = torch.stack(
-                [torch.as_tensor(np.asarray(f["label_maps"])) for f in with_image]
-            ).long()
-            out["num_tokens"] = torch.tensor([int(f["num_tokens"]) for f in with_image], dtype=torch.long)
+            from ..data.precompute import decode_label_map
+
+            images = [load_rgb(f["image"], "batch image") for f in with_image]
+            label_maps = [  # precomputed: the processor segments nothing
+                decode_label_map(f["label_map_png"]) if "label_map_png" in f else np.asarray(f["label_maps"])
+                for f in with_image
+            ]
+            inputs = self.image_processor(images, label_maps=label_maps, return_tensors="pt")
+            for name in ("pixel_values", "label_maps", "num_tokens"):
+                out[name] = inputs[name]
         return out
 
 
@@ -429,9 +509,13 @@ __all__ = [
     "SubobjectCollator",
     "conversation_messages",
     "load_conversations",
+    "image_key",
+    "load_rgb",
     "make_synthetic_shapes",
     "precompute_segmentations",
+    "read_records",
     "synthetic_vocabulary",
     "tokenize_conversation",
     "tokenize_conversations",
+    "use_precomputed_segmentations",
 ]

@@ -54,7 +54,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
     import cv2
 
-    from ...training.vlm_data import DataError, _load_rgb, _normalise_turns, _read_records
+    from ...training.vlm_data import DataError, _normalise_turns, load_rgb, read_records
 
     if "synthetic" in config.data:
         path, image_folder, limit = _synthetic_split(config, split, data_dir), None, None
@@ -62,7 +62,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
         source = config.data[split]
         path, image_folder, limit = Path(source["path"]), source.get("image_folder"), source.get("limit")
     if Path(path).suffix in (".json", ".jsonl"):
-        records = _read_records(Path(path))[:limit]
+        records = read_records(Path(path))[:limit]
         folder = Path(image_folder) if image_folder else Path(path).parent
         sources = [str((folder / r["image"]).resolve()) if r.get("image") else None for r in records]
         keys = sources  # an image file shared by several records is decoded once
@@ -79,7 +79,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
         if key is None:
             raise DataError(f"{path}: record {i} has no image; the comparison needs an image per sample")
         if key not in index_of_key:
-            rgb = _load_rgb(source, f"{path}: record {i}")
+            rgb = load_rgb(source, f"{path}: record {i}")
             index_of_key[key] = len(images)
             images.append(
                 cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb

@@ -1,0 +1,152 @@
+"""``subobject-vlm precompute INPUT --out DIR``: the label maps of a whole dataset, once, as sharded Arrow files.
+
+One machine: ``subobject-vlm precompute llava.json --out tokens --num-workers 4``. Several machines (or GPUs):
+``torchrun --nnodes N --nproc_per_node K -m subobject_vlm.commands.precompute llava.json --out tokens`` (or
+``--shard i/n`` on each machine), then ``subobject-vlm precompute-merge tokens``. Rerun the same command to
+resume after a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ._files import DTYPE_NAMES
+
+NAME = "precompute"
+HELP = "segment a dataset once (image folder, LLaVA JSON/JSONL, HF dataset) into sharded Arrow label maps"
+DESCRIPTION = __doc__.split("\n\n", 1)[1].strip().replace("``", "")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..segmentation.registry import describe_names
+
+    parser.add_argument(
+        "input", help="an image folder, a LLaVA .json/.jsonl file, or an HF dataset folder/name"
+    )
+    parser.add_argument("--out", required=True, help="output folder (created; a rerun resumes there)")
+    data = parser.add_argument_group("input")
+    data.add_argument("--image-folder", default=None, help="LLaVA file: the folder of its image paths "
+                      "(default: the file's folder)")  # fmt: skip
+    data.add_argument("--split", default="train", help="HF dataset: the split")
+    data.add_argument("--image-column", default="image", help="LLaVA file / HF dataset: the image column")
+    data.add_argument(
+        "--key-column", default=None, help="HF dataset: a column of unique ids (default: row index)"
+    )
+    tokenizer = parser.add_argument_group("tokenizer (default: the SubobjectImageProcessor defaults)")
+    tokenizer.add_argument("--processor", default=None, help="take every setting from a saved image processor "
+                           "or model checkpoint folder (the options below override it)")  # fmt: skip
+    tokenizer.add_argument("--model", default=None, help=f"tokenizer: {describe_names(True)}")
+    tokenizer.add_argument("--max-tokens", type=int, default=None, help="at most N tokens (256)")
+    tokenizer.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold (0.1)")
+    tokenizer.add_argument("--min-area", type=int, default=None, help="merge regions under N pixels (0)")
+    tokenizer.add_argument("--merge-order", default=None, choices=["weakest_boundary", "smallest_region"],
+                           help="which regions merge first to meet --max-tokens")  # fmt: skip
+    tokenizer.add_argument("--assign", default=None, choices=["watershed", "nearest"], help="EPOC assignment")
+    tokenizer.add_argument("--seeds", default=None, choices=["threshold", "minima"], help="EPOC seeds")
+    tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="SIZE",
+                           help="label map size: H (square) or H W (336 336)")  # fmt: skip
+    tokenizer.add_argument("--resolution", type=int, default=None, help="boundary model input size")
+    tokenizer.add_argument("--device", default=None, help="boundary model device: cpu, cuda (cuda:LOCAL_RANK "
+                           "under torchrun), cuda:N")  # fmt: skip
+    tokenizer.add_argument("--dtype", default=None, choices=DTYPE_NAMES, help="boundary model dtype")
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--num-workers", type=int, default=1, help="processes on this machine")
+    run_group.add_argument("--shard", default=None, metavar="I/N", help="this machine's part (default: RANK / "
+                           "WORLD_SIZE of torchrun or accelerate, else 0/1)")  # fmt: skip
+    run_group.add_argument("--shard-size", type=int, default=1000, help="images per output shard")
+    run_group.add_argument("--batch-size", type=int, default=1, help="images per boundary-model call (1: "
+                           "exactly the maps of processor(image); more: of processor.segment(batch))")  # fmt: skip
+    run_group.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+
+
+def _processor_settings(args: argparse.Namespace) -> dict:
+    """The SubobjectImageProcessor settings: the saved processor's (if any), then the options given."""
+    settings: dict = {}
+    if args.processor is not None:
+        from transformers import AutoImageProcessor
+
+        import subobject_vlm  # noqa: F401 - registers the Auto classes
+
+        from ..image_processing_subobject import SEGMENTATION_KEYS
+
+        saved = AutoImageProcessor.from_pretrained(args.processor)
+        if not hasattr(saved, "segmentation_settings"):
+            raise ValueError(
+                f"{args.processor} holds a {type(saved).__name__}, not a SubobjectImageProcessor"
+            )
+        settings = {key: getattr(saved, key) for key in SEGMENTATION_KEYS}
+    given = {
+        "boundary_model": args.model,
+        "max_tokens": args.max_tokens,
+        "threshold": args.threshold,
+        "min_area": args.min_area,
+        "merge": args.merge_order,
+        "assign": args.assign,
+        "seeds": args.seeds,
+    }
+    settings.update({key: value for key, value in given.items() if value is not None})
+    if args.label_size is not None:
+        if len(args.label_size) not in (1, 2):
+            raise ValueError(f"--label-size takes H or H W, got {args.label_size}")
+        height, width = (args.label_size * 2)[:2]
+        settings["label_size"] = {"height": height, "width": width}
+    options = dict(settings.get("boundary_model_options") or {})
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    for key, value in (("resolution", args.resolution), ("device", device), ("dtype", args.dtype)):
+        if value is not None:
+            options[key] = value
+    if options:
+        settings["boundary_model_options"] = options
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.precompute import open_source, precompute, resolve_rank
+    from ..image_processing_subobject import SubobjectImageProcessor
+    from ._files import quiet_third_parties
+
+    rank, world_size = resolve_rank(args.shard)
+    processor = SubobjectImageProcessor(cache_size=0, **_processor_settings(args))  # validated here
+    source = open_source(args.input, args.image_folder, args.split, args.image_column, args.key_column)
+    quiet_third_parties()
+    summary = precompute(
+        source,
+        args.out,
+        processor.segmentation_settings(),
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        rank=rank,
+        world_size=world_size,
+        torch_threads=args.threads,
+    )
+    rate = summary["images_made"] / summary["seconds"] if summary["seconds"] else 0.0
+    print(
+        f"rank {rank}/{world_size}: {summary['shards']} shard(s), {summary['shards_made']} made now "
+        f"({summary['images_made']} images, {rate:.1f} images/s)",
+        file=sys.stderr,
+    )
+    for failure in summary["failed_now"][:10]:
+        print(f"skipped {failure['key']}: {failure['error']}", file=sys.stderr)
+    if "merged" in summary:
+        index = summary["merged"]
+        print(
+            f"wrote {args.out}: {index['num_rows']} label maps, {index['num_failed']} failed image(s) "
+            f"(listed in {args.out}/precompute.json)",
+            file=sys.stderr,
+        )
+        print(json.dumps({k: index[k] for k in ("num_images", "num_rows", "num_failed")}))
+    else:
+        print(f"when every rank is done: subobject-vlm precompute-merge {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # python -m subobject_vlm.commands.precompute ... (e.g. under torchrun)
+    from . import run_as_script
+
+    raise SystemExit(run_as_script("precompute"))

@@ -1,0 +1,777 @@
+"""Tokenize a dataset once: the label map of every image of a folder, a LLaVA JSON/JSONL file or an HF dataset,
+written as Arrow shards that ``datasets.load_from_disk`` opens memory-mapped.
+
+>>> source = open_source("llava.json")                     # or an image folder, or a save_to_disk folder
+>>> precompute(source, "tokens", processor.segmentation_settings(), num_workers=2)
+>>> dataset = load_precomputed("tokens")                   # key, label_map (16-bit PNG), num_tokens, boxes, ...
+>>> label_map = decode_label_map(dataset[0]["label_map"])  # (h, w) int32, equal to the processor's
+
+Layout of the output folder::
+
+    precompute-plan.json                the run: settings, package version, source, shard size, key digests
+    data-00000-of-00012.arrow, ...      one shard per ``shard_size`` images (Arrow stream, HF features); its
+                                        schema metadata names the shard, its keys and its failed images
+    precompute.json                     written by the merge: settings, version, counts, failed images
+    dataset_info.json, state.json       written by the merge: ``datasets.load_from_disk(folder)``
+
+Every image goes to shard ``position // shard_size`` (position in the source's order), so a shard's content
+depends on nothing but the source and the settings: any number of worker processes or ranks (rank ``r`` of
+``n`` makes the shards ``s`` with ``s % n == r``) writes the same files. A shard is written to a temporary name
+and renamed when complete, so a run killed at any point leaves complete shards and temporaries; a rerun removes
+the temporaries of its shards, keeps the complete ones and makes the rest. The merge checks that every shard is
+there, made with the same settings, and that every image is in exactly one shard (as a row, or as a failure).
+
+Memory: one shard's rows (PNG bytes, a few KB an image) per worker, plus the list of image keys.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_open, remove_stale_temporaries, write_json
+from ..image_utils import IMAGE_EXTENSIONS, to_rgb_uint8
+from ..segmentation.settings import SegmentationSettings
+
+FORMAT = "subobject_vlm.precompute/1"
+PLAN_NAME = "precompute-plan.json"
+INDEX_NAME = "precompute.json"
+METADATA_KEY = b"subobject_vlm"
+MAX_PNG_LABELS = 65536  # 16-bit PNG: labels 0..65535
+EXECUTION_OPTIONS = ("device", "batch_size")  # boundary model options that do not name a different tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ label maps
+
+
+def encode_label_map(label_map: np.ndarray) -> bytes:
+    """``(h, w)`` label map with labels ``0..65535`` -> lossless 16-bit grayscale PNG bytes."""
+    import cv2
+
+    if label_map.ndim != 2:
+        raise ValueError(f"a label map is (h, w), got shape {label_map.shape}")
+    if label_map.size and int(label_map.max()) >= MAX_PNG_LABELS:
+        raise ValueError(
+            f"{int(label_map.max()) + 1} regions do not fit a 16-bit PNG label map (at most {MAX_PNG_LABELS})"
+        )
+    ok, png = cv2.imencode(".png", label_map.astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV refuses only invalid arrays
+        raise ValueError("OpenCV could not encode the label map as PNG")
+    return png.tobytes()
+
+
+def decode_label_map(png: bytes) -> np.ndarray:
+    """16-bit PNG bytes (from :func:`encode_label_map`) -> ``(h, w)`` int32 label map."""
+    import cv2
+
+    label_map = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if label_map is None or label_map.ndim != 2:
+        raise ValueError("not a single-channel PNG label map")
+    return label_map.astype(np.int32)
+
+
+def features():
+    """The HF features of a precomputed dataset: one row per image."""
+    import datasets
+
+    sequence = getattr(datasets, "List", None) or datasets.Sequence  # List since datasets 4: same Arrow type
+    return datasets.Features(
+        {
+            "key": datasets.Value("string"),  # relative path of the image, or the dataset row id
+            "label_map": datasets.Value("binary"),  # 16-bit PNG of the (h, w) label map at label_size
+            "num_tokens": datasets.Value("int32"),
+            "boxes": sequence(sequence(datasets.Value("float32"), length=4)),  # (n, 4) cx, cy, w, h
+            "height": datasets.Value("int32"),  # the image's own size (EXIF-rotated)
+            "width": datasets.Value("int32"),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def settings_record(settings: SegmentationSettings, label_size: tuple[int, int]) -> dict[str, Any]:
+    """The JSON record of how label maps are made, without execution options (device, batch size) and with
+    ``dtype: float32`` (every model's default) left out: equal records mean equal tokenizers."""
+    options = {
+        key: value
+        for key, value in settings.model_options.items()
+        if key not in EXECUTION_OPTIONS and not (key == "dtype" and value == "float32")
+    }
+    segmentation = {**settings.to_dict(), "boundary_model_options": options}
+    return {"segmentation": segmentation, "label_size": {"height": label_size[0], "width": label_size[1]}}
+
+
+def describe_difference(ours: dict, theirs: dict) -> str:
+    """``key: a != b`` for every setting that differs between two settings records."""
+    flat_ours = {**ours["segmentation"], "label_size": ours["label_size"]}
+    flat_theirs = {**theirs["segmentation"], "label_size": theirs["label_size"]}
+    keys = sorted(set(flat_ours) | set(flat_theirs))
+    return ", ".join(
+        f"{k}: {flat_ours.get(k)!r} != {flat_theirs.get(k)!r}"
+        for k in keys
+        if flat_ours.get(k) != flat_theirs.get(k)
+    )
+
+
+def _digest(parts: Any) -> str:
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where the images are: ``kind`` is ``folder`` (image files under ``path``, recursively), ``llava`` (the
+    ``image`` entries of a LLaVA JSON/JSONL file, relative to ``image_folder``) or ``dataset`` (an HF dataset:
+    a ``save_to_disk`` folder or a hub name; key = ``key_column`` or the row index)."""
+
+    kind: str
+    path: str
+    image_folder: str | None = None
+    split: str = "train"
+    image_column: str = "image"
+    key_column: str | None = None
+
+    def entries(self) -> list[tuple[str, str | int]]:
+        """``(key, reference)`` per image, in a fixed order: reference is a file path or a row index."""
+        if self.kind == "folder":
+            return [(key, os.path.join(self.path, key)) for key in _walk_images(Path(self.path))]
+        if self.kind == "llava":
+            from ..training.vlm_data import image_key, read_records
+
+            folder = Path(self.image_folder) if self.image_folder else Path(self.path).parent
+            seen: dict[str, str] = {}
+            for record in read_records(Path(self.path)):
+                name = record.get(self.image_column) if isinstance(record, dict) else None
+                if name:
+                    seen.setdefault(image_key(name), str(folder / name))  # shared images are segmented once
+            return list(seen.items())
+        dataset = self.open_dataset()
+        if self.key_column is None:
+            return [(str(i), i) for i in range(len(dataset))]
+        keys = [str(k) for k in dataset[self.key_column]]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{self.path}: the key column {self.key_column!r} holds duplicate values")
+        return [(key, i) for i, key in enumerate(keys)]
+
+    def open_dataset(self):
+        """The HF dataset (``kind == "dataset"``), its image column checked."""
+        dataset = _open_dataset(self.path, self.split)
+        for column in (self.image_column, self.key_column):
+            if column is not None and column not in dataset.column_names:
+                raise ValueError(
+                    f"dataset {self.path} has no column {column!r} (columns: {dataset.column_names})"
+                )
+        return dataset
+
+
+def _walk_images(root: Path) -> list[str]:
+    """Image files under ``root`` (recursively, by extension), as sorted posix paths relative to ``root``."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        relative = Path(folder).relative_to(root)
+        found += [
+            (relative / f).as_posix() for f in sorted(files) if Path(f).suffix.lower() in IMAGE_EXTENSIONS
+        ]
+    return sorted(found)
+
+
+def _open_dataset(path: str, split: str):
+    import datasets
+
+    folder = Path(path)
+    if folder.is_dir() and (folder / "dataset_dict.json").exists():
+        dataset_dict = datasets.load_from_disk(str(folder))
+        if split not in dataset_dict:
+            raise ValueError(f"{path} has no split {split!r} (splits: {list(dataset_dict)})")
+        return dataset_dict[split]
+    if folder.is_dir():
+        return datasets.load_from_disk(str(folder))
+    _check_hub_reachable(path)
+    try:
+        return datasets.load_dataset(path, split=split)
+    except Exception as error:  # noqa: BLE001 - offline, unknown name, gated...: one line naming the dataset
+        raise OSError(
+            f"cannot load the dataset {path!r} from the Hugging Face Hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); download it and pass its save_to_disk folder"
+        ) from None
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail in seconds, not after a minute of retries, when the Hub cannot be reached (offline mode is left to
+    ``datasets``, which then reads its cache)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
+    except OSError as error:
+        raise OSError(
+            f"cannot load the dataset {name!r}: the Hugging Face Hub ({constants.ENDPOINT}) is unreachable "
+            f"({error}); download it elsewhere and pass its save_to_disk folder"
+        ) from None
+
+
+def open_source(
+    path: str | os.PathLike,
+    image_folder: str | os.PathLike | None = None,
+    split: str = "train",
+    image_column: str = "image",
+    key_column: str | None = None,
+) -> ImageSource:
+    """An :class:`ImageSource` for ``path``: an image folder, a LLaVA ``.json``/``.jsonl`` file, a
+    ``save_to_disk`` folder (holding ``dataset_info.json`` or ``dataset_dict.json``) or a hub dataset name."""
+    from ..segmentation.registry import is_hub_id
+
+    folder = Path(path)
+    options = {"split": split, "image_column": image_column, "key_column": key_column}
+    if folder.suffix in (".json", ".jsonl"):
+        if not folder.is_file():
+            raise ValueError(f"conversation file {folder} does not exist")
+        if image_folder is not None and not Path(image_folder).is_dir():
+            raise ValueError(f"image folder {image_folder} is not a folder")
+        return ImageSource(
+            "llava", str(folder), None if image_folder is None else str(image_folder), **options
+        )
+    if folder.is_dir() and any(
+        (folder / name).exists() for name in ("dataset_info.json", "dataset_dict.json")
+    ):
+        return ImageSource("dataset", str(folder), **options)
+    if folder.is_dir():
+        return ImageSource("folder", str(folder))
+    if is_hub_id(str(path)):
+        return ImageSource("dataset", str(path), **options)
+    raise ValueError(f"input not found: {path} (an image folder, a .json/.jsonl file or a dataset folder)")
+
+
+# ------------------------------------------------------------------------------------------------- shards
+
+
+def shard_name(shard: int, num_shards: int) -> str:
+    return f"data-{shard:05d}-of-{num_shards:05d}.arrow"
+
+
+def _read_shard_metadata(path: Path) -> dict | None:
+    """The ``subobject_vlm`` metadata of a complete shard, or ``None`` if the file cannot be read as one."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(path), "rb") as handle:
+            metadata = pa.ipc.open_stream(handle).schema.metadata or {}
+        return json.loads(metadata[METADATA_KEY])
+    except (OSError, KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
+def _write_shard(path: Path, rows: dict[str, list], metadata: dict) -> None:
+    """One Arrow stream file with the HF features and our metadata, published atomically."""
+    import pyarrow as pa
+
+    schema = features().arrow_schema
+    schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: json.dumps(metadata).encode()})
+    boxes = np.concatenate(rows["boxes"]) if rows["boxes"] else np.zeros((0, 4), np.float32)  # (sum n, 4)
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in rows["boxes"]])]).astype(np.int32)
+    columns = {
+        "key": pa.array(rows["key"], pa.string()),
+        "label_map": pa.array(rows["label_map"], pa.binary()),
+        "num_tokens": pa.array(rows["num_tokens"], pa.int32()),
+        "boxes": pa.ListArray.from_arrays(
+            pa.array(offsets), pa.FixedSizeListArray.from_arrays(pa.array(boxes.reshape(-1), pa.float32()), 4)
+        ),
+        "height": pa.array(rows["height"], pa.int32()),
+        "width": pa.array(rows["width"], pa.int32()),
+    }
+    table = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema)
+    with atomic_open(path) as handle, pa.ipc.new_stream(handle, schema) as writer:
+        writer.write_table(table)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs to make shards (picklable: sent once to each worker process)."""
+
+    source: ImageSource
+    settings: SegmentationSettings
+    label_size: tuple[int, int]
+    out: str
+    num_shards: int
+    settings_digest: str
+    batch_size: int
+    torch_threads: int | None
+
+
+class _Worker:
+    """Makes whole shards; holds the image processor (and so the boundary model) for the process's life."""
+
+    def __init__(self, job: _Job, progress=None) -> None:
+        from ..image_processing_subobject import SubobjectImageProcessor
+
+        if job.torch_threads:
+            import torch
+
+            torch.set_num_threads(job.torch_threads)
+        self.job = job
+        self.progress = progress  # callable(count) or a queue
+        settings = job.settings
+        self.processor = SubobjectImageProcessor(
+            cache_size=0,  # every image once: a cache would only hold memory
+            **{k: v for k, v in asdict(settings).items() if k != "boundary_model_options"},
+            boundary_model_options=settings.model_options,
+            label_size={"height": job.label_size[0], "width": job.label_size[1]},
+        )
+        if self.processor.segmentation_settings() != (settings, tuple(job.label_size)):
+            raise ValueError(f"the image processor cannot express {settings!r}")
+        if (
+            not settings.is_baseline
+        ):  # now: a model that cannot load stops the run instead of failing every image
+            from ..segmentation import load_boundary_model
+
+            load_boundary_model(settings.boundary_model, **settings.model_options)  # cached for the processor
+        self.dataset = job.source.open_dataset() if job.source.kind == "dataset" else None
+
+    def _report(self, count: int) -> None:
+        if self.progress is None:
+            return
+        if callable(self.progress):
+            self.progress(count)
+        else:
+            self.progress.put(count)
+
+    def _load(self, reference: str | int, key: str) -> np.ndarray:
+        """``(H, W, 3)`` uint8 of a file path or a dataset row; ``ImageLoadError`` names the file or key."""
+        if self.dataset is not None:
+            reference = self.dataset[reference][self.job.source.image_column]  # PIL image or path
+            if reference is None:
+                raise ValueError("this row has no image")
+        return to_rgb_uint8(reference, name=key)
+
+    def _segment(self, images: list[np.ndarray]) -> list[np.ndarray | str]:
+        """Label maps of a batch (one batched call); if it fails, image by image: a map or the error."""
+        try:
+            return self.processor.segment(images)
+        except Exception:  # noqa: BLE001 - find the image that fails; the others go on
+            results: list[np.ndarray | str] = []
+            for image in images:
+                try:
+                    results.append(self.processor.segment([image])[0])
+                except Exception as error:  # noqa: BLE001
+                    results.append(_one_line(error))
+            return results
+
+    def make_shard(self, shard: int, entries: list[tuple[str, str | int]]) -> dict:
+        """Segment ``entries`` and write shard ``shard``; returns its summary (rows, failed)."""
+        import torch
+
+        from ..embedding import region_boxes
+
+        rows: dict[str, list] = {
+            name: [] for name in ("key", "label_map", "num_tokens", "boxes", "height", "width")
+        }
+        failed = []
+        for start in range(0, len(entries), self.job.batch_size):
+            batch = entries[start : start + self.job.batch_size]
+            images, loaded = [], []
+            for position, (key, reference) in enumerate(batch, start):
+                try:
+                    images.append(self._load(reference, key))
+                    loaded.append((position, key))
+                except Exception as error:  # noqa: BLE001 - a bad image is recorded, not fatal
+                    failed.append({"key": key, "position": position, "error": _one_line(error)})
+            results = self._segment(images) if images else []
+            good = []
+            for (position, key), image, result in zip(loaded, images, results):
+                if isinstance(result, str):
+                    failed.append({"key": key, "position": position, "error": result})
+                    continue
+                try:
+                    png = encode_label_map(result)
+                except ValueError as error:
+                    failed.append({"key": key, "position": position, "error": str(error)})
+                    continue
+                good.append(result)
+                rows["key"].append(key)
+                rows["label_map"].append(png)
+                rows["num_tokens"].append(int(result.max()) + 1)
+                rows["height"].append(image.shape[0])
+                rows["width"].append(image.shape[1])
+            if good:  # boxes as the processor computes them: one region_boxes call over the batch
+                label_maps = torch.from_numpy(np.stack(good).astype(np.int64))  # (B, h, w)
+                num_tokens = torch.tensor(rows["num_tokens"][-len(good) :], dtype=torch.int64)  # (B,)
+                boxes = region_boxes(label_maps, num_tokens)  # (sum n, 4)
+                rows["boxes"] += [b.numpy() for b in torch.split(boxes, num_tokens.tolist())]
+            self._report(len(batch))
+        failed.sort(key=lambda f: f["position"])
+        metadata = {
+            "shard": shard,
+            "num_shards": self.job.num_shards,
+            "settings_digest": self.job.settings_digest,
+            "keys_digest": _digest([key for key, _ in entries]),
+            "num_images": len(entries),
+            "failed": failed,
+        }
+        _write_shard(Path(self.job.out) / shard_name(shard, self.job.num_shards), rows, metadata)
+        return {"shard": shard, "rows": len(rows["key"]), "failed": failed}
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+_WORKER: _Worker | None = None
+_WORKER_ERROR = ""
+
+
+def _init_worker(job: _Job, queue) -> None:
+    global _WORKER, _WORKER_ERROR
+    try:
+        _WORKER = _Worker(job, queue)
+    except Exception as error:  # noqa: BLE001 - reported by the first shard, in one line, not as a broken pool
+        _WORKER_ERROR = str(error)
+
+
+def _run_shard(shard: int, entries: list[tuple[str, str | int]]) -> dict:
+    if _WORKER is None:
+        raise ValueError(f"a worker process could not start: {_WORKER_ERROR}")
+    return _WORKER.make_shard(shard, entries)
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+
+def resolve_rank(shard: str | None = None, environ: dict | None = None) -> tuple[int, int]:
+    """``(rank, world_size)`` from ``--shard i/n``, else torchrun / accelerate's ``RANK`` and ``WORLD_SIZE``,
+    else ``(0, 1)``. Both given and different is an error."""
+    environ = os.environ if environ is None else environ
+    from_env = None
+    if "WORLD_SIZE" in environ or "RANK" in environ:
+        try:
+            from_env = int(environ.get("RANK", "0")), int(environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            raise ValueError(f"RANK / WORLD_SIZE must be integers, got {environ.get('RANK')!r}, "
+                             f"{environ.get('WORLD_SIZE')!r}") from None  # fmt: skip
+    if shard is None:
+        rank, world = from_env or (0, 1)
+    else:
+        try:
+            rank, world = (int(part) for part in shard.split("/"))
+        except ValueError:
+            raise ValueError(f"--shard must be i/n (e.g. 0/4), got {shard!r}") from None
+        if from_env is not None and from_env[1] > 1 and from_env != (rank, world):
+            raise ValueError(f"--shard {shard} contradicts RANK={from_env[0]} WORLD_SIZE={from_env[1]}")
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"rank must be in [0, world size): got rank {rank} of {world}")
+    return rank, world
+
+
+def _check_plan(out: Path, plan: dict) -> None:
+    """Write the plan, or check that the one already in ``out`` describes the same run."""
+    path = out / PLAN_NAME
+    if not path.exists():
+        write_json(path, plan)  # several ranks may write it at once: same content, atomic
+        return
+    existing = json.loads(path.read_text())
+    if existing.get("settings") != plan["settings"]:
+        raise ValueError(
+            f"{out} holds label maps made with other settings ({describe_difference(existing['settings'], plan['settings'])}); "
+            "use another output folder, or the same settings to resume"
+        )
+    for key, what in (
+        ("num_images", "images"),
+        ("shard_size", "shard size"),
+        ("batch_size", "batch size"),
+        ("shard_digests", "images (same count, other keys or order)"),
+    ):
+        if existing.get(key) != plan[key]:
+            raise ValueError(
+                f"{out} was started for other {what} ({PLAN_NAME}: {key} {existing.get(key) if key != 'shard_digests' else '...'}); "
+                "use another output folder, or the same input, --shard-size and --batch-size to resume"
+            )
+
+
+def precompute(
+    source: ImageSource,
+    out: str | os.PathLike,
+    settings: tuple[SegmentationSettings, tuple[int, int]],
+    *,
+    shard_size: int = 1000,
+    batch_size: int = 1,
+    num_workers: int = 1,
+    rank: int = 0,
+    world_size: int = 1,
+    torch_threads: int | None = None,
+    merge: bool | None = None,
+    progress: bool = True,
+) -> dict:
+    """Make (or finish) the shards of rank ``rank`` of ``world_size`` in ``out``; returns a summary.
+
+    Args:
+        source: the images (see :func:`open_source`).
+        out: output folder (created); reruns resume there.
+        settings: ``(SegmentationSettings, (label_height, label_width))``, e.g. a processor's
+            ``segmentation_settings()``.
+        shard_size: images per shard (memory holds one shard's rows per worker).
+        batch_size: images per boundary-model call. 1 gives exactly the label maps of
+            ``processor(image)``; larger batches those of ``processor.segment(batch)`` (images of different sizes
+            are padded together, which moves boundary probabilities slightly).
+        num_workers: processes, each loading the boundary model once.
+        rank, world_size: this process's part: shards ``s`` with ``s % world_size == rank``.
+        torch_threads: threads per worker (default: the cores shared out among the workers).
+        merge: merge when done (default: when ``world_size == 1``).
+    """
+    from tqdm import tqdm
+
+    segmentation, label_size = settings
+    for name, value in (("shard_size", shard_size), ("batch_size", batch_size), ("num_workers", num_workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    budget = segmentation.max_tokens or (256 if segmentation.is_baseline else None)
+    if (budget is None or budget > MAX_PNG_LABELS) and label_size[0] * label_size[1] > MAX_PNG_LABELS:
+        raise ValueError(
+            f"label maps are stored as 16-bit PNGs (at most {MAX_PNG_LABELS} regions): set max_tokens <= "
+            f"{MAX_PNG_LABELS} (got {segmentation.max_tokens})"
+        )
+    entries = source.entries()
+    if not entries:
+        raise ValueError(f"no images in {source.path}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from .. import __version__
+
+    record = settings_record(segmentation, label_size)
+    num_shards = -(-len(entries) // shard_size)
+    shards = {s: entries[s * shard_size : (s + 1) * shard_size] for s in range(num_shards)}
+    plan = {
+        "format": FORMAT,
+        "version": __version__,
+        "settings": record,
+        "source": asdict(source),
+        "num_images": len(entries),
+        "shard_size": shard_size,
+        "batch_size": batch_size,  # batches of images of different sizes are padded together: part of the result
+        "num_shards": num_shards,
+        "shard_digests": [_digest([key for key, _ in shards[s]]) for s in range(num_shards)],
+    }
+    _check_plan(out, plan)
+    settings_digest = _digest(record)
+
+    mine = [s for s in range(num_shards) if s % world_size == rank]
+    remove_stale_temporaries(out, [shard_name(s, num_shards) for s in mine])
+    todo = []
+    for s in mine:
+        metadata = _read_shard_metadata(out / shard_name(s, num_shards))
+        complete = metadata is not None and metadata.get("settings_digest") == settings_digest
+        if not (complete and metadata.get("keys_digest") == plan["shard_digests"][s]):
+            todo.append(s)
+    job = _Job(source, segmentation, label_size, str(out), num_shards, settings_digest, batch_size,
+               torch_threads or (max(1, (os.cpu_count() or 1) // num_workers) if num_workers > 1 else None))  # fmt: skip
+    bar = tqdm(
+        total=sum(len(shards[s]) for s in mine),
+        initial=sum(len(shards[s]) for s in mine if s not in todo),
+        desc=f"precompute (rank {rank}/{world_size})" if world_size > 1 else "precompute",
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+    )
+    start = time.perf_counter()
+    results = []
+    with bar:
+        if todo and num_workers == 1:
+            worker = _Worker(job, bar.update)
+            results = [worker.make_shard(s, shards[s]) for s in todo]
+        elif todo:
+            results = _run_in_pool(job, num_workers, todo, shards, bar)
+    seconds = time.perf_counter() - start
+    summary = {
+        "rank": rank,
+        "world_size": world_size,
+        "shards": len(mine),
+        "shards_made": len(todo),
+        "images_made": sum(len(shards[s]) for s in todo),
+        "failed_now": [f for r in results for f in r["failed"]],
+        "seconds": round(seconds, 3),
+        "out": str(out),
+    }
+    if merge if merge is not None else world_size == 1:
+        summary["merged"] = merge_precomputed(out)
+    return summary
+
+
+def _run_in_pool(job: _Job, num_workers: int, todo: list[int], shards: dict, bar) -> list[dict]:
+    """Shards across ``num_workers`` spawned processes (each loads the model once); progress per image. The
+    first error stops the run (shards not started are cancelled; those written are kept for a rerun)."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    queue = context.Queue()
+    results = []
+    with concurrent.futures.ProcessPoolExecutor(
+        num_workers, mp_context=context, initializer=_init_worker, initargs=(job, queue)
+    ) as pool:
+        pending = {pool.submit(_run_shard, s, shards[s]) for s in todo}
+        try:
+            while pending:
+                done, pending = concurrent.futures.wait(pending, timeout=0.2, return_when="FIRST_COMPLETED")
+                while not queue.empty():
+                    bar.update(queue.get())
+                results += [
+                    future.result() for future in done
+                ]  # a worker's error (e.g. a full disk) stops it
+        except concurrent.futures.process.BrokenProcessPool:
+            raise OSError(
+                "a worker process died (out of memory?); the shards written are kept: rerun to resume"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
+        while not queue.empty():
+            bar.update(queue.get())
+    return results
+
+
+# -------------------------------------------------------------------------------------------------- merge
+
+
+def merge_precomputed(out: str | os.PathLike) -> dict:
+    """Check the shards of ``out`` and write its index (``precompute.json``) and ``load_from_disk`` files.
+
+    Raises ``ValueError`` naming what is wrong: a missing shard, one made with other settings or for other
+    images, an image present twice. Returns the index.
+    """
+    import pyarrow as pa
+
+    out = Path(out)
+    plan_path = out / PLAN_NAME
+    if not plan_path.is_file():
+        raise ValueError(f"{out} has no {PLAN_NAME}: not the output folder of subobject-vlm precompute")
+    plan = json.loads(plan_path.read_text())
+    num_shards = plan["num_shards"]
+    names = [shard_name(s, num_shards) for s in range(num_shards)]
+    missing = [name for name in names if not (out / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {num_shards} shards are missing in {out} ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}): run precompute again (it resumes) on every rank"
+        )
+    settings_digest = _digest(plan["settings"])
+    seen: set[str] = set()
+    failed: list[dict] = []
+    rows = 0
+    for s, name in enumerate(names):
+        with pa.memory_map(str(out / name)) as source:
+            reader = pa.ipc.open_stream(source)
+            metadata = json.loads((reader.schema.metadata or {}).get(METADATA_KEY, b"null"))
+            keys = reader.read_all().column("key").to_pylist()
+        if metadata is None or metadata.get("settings_digest") != settings_digest:
+            raise ValueError(f"{out / name} was made with other settings than {PLAN_NAME} names")
+        ordered = list(keys)  # the shard's keys in source order: rows, with the failures put back in place
+        for failure in metadata["failed"]:
+            ordered.insert(failure["position"], failure["key"])
+        if _digest(ordered) != plan["shard_digests"][s]:
+            raise ValueError(f"{out / name} does not hold the images {PLAN_NAME} assigns to shard {s}")
+        twice = seen.intersection(ordered)
+        if twice:
+            raise ValueError(f"images in more than one shard: {', '.join(sorted(twice)[:5])}")
+        seen.update(ordered)
+        rows += len(keys)
+        failed += [{"key": f["key"], "error": f["error"]} for f in metadata["failed"]]
+    if len(seen) != plan["num_images"]:  # pragma: no cover - implied by the digests
+        raise ValueError(f"{out}: {len(seen)} images in the shards, {plan['num_images']} planned")
+
+    index = {
+        "format": FORMAT,
+        "version": plan["version"],
+        "settings": plan["settings"],
+        "source": plan["source"],
+        "num_images": plan["num_images"],
+        "num_rows": rows,
+        "num_failed": len(failed),
+        "failed": failed,
+        "shards": names,
+    }
+    description = json.dumps(
+        {k: index[k] for k in ("format", "version", "settings", "num_rows", "num_failed")}
+    )
+    write_json(out / "dataset_info.json", {"description": description, "features": features().to_dict()})
+    state = {
+        "_data_files": [{"filename": name} for name in names],
+        "_fingerprint": _digest([settings_digest, plan["shard_digests"]]),
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    write_json(out / "state.json", state)
+    write_json(out / INDEX_NAME, index)  # last: its presence means merged and complete
+    return index
+
+
+# ---------------------------------------------------------------------------------------------------- read
+
+
+def read_index(path: str | os.PathLike) -> dict:
+    """The ``precompute.json`` of a merged output folder (``ValueError`` if the folder is not one)."""
+    path = Path(path)
+    if not (path / INDEX_NAME).is_file():
+        hint = (
+            "run subobject-vlm precompute-merge on it first"
+            if (path / PLAN_NAME).is_file()
+            else "not a subobject-vlm precompute output"
+        )
+        raise ValueError(f"{path} has no {INDEX_NAME}: {hint}")
+    return json.loads((path / INDEX_NAME).read_text())
+
+
+def load_precomputed(path: str | os.PathLike):
+    """The precomputed dataset of a merged output folder (memory-mapped ``datasets.Dataset``; its
+    ``info.description`` is the JSON of the settings and package version)."""
+    import datasets
+
+    read_index(path)
+    return datasets.load_from_disk(str(path))
+
+
+def check_settings(path: str | os.PathLike, settings: tuple[SegmentationSettings, tuple[int, int]]) -> dict:
+    """The index of ``path`` if its label maps were made with ``settings``; else ``ValueError`` naming the
+    settings that differ."""
+    index = read_index(path)
+    ours = settings_record(*settings)
+    if index["settings"] != ours:
+        raise ValueError(
+            f"{path} was precomputed with other settings than the image processor's "
+            f"({describe_difference(index['settings'], ours)})"
+        )
+    return index
+
+
+__all__ = [
+    "ImageSource",
+    "check_settings",
+    "decode_label_map",
+    "encode_label_map",
+    "features",
+    "load_precomputed",
+    "merge_precomputed",
+    "open_source",
+    "precompute",
+    "read_index",
+    "resolve_rank",
+    "settings_record",
+]
