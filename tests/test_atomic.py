@@ -34,3 +34,11 @@ def test_refuses_append_mode(tmp_path):
     with pytest.raises(ValueError, match="whole files"):
         with atomic_open(tmp_path / "x", "ab"):
             pass
+
+
+def test_files_get_the_mode_a_plain_open_gives(tmp_path):
+    import os
+
+    write_json(tmp_path / "atomic.json", {})
+    (tmp_path / "plain.json").write_text("{}")
+    assert os.stat(tmp_path / "atomic.json").st_mode == os.stat(tmp_path / "plain.json").st_mode
