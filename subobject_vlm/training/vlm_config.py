@@ -16,6 +16,7 @@ from .config import (
     ConfigError,
     build_dataclass,
     check_trainer_section,
+    check_type,
     load_yaml_config,
 )
 
@@ -98,6 +99,8 @@ class DataSource:
                 raise ConfigError(
                     f"{where}.synthetic: unknown keys {unknown} (known: num_images, size, seed)"
                 )
+            for key, value in self.synthetic.items():
+                check_type(value, int, f"{where}.synthetic.{key}")
         if (
             self.path is not None
             and Path(self.path).suffix in (".json", ".jsonl")
