@@ -379,3 +379,16 @@ def test_minima_seeds_on_noise_merge_with_linear_queue_work(monkeypatch):
     assert int(merged.max()) + 1 == 64 and num_regions > 2000
     assert counts["push"] < 2 * num_edges  # re-queued edges (1.23 x the edges here)
     assert counts["pop"] >= num_regions - 64  # one pop per merge at least: the merges went through the queue
+
+
+def test_one_pixel_wide_maps_merge_across_their_real_borders():
+    """On a (H, 1) map the vertical pass of region_adjacency has step W = 1, like the horizontal one, and must
+    not be shifted as that one is (found by hypothesis, tests/test_properties.py, in a draft that did)."""
+    from subobject_vlm.segmentation import region_adjacency
+
+    probs = np.array([[0.0], [1.0], [0.0]], np.float32)
+    edges, weight_sum, border_length = region_adjacency(np.array([[0], [1], [2]]), probs)
+    assert edges.tolist() == [[0, 1], [1, 2]] and border_length.tolist() == [1, 1]
+    np.testing.assert_allclose(weight_sum, [0.5, 0.5])
+    assert epoc(probs, 0.0, min_area=2).tolist() == [[0], [0], [0]]
+    assert epoc(probs.T, 0.0, min_area=2).tolist() == [[0, 0, 0]]

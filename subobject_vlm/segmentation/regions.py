@@ -107,8 +107,8 @@ def region_adjacency(
         (label_map[:-1, :] != label_map[1:, :], width),  # (H-1, W) bool: vertical pairs that differ
     ):
         first = np.flatnonzero(cut)  # (E,) indices into the cut map
-        if step == 1:
-            first = first + first // max(width - 1, 1)  # -> flat image index of the left pixel
+        if cut.shape[1] != width and first.size:  # horizontal pairs (not ``step == 1``: W may be 1)
+            first = first + first // (width - 1)  # -> flat image index of the left pixel
         la, lb = flat_labels[first].astype(np.int64), flat_labels[first + step].astype(np.int64)
         keys.append(np.minimum(la, lb) * n + np.maximum(la, lb))
         weights.append((flat_probs[first] + flat_probs[first + step]) * 0.5)
