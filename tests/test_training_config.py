@@ -171,6 +171,13 @@ def set_key(dotted: str, value):
             "data.max_length must be an integer or null",
         ),
         (
+            "train",
+            "vlm_tiny_smoke.yaml",
+            "image_processor.max_tokens",
+            "many",
+            "image_processor.max_tokens must be an integer or null, got 'many'",
+        ),
+        (
             "train-boundary",
             "boundary_tiny_smoke.yaml",
             "data.resolution",

@@ -48,6 +48,8 @@ def describe_type(annotation: Any) -> str:
             return "a list"
         plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(args[0])
         return f"a list of {plural}" if plural else f"a list whose items are each {describe_type(args[0])}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return describe_type(list[args[0]])
     if origin is tuple and args and args[-1] is not Ellipsis:
         return f"a list of {len(args)} values [{', '.join(describe_type(a) for a in args)}]"
     if annotation is dict or origin is dict or dataclasses.is_dataclass(annotation):
