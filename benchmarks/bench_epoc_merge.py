@@ -2,9 +2,9 @@
 
 On white noise almost every pixel is near a regional minimum, so ``seeds="minima"`` starts from tens of
 thousands of regions per 256² (about one per 5 pixels) and the ``max_tokens`` merge does nearly all the work;
-threshold seeds (components of ``probs <= t``) start from fewer. Both are timed on the same maps, interleaved
-(the machine is shared and noisy), and the ratio minima / threshold is reported per size: a merge whose cost grows
-faster than the number of regions shows up as a ratio that grows with the size.
+threshold seeds (components of ``probs <= t``) start from fewer. Both are timed on the same maps,
+interleaved (the machine is shared and noisy), and the ratio minima / threshold is reported per size: a merge
+whose cost grows faster than the number of regions shows up as a ratio that grows with the size.
 
     python benchmarks/bench_epoc_merge.py          # writes benchmarks/results/epoc_merge.json
 """

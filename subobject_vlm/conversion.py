@@ -62,8 +62,8 @@ def source_pad_token_id(source_config) -> int | None:
 
 
 def available_memory_bytes() -> int | None:
-    """Memory that can still be allocated without swapping: ``psutil``'s ``available`` where psutil is installed,
-    else ``MemAvailable`` of ``/proc/meminfo`` (Linux); ``None`` where neither is known."""
+    """Memory that can still be allocated without swapping: ``psutil``'s ``available`` where psutil is
+    installed, else ``MemAvailable`` of ``/proc/meminfo`` (Linux); ``None`` where neither is known."""
     try:
         import psutil
     except ImportError:
@@ -81,8 +81,9 @@ def available_memory_bytes() -> int | None:
 
 def estimate_parameters(source_config) -> int | None:
     """Parameters of a LLaVA from its config's sizes: a Llama-style language model (attention with grouped
-    key/values, gated MLP, untied head unless tied), a ViT vision tower and the two-layer projector. Within ~1 %
-    of the real count for llava-1.5; ``None`` when a size is missing (an architecture this does not describe)."""
+    key/values, gated MLP, untied head unless tied), a ViT vision tower and the two-layer projector. Within
+    0.01 % of the real count for llava-1.5-7b; ``None`` when a size is missing (an architecture this does not
+    describe)."""
     text, vision = source_config.text_config, source_config.vision_config
     try:
         hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
@@ -108,7 +109,8 @@ def estimate_parameters(source_config) -> int | None:
 
 
 def _dtype_bytes(dtype) -> int | None:
-    """Bytes per element of a torch dtype or its name (``"bfloat16"``, ``"torch.float16"``); ``None`` if unknown."""
+    """Bytes per element of a torch dtype or its name (``"bfloat16"``, ``"torch.float16"``); ``None`` if
+    unknown."""
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype.removeprefix("torch."), None)
     return dtype.itemsize if isinstance(dtype, torch.dtype) else None
@@ -224,8 +226,8 @@ def convert_llava_checkpoint(
         check_memory: refuse, before any weight is read, a source whose weights do not fit in the memory
             available now (:func:`check_memory_for_conversion`).
 
-    The source's ``pad_token_id`` is kept. Raises ``ValueError`` when the source is not a LLaVA, when it cannot
-    fit in memory, and when the source weights do not cover the new model exactly (anything missing,
+    The source's ``pad_token_id`` is kept. Raises ``ValueError`` when the source is not a LLaVA, when it
+    cannot fit in memory, and when the source weights do not cover the new model exactly (anything missing,
     misshaped or left over other than LLaVA's projector).
     """
     from transformers import AutoProcessor, LlavaForConditionalGeneration

@@ -272,7 +272,7 @@ def test_pooling_boxes_and_shapes_equal_dense_references(maps, feature_size, cha
 
 
 def image_formats(image: np.ndarray) -> list:
-    """The same RGB picture in the forms the processor accepts: PIL, (C, H, W) tensor, float [0, 1], uint16."""
+    """The same RGB picture in the forms the processor accepts: PIL, float [0, 1], uint16, (C, H, W)."""
     from PIL import Image
 
     formats = [Image.fromarray(image), image.astype(np.float64) / 255, image.astype(np.uint16) * 257]

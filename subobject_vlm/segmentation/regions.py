@@ -234,9 +234,9 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
     One priority queue of edges with lazy deletion: an entry is one Python int ordering like the tuple
     ``(strength, lo, hi)`` (the strength's IEEE bits, non-negative floats sort as their bits, then the two
     region ids), so ties are broken by the ids. A merge re-queues only the edges of the region with fewer
-    neighbours, and a popped entry whose edge is gone or whose strength changed is skipped. Cost:
-    O((E + Q) log(E + Q)) for E initial edges and Q re-queued edges (Q is the sum over merges of the smaller
-    region's degree: O(E log V) when degrees stay balanced, in practice ~1.5 E on noise), memory O(V + E).
+    neighbours, and a popped entry whose edge is gone or whose strength or ids changed is skipped. Cost:
+    O((E + Q) log(E + Q)) for E initial edges and Q re-queued edges, the sum over merges of the smaller
+    region's degree (1.2 E measured on white noise); memory O(V + E + Q).
     """
     adj, weight_sum, border_length = graph.adj, graph.weight_sum, graph.border_length
     shift = max(1, len(adj) - 1).bit_length()  # bits of a region id
@@ -255,41 +255,19 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
                 current[e] = key(e, lo, hi)
     heap = [entry for entry in current if entry]  # edges pooled away by an earlier min_area pass stay 0
     heapq.heapify(heap)
-    pop, push = heapq.heappop, heapq.heappush
-    area, alive, parent = graph.area, graph.alive, graph.parent
-    num_alive = graph.num_alive
-    while heap and num_alive > target:
+    pop, push, merge = heapq.heappop, heapq.heappush, graph.merge
+    while heap and graph.num_alive > target:
         entry = pop(heap)
-        a, b = (entry >> shift) & id_mask, entry & id_mask
-        adj_a = adj[a]
-        e = adj_a.get(b)
+        lo, hi = (entry >> shift) & id_mask, entry & id_mask
+        e = adj[lo].get(hi)
         if e is None or current[e] != entry:
             continue  # stale entry: the edge was merged away or its strength or ids changed
-        # graph.merge(a, b), inlined (this loop is the whole cost of a budget on a noisy map)
-        adj_b = adj[b]
-        if len(adj_a) < len(adj_b):
-            a, b, adj_a, adj_b = b, a, adj_b, adj_a
-        del adj_a[b]
-        del adj_b[a]
-        for c, eb in adj_b.items():
-            adj_c = adj[c]
-            del adj_c[b]
-            ea = adj_a.get(c)
-            if ea is None:  # a new neighbour of the survivor: the edge keeps its statistics
-                adj_a[c] = adj_c[a] = ea = eb
-            else:  # a common neighbour: pool the two borders
-                weight_sum[ea] += weight_sum[eb]
-                border_length[ea] += border_length[eb]
-            entry = key(ea, a, c) if a < c else key(ea, c, a)
-            current[ea] = entry
-            push(heap, entry)
-        adj[b] = {}
-        parent[b] = a
-        alive[b] = False
-        area[a] += area[b]
-        area[b] = 0
-        num_alive -= 1
-    graph.num_alive = num_alive
+        survivor, changed = merge(lo, hi)
+        adj_survivor = adj[survivor]
+        for c in changed:
+            e = adj_survivor[c]
+            current[e] = key(e, survivor, c) if survivor < c else key(e, c, survivor)
+            push(heap, current[e])
 
 
 def merge_regions(
@@ -309,11 +287,11 @@ def merge_regions(
     contour map), so the strongest boundaries survive; ``order="smallest_region"`` merges the smallest
     region into its weakest-bordered neighbour instead (a baseline).
 
-    Cost: O(HW) to build the region adjacency graph (V regions, E adjacent pairs), then one priority queue with
-    lazy deletion: O((E + Q) log E) where Q, the edges re-queued by merges, is bounded by the sum over merges of
-    the smaller region's degree (~1.2 E on white noise); memory O(V + E), never per pixel. On white noise at
-    1024² merged to 256 regions, ``seeds="minima"`` (~210k regions) costs a few times ``seeds="threshold"``
-    (~85k): ``benchmarks/bench_epoc_merge.py``.
+    Cost: O(HW) to build the region adjacency graph (V regions, E adjacent pairs), then one priority queue
+    with lazy deletion: O((E + Q) log(E + Q)) where Q, the edges re-queued by merges, is the sum over merges
+    of the smaller region's degree (1.2 E measured on white noise); memory O(V + E + Q), never per pixel. On
+    white noise at 1024² merged to 256 regions, EPOC's ``seeds="minima"`` (~210k regions) costs 2.8x
+    ``seeds="threshold"`` (~85k): ``benchmarks/bench_epoc_merge.py``.
 
     Args:
         label_map: ``(H, W)`` integer label map (any ids).

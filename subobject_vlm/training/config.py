@@ -60,13 +60,13 @@ def describe_type(annotation: Any) -> str:
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
-    """``value`` as ``annotation``: ints widen to float, lists become tuples, numeric strings such as YAML's
-    ``2e-4`` (a string to PyYAML) become floats; anything else of the wrong type raises ``_Mismatch``."""
+    """``value`` as ``annotation``: ints are accepted as floats, lists become tuples, numeric strings such as
+    YAML's ``2e-4`` (a string to PyYAML) become floats; anything else of the wrong type raises ``_Mismatch``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any or annotation is object:
         return value
     if _is_union(annotation):
-        for arg in sorted(args, key=lambda a: a is float):  # exact types first: 3 stays an int in int | float
+        for arg in args:
             try:
                 return _coerce(value, arg)
             except _Mismatch:
@@ -92,7 +92,7 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if isinstance(value, bool):
             raise _Mismatch
         if isinstance(value, int | float):
-            return float(value)
+            return value  # an int stays an int: 3 is a fine number of epochs, and TrainingArguments keeps it
         if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
             return float(value)
         raise _Mismatch
@@ -124,8 +124,9 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 
 def check_type(value: Any, annotation: Any, path: str) -> Any:
-    """``value`` checked against the dataclass field type ``annotation`` (and widened as ``_coerce`` does);
-    ``ConfigError`` naming ``path`` and the expected type otherwise: ``lora.r must be an integer, got 'eight'``.
+    """``value`` checked against the dataclass field type ``annotation`` (and converted as ``_coerce`` does);
+    ``ConfigError`` naming ``path`` and the expected type otherwise:
+    ``lora.r must be an integer, got 'eight'``.
 
     ``bool`` is not accepted for ``int`` or ``float`` (YAML's ``yes``/``true`` are never numbers), ``None``
     only where the type allows it, an ``int`` is fine for a ``float``.
@@ -203,8 +204,8 @@ def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Co
 
 def check_trainer_section(training: dict, torch_threads: int | None) -> None:
     """The ``training`` mapping must hold ``TrainingArguments`` fields only, minus the ones a config sets at its
-    top level (``output_dir``, ``seed``, ``resume_from_checkpoint``), each of its field's type (``check_type``,
-    values widened in place); ``torch_threads`` must be positive."""
+    top level (``output_dir``, ``seed``, ``resume_from_checkpoint``), each of its field's type
+    (``check_type``, values converted in place); ``torch_threads`` must be positive."""
     from transformers import TrainingArguments
 
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
