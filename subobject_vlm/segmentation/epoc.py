@@ -178,7 +178,7 @@ def epoc(
 
     Cost: seeds and flooding O(HW); the budget merge O(HW + (E + Q) log(E + Q)) for the E adjacent region
     pairs and the Q edges it re-queues (``merge_regions``): on white noise, the worst case (one minimum per ~5
-    pixels), ``seeds="minima"`` costs 2.6-2.8x ``seeds="threshold"`` from 256² to 1024²
+    pixels), ``seeds="minima"`` costs 2-3x ``seeds="threshold"`` from 256² to 1024²
     (``benchmarks/bench_epoc_merge.py``).
 
     Returns:

@@ -290,7 +290,7 @@ def merge_regions(
     Cost: O(HW) to build the region adjacency graph (V regions, E adjacent pairs), then one priority queue
     with lazy deletion: O((E + Q) log(E + Q)) where Q, the edges re-queued by merges, is the sum over merges
     of the smaller region's degree (1.2 E measured on white noise); memory O(V + E + Q), never per pixel. On
-    white noise at 1024² merged to 256 regions, EPOC's ``seeds="minima"`` (~210k regions) costs 2.8x
+    white noise at 1024² merged to 256 regions, EPOC's ``seeds="minima"`` (~210k regions) costs 2-3x
     ``seeds="threshold"`` (~85k): ``benchmarks/bench_epoc_merge.py``.
 
     Args:
