@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis): EPOC, the baselines, the pooling and the processor on generated inputs.
 
-Inputs run from 1x1 up to a few dozen pixels a side and include the degenerate and hostile maps a user can
+Inputs run from 1x1 up to 64x64 (and 1x97 strips) and include the degenerate and hostile maps a user can
 hand us: constant, checkerboard, single-pixel regions, values outside [0, 1], +-inf, NaN, 8- and 16-bit
 integer maps, random budgets. The properties every label map must have: every pixel labelled, labels
 contiguous 0..n-1 in area-descending order (label 0 the largest), at most ``max_tokens`` regions, the same
@@ -39,7 +39,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # --- inputs ----------------------------------------------------------------------------------------------
 
-sizes = st.tuples(st.integers(1, 24), st.integers(1, 24)) | st.sampled_from([(1, 1), (1, 97), (83, 2)])
+sizes = (
+    st.tuples(st.integers(1, 24), st.integers(1, 24))
+    | st.sampled_from([(1, 1), (1, 97), (83, 2)])
+    | st.tuples(st.integers(25, 64), st.integers(25, 64))
+)
 
 
 @st.composite
