@@ -50,7 +50,115 @@ def _subobject_config(source_config, max_tokens: int, shape_resolution: int) -> 
         if source_config.projector_hidden_act in ("gelu", "relu", "silu")
         else "gelu",
         tie_word_embeddings=bool(getattr(source_config, "tie_word_embeddings", False)),
+        pad_token_id=source_pad_token_id(source_config),
     )
+
+
+def source_pad_token_id(source_config) -> int | None:
+    """The padding id of a LLaVA config: llava-hf keeps it at the top level (32001 for llava-1.5), some
+    checkpoints in the text config only."""
+    pad = getattr(source_config, "pad_token_id", None)
+    return pad if pad is not None else getattr(source_config.text_config, "pad_token_id", None)
+
+
+def available_memory_bytes() -> int | None:
+    """Memory that can still be allocated without swapping: ``psutil``'s ``available`` where psutil is
+    installed, else ``MemAvailable`` of ``/proc/meminfo`` (Linux); ``None`` where neither is known."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def estimate_parameters(source_config) -> int | None:
+    """Parameters of a LLaVA from its config's sizes: a Llama-style language model (attention with grouped
+    key/values, gated MLP, untied head unless tied), a ViT vision tower and the two-layer projector. Within
+    0.01 % of the real count for llava-1.5-7b; ``None`` when a size is missing (an architecture this does not
+    describe)."""
+    text, vision = source_config.text_config, source_config.vision_config
+    try:
+        hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
+        heads = text.num_attention_heads
+        kv_heads = getattr(text, "num_key_value_heads", None) or heads
+        head_dim = getattr(text, "head_dim", None) or hidden // heads
+        attention = 2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim  # q, o; k, v
+        per_layer = attention + 3 * hidden * text.intermediate_size + 2 * hidden  # + gated MLP, two norms
+        tied = getattr(text, "tie_word_embeddings", False) or getattr(
+            source_config, "tie_word_embeddings", False
+        )
+        text_params = layers * per_layer + vocab * hidden * (1 if tied else 2) + hidden
+        width, depth = vision.hidden_size, vision.num_hidden_layers
+        patches = (vision.image_size // vision.patch_size) ** 2 + 1  # + class token
+        vision_params = (
+            depth * (4 * width * width + 2 * width * vision.intermediate_size + 9 * width)
+            + getattr(vision, "num_channels", 3) * vision.patch_size**2 * width
+            + patches * width
+        )
+    except (AttributeError, TypeError, ZeroDivisionError):
+        return None
+    return int(text_params + vision_params + width * hidden + hidden * hidden)
+
+
+def _dtype_bytes(dtype) -> int | None:
+    """Bytes per element of a torch dtype or its name (``"bfloat16"``, ``"torch.float16"``); ``None`` if
+    unknown."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype.removeprefix("torch."), None)
+    return dtype.itemsize if isinstance(dtype, torch.dtype) else None
+
+
+def _stored_weight_bytes(folder: Path) -> int | None:
+    """Bytes of the safetensors weights in a local checkpoint folder: the index's ``total_size``, else the
+    files' sizes (headers included: a few kB more)."""
+    import json
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            return int(json.loads(index.read_text())["metadata"]["total_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    files = list(folder.glob("*.safetensors"))
+    return sum(f.stat().st_size for f in files) if files else None
+
+
+def check_memory_for_conversion(src: str | Path, source_config, dtype: str) -> None:
+    """Refuse (``ValueError``, one line) a conversion whose weights cannot fit in the memory available now.
+
+    The conversion holds the source weights once, in the target dtype (the new model shares them). Their size
+    is the local checkpoint's stored bytes (rescaled to ``dtype``) or, for a hub id, the parameter count from
+    the config's sizes (:func:`estimate_parameters`) times the bytes per element; nothing is checked where
+    neither size nor available memory (:func:`available_memory_bytes`) can be known.
+    """
+    stored_bytes = _dtype_bytes(getattr(source_config, "dtype", None))
+    target_bytes = stored_bytes if dtype == "auto" else _dtype_bytes(_DTYPES[dtype])
+    folder = Path(src).expanduser()
+    on_disk = _stored_weight_bytes(folder) if folder.is_dir() else None
+    if on_disk is not None:
+        needed = on_disk if not (stored_bytes and target_bytes) else on_disk // stored_bytes * target_bytes
+        what = f"its weights ({on_disk / 2**30:.1f} GiB on disk)"
+    else:
+        params = estimate_parameters(source_config)
+        if params is None:
+            return
+        needed = params * (target_bytes or 2)  # unknown dtype: at least half precision
+        what = f"about {params / 1e9:.2f}B parameters"
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"converting {str(src)!r} needs about {needed / 2**30:.1f} GiB of memory for {what} in "
+            f"{'its own dtype' if dtype == 'auto' else dtype}, but only {available / 2**30:.1f} GiB is "
+            "available; free memory, use a machine with more, or pass --no-memory-check to try anyway"
+        )
 
 
 def init_embedding(
@@ -101,6 +209,7 @@ def convert_llava_checkpoint(
     reuse_projector: bool = True,
     dtype: str = "auto",
     seed: int = 0,
+    check_memory: bool = True,
 ) -> Path:
     """Convert a llava-hf checkpoint (hub id or local folder) into a SubobjectLlava checkpoint at ``dst``.
 
@@ -114,8 +223,11 @@ def convert_llava_checkpoint(
         reuse_projector: start the embedding from LLaVA's projector (see the module docstring).
         dtype: ``auto`` (the checkpoint's), ``float32``, ``bfloat16`` or ``float16``.
         seed: seed of the new parameters' initialisation.
+        check_memory: refuse, before any weight is read, a source whose weights do not fit in the memory
+            available now (:func:`check_memory_for_conversion`).
 
-    Raises ``ValueError`` when the source weights do not cover the new model exactly (anything missing,
+    The source's ``pad_token_id`` is kept. Raises ``ValueError`` when the source is not a LLaVA, when it
+    cannot fit in memory, and when the source weights do not cover the new model exactly (anything missing,
     misshaped or left over other than LLaVA's projector).
     """
     from transformers import AutoProcessor, LlavaForConditionalGeneration
@@ -141,6 +253,8 @@ def convert_llava_checkpoint(
             f"{src!r} is a {source_config.model_type!r} checkpoint; convert takes a LLaVA checkpoint "
             "(model_type 'llava', e.g. llava-hf/llava-1.5-7b-hf)"
         )
+    if check_memory:
+        check_memory_for_conversion(src, source_config, dtype)
     source = LlavaForConditionalGeneration.from_pretrained(
         str(src), dtype=_DTYPES[dtype], use_safetensors=True
     )
@@ -221,4 +335,10 @@ def convert_llava_checkpoint(
     return dst
 
 
-__all__ = ["convert_llava_checkpoint", "init_embedding"]
+__all__ = [
+    "available_memory_bytes",
+    "check_memory_for_conversion",
+    "convert_llava_checkpoint",
+    "estimate_parameters",
+    "init_embedding",
+]

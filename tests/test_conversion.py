@@ -33,6 +33,7 @@ def llava_dir(tmp_path_factory):
         vision_config=tiny_vision_config(),
         text_config=tiny_text_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,  # at the top level, as llava-hf saves it
     )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("llava-hf")
@@ -155,3 +156,72 @@ def test_a_checkpoint_that_is_not_llava_is_refused_before_any_weight_loads(tmp_p
     error = capsys.readouterr().err
     assert "is a 'segformer' checkpoint; convert takes a LLaVA checkpoint" in error and error.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_the_source_pad_token_id_is_kept(llava_dir, converted):
+    from transformers import AutoConfig
+
+    source = LlavaConfig.from_pretrained(llava_dir)
+    assert source.pad_token_id is not None and source.text_config.pad_token_id is None  # llava-hf's layout
+    assert AutoConfig.from_pretrained(converted).pad_token_id == source.pad_token_id
+
+
+def test_parameter_estimate_matches_the_model_its_config_builds():
+    from transformers import MistralConfig
+
+    from subobject_vlm.conversion import estimate_parameters
+
+    tokenizer = tiny_tokenizer()
+    for config in (
+        LlavaConfig(text_config={"model_type": "llama", "vocab_size": 32064}),  # llava-1.5-7b: 7,063,427,072
+        LlavaConfig(text_config=MistralConfig().to_dict()),
+        LlavaConfig(vision_config=tiny_vision_config(), text_config=tiny_text_config(len(tokenizer))),
+    ):
+        with torch.device("meta"):  # sizes only, no memory
+            real = sum(p.numel() for p in LlavaForConditionalGeneration(config).parameters())
+        assert abs(estimate_parameters(config) - real) <= 0.01 * real
+
+
+def test_a_source_larger_than_the_available_memory_is_refused_before_any_weight_loads(
+    llava_dir, tmp_path, capsys, monkeypatch
+):
+    from subobject_vlm import conversion
+    from subobject_vlm.cli import main
+
+    stored = sum(f.stat().st_size for f in llava_dir.glob("*.safetensors"))  # float32 weights
+    monkeypatch.setattr(conversion, "available_memory_bytes", lambda: stored // 2 + 4096)
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were read before the memory check")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LlavaForConditionalGeneration, "from_pretrained", no_weights)
+        assert main(["convert", str(llava_dir), str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "needs about" in error and "GiB is available" in error
+        assert not (tmp_path / "out").exists()
+    # half of the float32 bytes: fits in bfloat16, and --no-memory-check converts whatever the estimate
+    assert main(["convert", str(llava_dir), str(tmp_path / "bf16"), "--dtype", "bfloat16"]) == 0
+    assert main(["convert", str(llava_dir), str(tmp_path / "forced"), "--no-memory-check"]) == 0
+
+
+def test_a_merged_lora_checkpoint_is_saved_in_the_dtype_the_training_config_names(converted, tmp_path):
+    import yaml
+    from conftest import REPO_ROOT
+
+    from subobject_vlm.training.train_vlm import train_vlm
+
+    config = yaml.safe_load((REPO_ROOT / "configs" / "vlm_tiny_smoke.yaml").read_text())
+    config["output_dir"] = str(tmp_path / "run")
+    config["model"] = {
+        "pretrained": str(converted),
+        "dtype": "bfloat16",
+    }  # a float32 checkpoint, trained in bf16
+    config["image_processor"] = {}  # the converted checkpoint's own
+    config["data"]["train"] = {"synthetic": {"num_images": 4, "size": 32, "seed": 0}}
+    config["training"].update(max_steps=1, save_steps=1, per_device_train_batch_size=2, disable_tqdm=True)
+    merged = train_vlm(config) / "merged"
+    with safe_open(merged / "model.safetensors", "pt") as saved:
+        dtypes = {saved.get_tensor(key).dtype for key in saved.keys()}
+    assert dtypes == {torch.bfloat16}
+    assert AutoModelForImageTextToText.from_pretrained(merged).dtype == torch.bfloat16

@@ -5,7 +5,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from subobject_vlm.training.config import ConfigError, build_dataclass, load_yaml_config
+from subobject_vlm.training.config import (
+    ConfigError,
+    build_dataclass,
+    check_trainer_section,
+    load_yaml_config,
+)
 
 
 @dataclass
@@ -75,3 +80,159 @@ def test_auto_resume_passes_over_a_checkpoint_killed_while_saving(tmp_path):
     assert resolve_resume("auto", tmp_path) == str(tmp_path / "checkpoint-8")
     assert resolve_resume(True, tmp_path) == str(tmp_path / "checkpoint-8")
     assert resolve_resume("auto", tmp_path / "empty") is None
+
+
+@dataclass
+class Typed:
+    count: int = 1
+    rate: float = 0.5
+    flag: bool = False
+    name: str = "x"
+    maybe: int | None = None
+    span: tuple[float, float] = (0.0, 1.0)
+    names: list[str] = field(default_factory=list)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"count": "eight"}, "count must be an integer, got 'eight'"),
+        ({"count": True}, "count must be an integer, got True"),  # YAML true/yes is never a number
+        ({"count": 8.0}, "count must be an integer, got 8.0"),
+        ({"count": None}, "count must be an integer, got None"),  # null where the type has no None
+        ({"rate": "fast"}, "rate must be a number, got 'fast'"),
+        ({"rate": False}, "rate must be a number, got False"),
+        ({"flag": "yes"}, "flag must be true or false, got 'yes'"),
+        ({"flag": 1}, "flag must be true or false, got 1"),
+        ({"name": 3}, "name must be a string, got 3"),
+        ({"maybe": "3"}, "maybe must be an integer or null, got '3'"),
+        ({"span": [1, "a"]}, r"span must be a list of 2 values \[a number, a number\], got \[1, 'a'\]"),
+        ({"span": [1, 2, 3]}, "span must be a list of 2 values"),
+        ({"names": "a"}, "names must be a list of strings, got 'a'"),
+        ({"names": ["a", 2]}, "names must be a list of strings"),
+    ],
+)
+def test_values_of_the_wrong_type_are_named_with_the_expected_type(values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_dataclass(Typed, values)
+
+
+def test_yaml_values_are_accepted_where_the_type_allows():
+    typed = build_dataclass(Typed, {"rate": 1, "maybe": None, "span": [1, 2.5]})
+    assert typed.rate == 1  # an int is fine for a float
+    assert typed.span == (1, 2.5) and isinstance(typed.span, tuple)  # a YAML list for a tuple
+    assert build_dataclass(Typed, {"rate": "2e-4"}).rate == 2e-4  # PyYAML reads 2e-4 (no dot) as a string
+
+
+def write_config(tmp_path, name: str, change) -> str:
+    import yaml
+    from conftest import REPO_ROOT
+
+    config = yaml.safe_load((REPO_ROOT / "configs" / name).read_text())
+    config["output_dir"] = str(tmp_path / "out")
+    change(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def set_key(dotted: str, value):
+    def change(config):
+        *sections, key = dotted.split(".")
+        for section in sections:
+            config = config.setdefault(section, {})
+        config[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "command, recipe, key, value, message",
+    [
+        ("train", "vlm_tiny_smoke.yaml", "lora.r", "eight", "lora.r must be an integer, got 'eight'"),
+        (
+            "train",
+            "vlm_tiny_smoke.yaml",
+            "training.learning_rate",
+            "fast",
+            "training.learning_rate must be a number",
+        ),
+        ("train", "vlm_tiny_smoke.yaml", "seed", "abc", "seed must be an integer, got 'abc'"),
+        ("train", "vlm_tiny_smoke.yaml", "lora.r", True, "lora.r must be an integer, got True"),
+        ("train", "vlm_tiny_smoke.yaml", "lora.dropout", None, "lora.dropout must be a number, got None"),
+        ("train", "vlm_tiny_smoke.yaml", "merge", "no", "merge must be true or false, got 'no'"),
+        ("train", "vlm_tiny_smoke.yaml", "training.max_steps", 2.5, "training.max_steps must be an integer"),
+        ("train", "vlm_tiny_smoke.yaml", "model.tiny", "true", "model.tiny must be true or false"),
+        (
+            "train",
+            "vlm_tiny_smoke.yaml",
+            "data.max_length",
+            "64",
+            "data.max_length must be an integer or null",
+        ),
+        (
+            "train",
+            "vlm_tiny_smoke.yaml",
+            "image_processor.max_tokens",
+            "many",
+            "image_processor.max_tokens must be an integer or null, got 'many'",
+        ),
+        (
+            "train-boundary",
+            "boundary_tiny_smoke.yaml",
+            "data.resolution",
+            "64",
+            "data.resolution must be an integer, got '64'",
+        ),
+        (
+            "train-boundary",
+            "boundary_tiny_smoke.yaml",
+            "data.scale_range",
+            [1, "x"],
+            "data.scale_range must be a list of 2 values",
+        ),
+        (
+            "train-boundary",
+            "boundary_tiny_smoke.yaml",
+            "loss.side_weight",
+            "half",
+            "loss.side_weight must be a number",
+        ),
+        ("train-boundary", "boundary_tiny_smoke.yaml", "seed", None, "seed must be an integer, got None"),
+    ],
+)
+def test_training_commands_name_the_key_and_type_of_a_wrong_value_in_one_line(
+    command, recipe, key, value, message, tmp_path, capsys
+):
+    from subobject_vlm.cli import main
+
+    assert main([command, "--config", write_config(tmp_path, recipe, set_key(key, value))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_invalid_yaml_in_train_is_one_line_and_exit_status_2(tmp_path, capsys):
+    from subobject_vlm.cli import main
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lora: {r: [8,\n")
+    assert main(["train", "--config", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not valid YAML" in err
+
+
+@pytest.mark.parametrize("name", ["vlm", "boundary"])
+def test_every_shipped_config_passes_the_type_checks(name):
+    import importlib
+
+    import yaml
+    from conftest import REPO_ROOT
+
+    module = importlib.import_module(f"subobject_vlm.training.{name}_config")
+    cls = module.VLMTrainingConfig if name == "vlm" else module.BoundaryTrainingConfig
+    recipes = [p for p in sorted((REPO_ROOT / "configs").glob("*.yaml")) if p.name.startswith(name)]
+    assert recipes
+    for recipe in recipes:  # types only: the data folders of the GPU recipes need not exist here
+        config = build_dataclass(cls, yaml.safe_load(recipe.read_text()), "", module._convert)
+        check_trainer_section(config.training, config.torch_threads)

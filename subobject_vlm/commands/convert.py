@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="initialise the region embedding at random instead of from LLaVA's projector",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the new weights")
+    parser.add_argument(
+        "--no-memory-check",
+        dest="check_memory",
+        action="store_false",
+        help="convert even when the source's weights look larger than the memory available now",
+    )
     return parser
 
 
@@ -49,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             reuse_projector=args.reuse_projector,
             dtype=args.dtype,
             seed=args.seed,
+            check_memory=args.check_memory,
         )
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -176,6 +176,11 @@ def epoc(
             then merges weakest boundary first, as an ultrametric contour map is cut; uses the whole budget
             where threshold seeds give fewer regions. Pair it with ``min_area`` against slivers.
 
+    Cost: seeds and flooding O(HW); the budget merge O(HW + (E + Q) log(E + Q)) for the E adjacent region
+    pairs and the Q edges it re-queues (``merge_regions``): on white noise, the worst case (one minimum per ~5
+    pixels), ``seeds="minima"`` costs 2-3x ``seeds="threshold"`` from 256² to 1024²
+    (``benchmarks/bench_epoc_merge.py``).
+
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1``, label 0 the largest region, area-descending order
         (ties: the region whose seed comes first in raster order); every pixel is labelled.

@@ -199,7 +199,7 @@ class BoundaryTrainingConfig:
 
 
 def _convert(cls, name: str, value: Any, path: str) -> Any:
-    """Typed values of a boundary-training config: nested sections, lists of sources, ``scale_range``."""
+    """Typed values of a boundary-training config: nested sections and lists of sources."""
     nested = {"data": DataSection, "model": ModelSection, "loss": LossSection}
     if cls is BoundaryTrainingConfig and name in nested:
         return build_dataclass(nested[name], value or {}, path, _convert)
@@ -211,11 +211,7 @@ def _convert(cls, name: str, value: Any, path: str) -> Any:
         return [
             build_dataclass(DataSource, source, f"{path}[{i}]", _convert) for i, source in enumerate(value)
         ]
-    if name == "scale_range":
-        if not (isinstance(value, list | tuple) and len(value) == 2):
-            raise ConfigError(f"{path} must be [low, high], got {value!r}")
-        return (float(value[0]), float(value[1]))
-    return value
+    return value  # scalars, lists and scale_range: checked against the field types by build_dataclass
 
 
 def load_config(config: str | os.PathLike | dict) -> BoundaryTrainingConfig:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import os
+import re
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union
 
 T = TypeVar("T")
 Convert = Callable[[type, str, Any, str], Any]
@@ -17,8 +22,133 @@ class ConfigError(ValueError):
     """A training config that cannot be used; the message names the offending key."""
 
 
+class _Mismatch(Exception):
+    """A value that does not have the type asked for (turned into a ``ConfigError`` by ``check_type``)."""
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # what PyYAML leaves a string: 2e-4, 1E5
+_NOUNS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (Union, types.UnionType)
+
+
+def describe_type(annotation: Any) -> str:
+    """A field type in the words of a YAML user: ``int | None`` -> ``"an integer or null"``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in _NOUNS:
+        return _NOUNS[annotation]
+    if _is_union(annotation):
+        return " or ".join(describe_type(a) for a in sorted(args, key=lambda a: a is type(None)))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if annotation is list or origin is list:
+        if not args or args[0] is Any:
+            return "a list"
+        plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(args[0])
+        return f"a list of {plural}" if plural else f"a list whose items are each {describe_type(args[0])}"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return describe_type(list[args[0]])
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        return f"a list of {len(args)} values [{', '.join(describe_type(a) for a in args)}]"
+    if annotation is dict or origin is dict or dataclasses.is_dataclass(annotation):
+        return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in annotation)
+    return f"a {getattr(annotation, '__name__', annotation)}"
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """``value`` as ``annotation``: ints are accepted as floats, lists become tuples, numeric strings such as
+    YAML's ``2e-4`` (a string to PyYAML) become floats; anything else of the wrong type raises ``_Mismatch``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is object:
+        return value
+    if _is_union(annotation):
+        for arg in args:
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise _Mismatch
+    if annotation is type(None) or annotation is None:
+        if value is None:
+            return None
+        raise _Mismatch
+    if annotation is bool or annotation is str:
+        if isinstance(value, annotation):
+            return value
+        raise _Mismatch
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if annotation is float:
+        if isinstance(value, bool):
+            raise _Mismatch
+        if isinstance(value, int | float):
+            return value  # an int stays an int: 3 is a fine number of epochs, and TrainingArguments keeps it
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)
+        raise _Mismatch
+    if annotation is list or origin is list:
+        if not isinstance(value, list):
+            raise _Mismatch
+        return [_coerce(v, args[0]) for v in value] if args else value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise _Mismatch
+        if not args or args[-1] is Ellipsis:
+            return tuple(_coerce(v, args[0]) for v in value) if args else tuple(value)
+        if len(value) != len(args):
+            raise _Mismatch
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if annotation is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch
+        if not args:
+            return value
+        return {_coerce(k, args[0]): _coerce(v, args[1]) for k, v in value.items()}
+    if isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        if issubclass(annotation, enum.Enum) and any(value == m.value for m in annotation):
+            return value
+        raise _Mismatch
+    return value  # a typing construct no YAML value is checked against (a TypeVar, a Callable): accepted
+
+
+def check_type(value: Any, annotation: Any, path: str) -> Any:
+    """``value`` checked against the dataclass field type ``annotation`` (and converted as ``_coerce`` does);
+    ``ConfigError`` naming ``path`` and the expected type otherwise:
+    ``lora.r must be an integer, got 'eight'``.
+
+    ``bool`` is not accepted for ``int`` or ``float`` (YAML's ``yes``/``true`` are never numbers), ``None``
+    only where the type allows it, an ``int`` is fine for a ``float``.
+    """
+    try:
+        return _coerce(value, annotation)
+    except _Mismatch:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{path} must be {describe_type(annotation)}, got {shown}") from None
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved field types of dataclass ``cls`` (string annotations evaluated)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
+
+
 def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert | None = None) -> T:
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name.
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name and values of
+    the wrong type by name and expected type (``check_type`` against the field's annotation).
 
     ``convert(cls, name, value, path)`` may turn a raw value into its typed form (e.g. a nested section,
     built with ``build_dataclass`` again); ``path`` is the key's dotted location for error messages.
@@ -30,9 +160,11 @@ def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown keys {unknown}; known keys: {sorted(fields)}")
     kwargs = {}
+    types_ = field_types(cls)
     for name, value in values.items():
         path = f"{where}.{name}" if where else name
-        kwargs[name] = convert(cls, name, value, path) if convert is not None else value
+        value = convert(cls, name, value, path) if convert is not None else value
+        kwargs[name] = check_type(value, types_[name], path)
     missing = sorted(
         name
         for name, f in fields.items()
@@ -72,7 +204,8 @@ def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Co
 
 def check_trainer_section(training: dict, torch_threads: int | None) -> None:
     """The ``training`` mapping must hold ``TrainingArguments`` fields only, minus the ones a config sets at its
-    top level (``output_dir``, ``seed``, ``resume_from_checkpoint``); ``torch_threads`` must be positive."""
+    top level (``output_dir``, ``seed``, ``resume_from_checkpoint``), each of its field's type
+    (``check_type``, values converted in place); ``torch_threads`` must be positive."""
     from transformers import TrainingArguments
 
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -82,6 +215,9 @@ def check_trainer_section(training: dict, torch_threads: int | None) -> None:
     owned = sorted({"output_dir", "seed", "resume_from_checkpoint"} & set(training))
     if owned:
         raise ConfigError(f"training: set {owned} at the top level of the config, not under 'training'")
+    types_ = field_types(TrainingArguments)
+    for name, value in training.items():  # in place: "2e-4" (a string to PyYAML) becomes 0.0002
+        training[name] = check_type(value, types_[name], f"training.{name}")
     if torch_threads is not None and torch_threads < 1:
         raise ConfigError(f"torch_threads must be >= 1, got {torch_threads}")
 
@@ -181,6 +317,8 @@ __all__ = [
     "ConfigError",
     "build_dataclass",
     "check_trainer_section",
+    "check_type",
+    "describe_type",
     "last_complete_checkpoint",
     "load_yaml_config",
     "read_yaml_mapping",

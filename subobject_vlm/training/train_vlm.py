@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from ..devices import DTYPES
 from ..evaluation.plots import save_loss_history
 from .config import (
     make_training_arguments,
@@ -187,8 +188,8 @@ def train_vlm(config: str | os.PathLike | dict) -> Path:
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
         save_loss_history(trainer.state.log_history, output_dir)
-        if config.merge:
-            merge_lora(output_dir, output_dir / "merged")
+        if config.merge:  # in the dtype the config names, whatever the base checkpoint was saved in
+            merge_lora(output_dir, output_dir / "merged", dtype=DTYPES[config.model.dtype])
     args.distributed_state.wait_for_everyone()
     return output_dir
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .config import (
     ConfigError,
     build_dataclass,
     check_trainer_section,
+    check_type,
     load_yaml_config,
 )
 
@@ -98,6 +100,8 @@ class DataSource:
                 raise ConfigError(
                     f"{where}.synthetic: unknown keys {unknown} (known: num_images, size, seed)"
                 )
+            for key, value in self.synthetic.items():
+                check_type(value, int, f"{where}.synthetic.{key}")
         if (
             self.path is not None
             and Path(self.path).suffix in (".json", ".jsonl")
@@ -155,9 +159,15 @@ class VLMTrainingConfig:
         self.lora.validate()
         self.data.validate()
         check_trainer_section(self.training, self.torch_threads)
-        bad = sorted(set(self.image_processor) - set(SubobjectImageProcessor.valid_kwargs.__annotations__))
+        kwarg_types = typing.get_type_hints(SubobjectImageProcessor.valid_kwargs)
+        bad = sorted(set(self.image_processor) - set(kwarg_types))
         if bad:
             raise ConfigError(f"image_processor: unknown SubobjectImageProcessor settings {bad}")
+        for (
+            key,
+            value,
+        ) in self.image_processor.items():  # None: the processor's default, as for every HF kwarg
+            self.image_processor[key] = check_type(value, kwarg_types[key] | None, f"image_processor.{key}")
 
 
 _NESTED = {
