@@ -72,20 +72,27 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """Normalise one image to a C-contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Accepts a file path, a PIL image (any mode), or a numpy array / torch tensor / nested list shaped ``(H, W)``,
-    ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4; uint8, uint16, bool or float in [0, 1].
+    ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4; uint8, uint16, bool or float in [0, 1]. A 3-D tensor
+    whose first dimension is 1, 3 or 4 is read as ``(C, H, W)`` (torchvision's layout); an array as
+    ``(H, W, C)`` where its last dimension allows it (PIL's and scikit-image's layout), else as ``(C, H, W)``.
     """
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
-    if hasattr(image, "detach"):  # torch.Tensor
+    channels_first = hasattr(image, "detach")  # torch.Tensor: (C, H, W) as torchvision's, whatever W is
+    if channels_first:
         image = image.detach().cpu().numpy()
     elif isinstance(image, list):  # nested lists, as HF datasets return array columns
         image = np.asarray(image)
     if not isinstance(image, np.ndarray):
         raise ImageLoadError(f"{name}: unsupported image type {type(image).__name__}")
     array = image
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+    if (
+        array.ndim == 3
+        and array.shape[0] in (1, 3, 4)
+        and (channels_first or array.shape[-1] not in (1, 3, 4))
+    ):
         array = np.moveaxis(array, 0, -1)  # (C, H, W) -> (H, W, C)
     if array.ndim == 2:
         array = array[..., None]

@@ -92,6 +92,16 @@ def test_channel_first_arrays_and_tensors_are_accepted():
     assert np.array_equal(to_rgb_uint8(torch.from_numpy(chw)), from_numpy)
 
 
+@pytest.mark.parametrize("width", [1, 3, 4])
+def test_a_tensor_is_channels_first_even_when_its_width_looks_like_channels(width):
+    """Found by the property tests: a (3, H, 3) tensor was read as an (H, W, C) image of the wrong size."""
+    torch = pytest.importorskip("torch")
+    chw = torch.randint(0, 256, (3, 5, width), dtype=torch.uint8)
+    rgb = to_rgb_uint8(chw)
+    assert rgb.shape == (5, width, 3)
+    assert np.array_equal(rgb, chw.permute(1, 2, 0).numpy())
+
+
 @pytest.mark.parametrize(
     "array, message",
     [
