@@ -319,3 +319,34 @@ def test_text_only_samples_train_beside_samples_with_images(processor, shapes_js
     config["data"] = {"train": {"path": str(mixed)}, "max_length": 64}
     config["merge"] = False
     assert (train_vlm(config) / "adapter_model.safetensors").exists()
+
+
+def test_a_run_resumed_from_its_halfway_checkpoint_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
+    """A run killed after its step-3 checkpoint and resumed with ``resume_from_checkpoint: auto`` ends with
+    exactly the weights of the run that was never interrupted (RNG, data order, optimizer and schedule)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    whole = tiny_config(tmp_path / "whole", max_steps=6, save_steps=3)
+    whole["merge"] = False
+    train_vlm(whole)
+    resumed = tiny_config(tmp_path / "resumed", max_steps=6, save_steps=3)
+    resumed.update(merge=False, resume_from_checkpoint="auto")
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "whole" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")  # the kill
+    from transformers import Trainer
+
+    steps, training_step = [], Trainer.training_step
+    monkeypatch.setattr(
+        Trainer, "training_step", lambda self, *a, **k: steps.append(1) or training_step(self, *a, **k)
+    )
+    train_vlm(resumed)
+    assert len(steps) == 3  # it went on from step 3, not from scratch
+    state = json.loads((tmp_path / "resumed" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    expected = load_file(tmp_path / "whole" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
