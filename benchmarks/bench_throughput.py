@@ -18,16 +18,23 @@ allocations (tracemalloc), at batch sizes 1 and 8 through the processor.
 
     python benchmarks/bench_throughput.py          # ~10 min on 2 cores; writes benchmarks/results/throughput.json
     python benchmarks/bench_throughput.py --quick  # a one-minute smoke run (does not overwrite the results)
+    python benchmarks/bench_throughput.py --fast-vs-reference   # EdgeNet's fast path against the pure-PyTorch
+                                     # reference on the val photos: time (1 thread, interleaved) and equal outputs
 """
 
 from __future__ import annotations
 
+import os
+
+# libgomp threads sleep at barriers instead of spinning: on a machine shared with other jobs, torch's 2-thread runs
+# otherwise collapse ~10x whenever one of its threads is descheduled (measured here, see the README); must be set
+# before torch loads OpenMP. Run with OMP_WAIT_POLICY=ACTIVE to measure the spinning default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import io
 import json
-import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -170,29 +177,37 @@ def time_config(
 # ------------------------------------------------------------------------------------------------ memory
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark) of this process, MB. (``ru_maxrss`` would not
+    do: Linux carries the parent's high-water mark into a forked and exec'd child.)"""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    return float("nan")
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _reset_high_water() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM := VmRSS (Linux >= 4.0)
 
 
 def memory_child(tokenizer: str, size: str, root: str | None, batch_sizes: list[int]) -> dict:
     """In a fresh process: load, warm up on a tiny image, then run each batch size once through the processor
-    and read the resident high-water mark and the numpy/PIL peak after each."""
+    and read the growth of the resident high-water mark (reset before each) and the numpy/PIL peak."""
     set_threads(2)
     photos, _ = bsds_photos(root, max(batch_sizes))
     images = workloads(photos, [size])[size]
     run_processor(tokenizer, [jpeg(np.full((48, 64, 3), 128, np.uint8))])  # loads the model, warms up
     results = {}
     for batch_size in sorted(batch_sizes):
-        before = _rss_mb()
+        _reset_high_water()
+        before = _status_mb("VmRSS")
         tracemalloc.start()
         run_processor(tokenizer, images[:batch_size])
         _, numpy_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        high_water = _status_mb("VmHWM")
         results[str(batch_size)] = {
             "rss_before_mb": before,
             "rss_high_water_mb": high_water,
@@ -257,6 +272,55 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fast_vs_reference(root: str | None, out: Path) -> dict:
+    """Every val photo through the default model on the fast path and on the pure-PyTorch reference
+    (``edgenet.USE_FAST_PATH = False``), in alternating order, 1 thread: seconds, boundary-map differences and
+    label-map agreement at 64 tokens (``partition_agreement`` as in ``tests/test_pinned_label_maps.py``)."""
+    from subobject_vlm.segmentation import edgenet
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_pinned_label_maps import partition_agreement
+
+    set_threads(1)
+    photos, source = bsds_photos(root, 100)
+    model, settings = load_boundary_model("default"), SegmentationSettings("default", max_tokens=BUDGET)
+    model.predict(photos[:2])  # warm-up
+    seconds: dict[str, list[float]] = {"fast": [], "reference": []}
+    max_difference, identical, agreements, token_differences = 0.0, 0, [], []
+    for i, image in enumerate(tqdm(photos, desc="fast vs reference", file=sys.stderr)):
+        probs = {}
+        for fast in (True, False) if i % 2 == 0 else (False, True):
+            edgenet.USE_FAST_PATH = fast
+            start = time.perf_counter()
+            [probs[fast]] = model.predict([image])
+            seconds["fast" if fast else "reference"].append(time.perf_counter() - start)
+        edgenet.USE_FAST_PATH = True
+        max_difference = max(max_difference, float(np.abs(probs[True] - probs[False]).max()))
+        reference_map = segment_image(None, settings, boundary_probs=probs[False])
+        fast_map = segment_image(None, settings, boundary_probs=probs[True])
+        identical += int(np.array_equal(reference_map, fast_map))
+        agreements.append(
+            min(partition_agreement(reference_map, fast_map), partition_agreement(fast_map, reference_map))
+        )
+        token_differences.append(int(fast_map.max()) - int(reference_map.max()))
+    report = {
+        "images": f"{len(photos)} x {source}",
+        "median_seconds": {name: statistics.median(values) for name, values in seconds.items()},
+        "speedup_median_of_pairs": statistics.median(
+            r / f for r, f in zip(seconds["reference"], seconds["fast"])
+        ),
+        "max_abs_boundary_prob_difference": max_difference,
+        "label_maps_identical": identical,
+        "label_map_agreement_min": min(agreements),
+        "token_count_differences": {
+            str(d): token_differences.count(d) for d in sorted(set(token_differences))
+        },
+        "load_average": os.getloadavg(),
+    }
+    out.write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -271,10 +335,27 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the memory children")
     parser.add_argument("--quick", action="store_true", help="smoke run: BSDS size, batch 1 and 8, 1 repeat")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "throughput.json"))
+    parser.add_argument(
+        "--fast-vs-reference", action="store_true", help="EdgeNet fast path vs reference only"
+    )
+    parser.add_argument("--memory-only", action="store_true", help="rerun the memory children into --out")
     parser.add_argument("--memory-child", nargs=2, metavar=("TOKENIZER", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(memory_child(*args.memory_child, args.root, args.batch_sizes)))
+        return
+    if args.fast_vs_reference:
+        out = Path(args.out).with_name("fast_path.json")
+        print(json.dumps(fast_vs_reference(args.root, out), indent=2))
+        print(f"wrote {out}")
+        return
+    if args.memory_only:  # refresh the memory figures of an existing report
+        out = Path(args.out)
+        report = json.loads(out.read_text())
+        report["memory"] = measure_memory(list(TOKENIZERS), args.sizes, args.root, [1, 8])
+        out.write_text(json.dumps(report, indent=2))
+        out.with_suffix(".md").write_text(markdown(report))
+        print(markdown(report))
         return
     if args.quick:
         args.sizes, args.batch_sizes, args.repeats, args.threads = ["bsds"], [1, 8], 1, [2]
