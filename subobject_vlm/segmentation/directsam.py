@@ -182,39 +182,48 @@ class DirectSAM:
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     @torch.inference_mode()
-    def _forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One pass per image (batched): list of ``(H, W, 3)`` uint8 -> list of ``(H, W)`` float32 probs."""
-        sizes = [self._input_size(*image.shape[:2]) for image in images]
-        # pad to the largest input (and at least 32 px, so tiny or thin images pass every SegFormer stage)
-        pad_h, pad_w = max(32, *(s[0] for s in sizes)), max(32, *(s[1] for s in sizes))
-        batch = torch.zeros(len(images), 3, pad_h, pad_w, dtype=torch.float32)  # (B, 3, Hp, Wp)
-        for i, (image, (h, w)) in enumerate(zip(images, sizes)):
-            pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    def _forward(self, images: Sequence[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+        """One pass over images that all run at input ``size`` ``(h, w)``: list of ``(H, W, 3)`` uint8 -> list of
+        ``(H, W)`` float32 probs. Resizing and normalising happen on the model's device (uint8 travels)."""
+        h, w = size
+        pad_h, pad_w = max(32, h), max(32, w)  # tiny or thin inputs padded to pass every SegFormer stage
+        batch = torch.zeros(len(images), 3, pad_h, pad_w, device=self.device)  # (B, 3, Hp, Wp) float32
+        mean, std = self.image_mean.to(self.device), self.image_std.to(self.device)
+        for i, image in enumerate(images):
+            pixels = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)  # (H, W, 3) uint8
+            pixels = pixels.permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
             if (h, w) != image.shape[:2]:
                 pixels = F.interpolate(
                     pixels, size=(h, w), mode="bilinear", align_corners=False, antialias=True
                 )
-            batch[i, :, :h, :w] = ((pixels - self.image_mean) / self.image_std)[0]
-        logits = (
-            self.model(pixel_values=batch.to(self.device, self.dtype)).logits.float().cpu()
-        )  # (B, 1, h', w')
+            batch[i, :, :h, :w] = ((pixels - mean) / std)[0]
+        logits = self.model(pixel_values=batch.to(self.dtype)).logits.float()  # (B, 1, h', w')
         if logits.ndim != 4 or logits.shape[1] != 1:
             raise ValueError(
                 f"boundary model must return logits of shape (B, 1, h, w), got {tuple(logits.shape)}"
             )
-        logits = F.interpolate(logits, size=(pad_h, pad_w), mode="bilinear", align_corners=False)
+        if logits.shape[-2:] != (pad_h, pad_w):  # SegFormer: 1/4 of the input; EdgeNet: the input size
+            logits = F.interpolate(logits, size=(pad_h, pad_w), mode="bilinear", align_corners=False)
         probs = []
-        for i, (image, (h, w)) in enumerate(zip(images, sizes)):
+        for i, image in enumerate(images):
             cropped = logits[i : i + 1, :, :h, :w]
             if (h, w) != image.shape[:2]:
                 cropped = F.interpolate(cropped, size=image.shape[:2], mode="bilinear", align_corners=False)
-            probs.append(torch.sigmoid(cropped)[0, 0].numpy())
+            probs.append(torch.sigmoid(cropped)[0, 0].cpu().numpy())
         return probs
 
     def _batched_forward(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        probs: list[np.ndarray] = []
-        for start in range(0, len(images), self.batch_size):
-            probs.extend(self._forward(images[start : start + self.batch_size]))
+        """Images of the same input size share passes of up to ``batch_size``; none is padded to another's size,
+        so an image's map does not depend on the other images of the call (batched == one by one)."""
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            by_size.setdefault(self._input_size(*image.shape[:2]), []).append(i)
+        probs: list[np.ndarray | None] = [None] * len(images)
+        for size, indices in by_size.items():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                for i, image_probs in zip(chunk, self._forward([images[i] for i in chunk], size)):
+                    probs[i] = image_probs
         return probs
 
     def _pyramid(self, image: np.ndarray, global_probs: np.ndarray) -> np.ndarray:

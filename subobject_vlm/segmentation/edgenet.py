@@ -25,6 +25,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,10 +104,44 @@ class EdgeNetConfig(PretrainedConfig):
 # ---------------------------------------------------------------------------------------- fixed features
 
 
+# False: the pure-PyTorch reference path (torch convolutions for the fixed filters, ``kthvalue`` for percentiles,
+# NCHW layout); True: the same computation, faster (see ``_separable_filter``, ``_per_image_quantile``, ``forward``)
+USE_FAST_PATH = True
+
+
 def _pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     """Reflect-pad the last two dims by ``pad`` (replicate where the image is too small to reflect)."""
     mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"
     return F.pad(x, (pad, pad, pad, pad), mode=mode)
+
+
+def _separable_filter(x: torch.Tensor, row_taps: torch.Tensor, column_taps: torch.Tensor) -> torch.Tensor:
+    """Correlate every plane of ``(B, C, H, W)`` with ``column_taps[:, None] * row_taps[None, :]`` (two 1-D
+    kernels of the same odd length), reflected borders as ``_pad``: ``(B, C, H, W)`` out.
+
+    On CPU tensors that need no gradient and are large enough to reflect, OpenCV's ``sepFilter2D`` (the same
+    taps, ``BORDER_REFLECT_101`` = torch's ``reflect``) replaces the two depthwise convolutions: 5-15x faster
+    here, equal to float32 rounding (features within 1e-4; ``tests/test_throughput.py``).
+    """
+    radius = row_taps.numel() // 2
+    height, width = x.shape[-2:]
+    if (
+        USE_FAST_PATH
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not x.requires_grad
+        and radius < min(height, width)
+    ):
+        planes = x.detach().reshape(-1, height, width).contiguous().numpy()  # (B*C, H, W) float32
+        row, column = row_taps.float().numpy(), column_taps.float().numpy()
+        out = np.empty_like(planes)
+        for i, plane in enumerate(planes):  # one C call per plane: SIMD, no padded copies
+            cv2.sepFilter2D(plane, -1, row, column, dst=out[i], borderType=cv2.BORDER_REFLECT_101)
+        return torch.from_numpy(out).view(x.shape)
+    channels = x.shape[1]
+    x = _pad(x, radius)
+    x = F.conv2d(x, row_taps.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(x, column_taps.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -114,22 +150,14 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    channels = x.shape[1]
-    x = _pad(x, radius)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    return _separable_filter(x, kernel, kernel)
 
 
 def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """3x3 Sobel derivatives ``(d/dx, d/dy)`` of ``(B, C, H, W)``, reflected borders."""
     smooth = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
     diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype, device=x.device)
-    kx = (smooth[:, None] * diff[None, :]).view(1, 1, 3, 3)  # (1, 1, 3, 3)
-    channels = x.shape[1]
-    padded = _pad(x, 1)
-    gx = F.conv2d(padded, kx.expand(channels, 1, 3, 3), groups=channels)
-    gy = F.conv2d(padded, kx.transpose(-1, -2).expand(channels, 1, 3, 3), groups=channels)
-    return gx, gy
+    return _separable_filter(x, diff, smooth), _separable_filter(x, smooth, diff)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -147,8 +175,11 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 def _per_image_quantile(x: torch.Tensor, q: float) -> torch.Tensor:
     """The ``q`` quantile of each image of ``(B, 1, H, W)`` -> ``(B, 1, 1, 1)`` (no size limit, unlike quantile)."""
-    flat = x.flatten(1)
+    flat = x.flatten(1)  # (B, H*W)
     k = min(flat.shape[1], max(1, math.ceil(q * flat.shape[1])))
+    if USE_FAST_PATH and flat.device.type == "cpu" and flat.dtype == torch.float32 and not flat.requires_grad:
+        values = np.partition(flat.detach().numpy(), k - 1, axis=1)[:, k - 1]  # (B,) same value, 5-25x faster
+        return torch.from_numpy(np.ascontiguousarray(values)).to(x.dtype).view(-1, 1, 1, 1)
     return flat.kthvalue(k, dim=1).values.view(-1, 1, 1, 1)
 
 
@@ -266,7 +297,10 @@ class EdgeNetForBoundaryDetection(EdgeNetPreTrainedModel):
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             features = F.pad(features, (0, pad_w, 0, pad_h), mode=mode)
-        features = features.to(self.fuse.weight.dtype)
+        # channels-last: oneDNN's native layout on CPU (no reorder per convolution; 1.8x faster trunk here),
+        # tensor cores' on CUDA
+        layout = torch.channels_last if USE_FAST_PATH else torch.contiguous_format
+        features = features.to(self.fuse.weight.dtype).contiguous(memory_format=layout)
         f1 = self.stage1(features)  # (B, w1, H', W')
         f2 = self.stage2(F.max_pool2d(f1, 2))  # (B, w2, H'/2, W'/2)
         f3 = self.stage3(F.max_pool2d(f2, 2))  # (B, w3, H'/4, W'/4)
