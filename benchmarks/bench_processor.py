@@ -21,6 +21,7 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation
 import subobject_vlm.image_processing_subobject as ip
 from subobject_vlm.image_utils import list_image_files, load_image
 from subobject_vlm.segmentation import DirectSAM, api
+from subobject_vlm.segmentation.registry import register_boundary_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,9 +38,9 @@ def timed(fn, bucket: list):
 
 def profile(processor: ip.SubobjectImageProcessor, model, images: list[np.ndarray], repeats: int) -> dict:
     model_times, post_times, totals = [], [], []
-    original_predict, original_epoc = model.predict, ip.epoc
+    original_predict, original_epoc = model.predict, api.epoc
     model.predict = timed(original_predict, model_times)
-    ip.epoc = timed(original_epoc, post_times)
+    api.epoc = timed(original_epoc, post_times)
     try:
         for _ in range(repeats):
             processor.clear_cache()
@@ -47,7 +48,7 @@ def profile(processor: ip.SubobjectImageProcessor, model, images: list[np.ndarra
             processor(images, return_tensors="pt")
             totals.append(time.perf_counter() - start)
     finally:
-        model.predict, ip.epoc = original_predict, original_epoc
+        model.predict, api.epoc = original_predict, original_epoc
     total, boundary, post = sum(totals), sum(model_times), sum(post_times)
     return {
         "seconds_per_image": total / (repeats * len(images)),
@@ -74,8 +75,7 @@ def main() -> None:
 
     b0 = SegformerConfig(num_labels=1)  # SegFormer-b0 sizes (the public DirectSAM-b0 architecture)
     directsam = DirectSAM(SegformerForSemanticSegmentation(b0), resolution=1024)
-    key = ("bench-directsam-b0", ())
-    api._CACHE[key] = directsam
+    register_boundary_model("bench-directsam-b0", lambda **options: directsam)
     processor = ip.SubobjectImageProcessor(boundary_model="bench-directsam-b0", max_tokens=256)
     results["directsam_b0_1024"] = profile(processor, directsam, images, args.repeats)
 
