@@ -149,7 +149,7 @@ class ImageSource:
         if self.kind == "folder":
             return [(key, os.path.join(self.path, key)) for key in _walk_images(Path(self.path))]
         if self.kind == "llava":
-            from ..training.vlm_data import image_key, read_records
+            from .llava import image_key, read_records
 
             folder = Path(self.image_folder) if self.image_folder else Path(self.path).parent
             seen: dict[str, str] = {}

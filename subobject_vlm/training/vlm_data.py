@@ -15,10 +15,8 @@ A LLaVA JSON/JSONL record is ``{"image": "rel/path.jpg", "conversations": [{"fro
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import posixpath
 import random
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,12 @@ import torch
 
 from ..atomic import save_image, write_json
 from ..configuration_subobject_llava import num_image_placeholders
-from ..image_utils import load_image, to_rgb_uint8
+from ..data.llava import ROLES, DataError, image_key, load_rgb, normalise_turns, read_records
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
 
 SYNTHETIC_COLOURS = {
     "red": (220, 30, 30),
@@ -47,27 +45,6 @@ SYNTHETIC_PROMPT = "What is in the image?"
 
 
 # ---------------------------------------------------------------------------------------------- sources
-
-
-class DataError(ValueError):
-    """Training data that cannot be used (missing images, broken records); the message names the problem."""
-
-
-def read_records(path: Path) -> list[dict]:
-    """The records of a LLaVA ``.json`` (a list) or ``.jsonl`` (one record a line) file."""
-    text = path.read_text()
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    records = json.loads(text)
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
-    return records
-
-
-def image_key(name: str | os.PathLike) -> str:
-    """The key of an image file named by a LLaVA record (or relative to an image folder): its normalised posix
-    path, e.g. ``"coco/train2017/1.jpg"``; how precomputed label maps are found again."""
-    return posixpath.normpath(str(name).replace("\\", "/"))
 
 
 def load_conversations(
@@ -100,7 +77,7 @@ def load_conversations(
                 raise DataError(f"{path_obj}: record {i} has no {conversations_column!r} list")
             name = record.get(image_column)
             images.append(str((folder / name).resolve()) if name else None)
-            conversations.append(_normalise_turns(record[conversations_column], f"{path_obj}: record {i}"))
+            conversations.append(normalise_turns(record[conversations_column], f"{path_obj}: record {i}"))
         missing = [p for p in images if p is not None and not Path(p).is_file()]
         if missing:
             raise DataError(
@@ -131,22 +108,6 @@ def load_conversations(
     if with_keys:  # the row index (before ``limit``, which keeps the first rows)
         dataset = dataset.add_column("image_key", [str(i) for i in range(len(dataset))])
     return dataset
-
-
-def _normalise_turns(turns: Any, where: str) -> list[dict[str, str]]:
-    """LLaVA ``{from, value}`` or chat ``{role, content}`` turns -> ``[{"from": ..., "value": ...}]``."""
-    if not isinstance(turns, list) or not turns:
-        raise DataError(f"{where}: conversations must be a non-empty list of turns")
-    out = []
-    for turn in turns:
-        speaker = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
-        value = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
-        if speaker not in ROLES or not isinstance(value, str):
-            raise DataError(
-                f"{where}: bad turn {turn!r}; expected {{'from': human|gpt|system, 'value': str}}"
-            )
-        out.append({"from": speaker, "value": value})
-    return out
 
 
 def make_synthetic_shapes(
@@ -206,16 +167,6 @@ def synthetic_vocabulary() -> list[str]:
 
 def _digest(*parts: Any) -> str:
     return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
-
-
-def load_rgb(image: Any, where: str) -> np.ndarray:
-    """(H, W, 3) uint8 from a path, PIL image or array; ``DataError`` naming ``where`` if unreadable."""
-    try:
-        return load_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb_uint8(image, name=where)
-    except Exception as error:  # noqa: BLE001 - name the sample whatever went wrong
-        raise DataError(
-            f"{where}: cannot read image {image if isinstance(image, str) else ''}: {error}"
-        ) from None
 
 
 def precompute_segmentations(

@@ -54,7 +54,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
     import cv2
 
-    from ...training.vlm_data import DataError, _normalise_turns, load_rgb, read_records
+    from ...data.llava import DataError, load_rgb, normalise_turns, read_records
 
     if "synthetic" in config.data:
         path, image_folder, limit = _synthetic_split(config, split, data_dir), None, None
@@ -85,7 +85,7 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
                 cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb
             )
         image_of_sample.append(index_of_key[key])
-        conversations.append(_normalise_turns(record["conversations"], f"{path}: record {i}"))
+        conversations.append(normalise_turns(record["conversations"], f"{path}: record {i}"))
         tasks.append(str(record.get("task", "caption")))
     if not images:
         raise DataError(f"{path}: no samples")

@@ -1,0 +1,69 @@
+"""LLaVA-format records: reading ``.json`` / ``.jsonl`` files, their image keys, their turns and images.
+
+The one place these are read, below both training (``training/vlm_data.py``) and dataset tokenization
+(``data/precompute.py``), so data flows one way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..image_utils import load_image, to_rgb_uint8
+
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+class DataError(ValueError):
+    """Training data that cannot be used (missing images, broken records); the message names the problem."""
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a LLaVA ``.json`` (a list) or ``.jsonl`` (one record a line) file."""
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = json.loads(text)
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}")
+    return records
+
+
+def image_key(name: str | os.PathLike) -> str:
+    """The key of an image file named by a LLaVA record (or relative to an image folder): its normalised posix
+    path, e.g. ``"coco/train2017/1.jpg"``; how precomputed label maps are found again."""
+    return posixpath.normpath(str(name).replace("\\", "/"))
+
+
+def normalise_turns(turns: Any, where: str) -> list[dict[str, str]]:
+    """LLaVA ``{from, value}`` or chat ``{role, content}`` turns -> ``[{"from": ..., "value": ...}]``."""
+    if not isinstance(turns, list) or not turns:
+        raise DataError(f"{where}: conversations must be a non-empty list of turns")
+    out = []
+    for turn in turns:
+        speaker = turn.get("from", turn.get("role")) if isinstance(turn, dict) else None
+        value = turn.get("value", turn.get("content")) if isinstance(turn, dict) else None
+        if speaker not in ROLES or not isinstance(value, str):
+            raise DataError(
+                f"{where}: bad turn {turn!r}; expected {{'from': human|gpt|system, 'value': str}}"
+            )
+        out.append({"from": speaker, "value": value})
+    return out
+
+
+def load_rgb(image: Any, where: str) -> np.ndarray:
+    """(H, W, 3) uint8 from a path, PIL image or array; ``DataError`` naming ``where`` if unreadable."""
+    try:
+        return load_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb_uint8(image, name=where)
+    except Exception as error:  # noqa: BLE001 - name the sample whatever went wrong
+        raise DataError(
+            f"{where}: cannot read image {image if isinstance(image, str) else ''}: {error}"
+        ) from None
+
+
+__all__ = ["ROLES", "DataError", "image_key", "load_rgb", "normalise_turns", "read_records"]
