@@ -71,7 +71,7 @@ def tiny_tokenizer(words: list[str] | None = None):
     from .processing_subobject_llava import add_image_token
 
     if words is None:  # the words of the synthetic smoke set (``configs/vlm_tiny_smoke.yaml``)
-        from .training.vlm_data import synthetic_vocabulary
+        from .data.synthetic_shapes import synthetic_vocabulary
 
         words = synthetic_vocabulary()
     special = ["<pad>", "<s>", "</s>", "<unk>"]

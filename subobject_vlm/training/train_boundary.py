@@ -41,7 +41,6 @@ from typing import Any
 
 import torch
 
-from ..evaluation.plots import save_loss_history
 from ..segmentation.losses import supervised_loss
 from .boundary_config import SEGFORMER_SIZES, BoundaryTrainingConfig, LossSection, ModelSection, load_config
 from .boundary_data import (
@@ -50,6 +49,7 @@ from .boundary_data import (
     BoundaryDataset,
 )
 from .config import ConfigError, make_training_arguments, resolve_resume
+from .loss_history import save_loss_history
 
 # ------------------------------------------------------------------------------------------ model + loss
 

@@ -51,17 +51,17 @@ from typing import Any
 
 import torch
 
+from ..data.synthetic_shapes import make_synthetic_shapes
 from ..devices import DTYPES
-from ..evaluation.plots import save_loss_history
 from .config import (
     make_training_arguments,
     resolve_resume,
 )
+from .loss_history import save_loss_history
 from .vlm_config import DataSection, VLMTrainingConfig, load_config
 from .vlm_data import (
     SubobjectCollator,
     load_conversations,
-    make_synthetic_shapes,
     precompute_segmentations,
     tokenize_conversations,
     use_precomputed_segmentations,

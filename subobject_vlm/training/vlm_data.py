@@ -17,31 +17,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic import save_image, write_json
 from ..configuration_subobject_llava import num_image_placeholders
 from ..data.llava import ROLES, DataError, image_key, load_rgb, normalise_turns, read_records
+from ..data.synthetic_shapes import make_synthetic_shapes, synthetic_vocabulary
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-
-
-SYNTHETIC_COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 180, 40),
-    "blue": (30, 60, 220),
-    "yellow": (240, 220, 30),
-    "white": (245, 245, 245),
-}
-SYNTHETIC_SHAPES = ("square", "circle", "triangle")
-SYNTHETIC_PROMPT = "What is in the image?"
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -108,58 +96,6 @@ def load_conversations(
     if with_keys:  # the row index (before ``limit``, which keeps the first rows)
         dataset = dataset.add_column("image_key", [str(i) for i in range(len(dataset))])
     return dataset
-
-
-def make_synthetic_shapes(
-    out_dir: str | os.PathLike, num_images: int = 32, size: int = 64, seed: int = 0
-) -> Path:
-    """Write ``num_images`` pictures of one coloured shape on a dark background and a LLaVA JSON about them.
-
-    The answer to ``"What is in the image?"`` is e.g. ``"a red square"``. Returns the JSON path
-    (``out_dir/data.json``; images in ``out_dir/images``). Deterministic for a given seed.
-    """
-    from PIL import Image, ImageDraw
-
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    records = []
-    for i in range(num_images):
-        colour = rng.choice(sorted(SYNTHETIC_COLOURS))
-        shape = rng.choice(SYNTHETIC_SHAPES)
-        background = tuple(rng.randint(0, 60) for _ in range(3))
-        image = Image.new("RGB", (size, size), background)
-        draw = ImageDraw.Draw(image)
-        half = rng.randint(size // 5, size // 3)
-        cx, cy = rng.randint(half, size - half), rng.randint(half, size - half)
-        box = [cx - half, cy - half, cx + half, cy + half]
-        fill = SYNTHETIC_COLOURS[colour]
-        if shape == "square":
-            draw.rectangle(box, fill=fill)
-        elif shape == "circle":
-            draw.ellipse(box, fill=fill)
-        else:
-            draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
-        name = f"images/{i:04d}.png"
-        save_image(out_dir / name, image)
-        records.append(
-            {
-                "image": name,
-                "conversations": [
-                    {"from": "human", "value": f"<image>\n{SYNTHETIC_PROMPT}"},
-                    {"from": "gpt", "value": f"a {colour} {shape}"},
-                ],
-            }
-        )
-    path = out_dir / "data.json"
-    write_json(path, records)
-    return path
-
-
-def synthetic_vocabulary() -> list[str]:
-    """Every word the synthetic data and the default chat template produce (for a tiny word-level tokenizer)."""
-    prompt_words = SYNTHETIC_PROMPT.replace("?", " ?").split()
-    return ["USER", "ASSISTANT", ":", "a", *prompt_words, *sorted(SYNTHETIC_COLOURS), *SYNTHETIC_SHAPES]
 
 
 # ------------------------------------------------------------------------------------------ segmentation
