@@ -16,7 +16,7 @@ and the median reported. Peak memory comes from one child process per (size, tok
 resident set's high-water mark (``ru_maxrss``) over its size after loading, and the peak of numpy/PIL
 allocations (tracemalloc), at batch sizes 1 and 8 through the processor.
 
-    python benchmarks/bench_throughput.py          # ~10 min on 2 cores; writes benchmarks/results/throughput.json
+    python benchmarks/bench_throughput.py          # ~20 min on 2 cores; writes benchmarks/results/throughput.json
     python benchmarks/bench_throughput.py --quick  # a one-minute smoke run (does not overwrite the results)
     python benchmarks/bench_throughput.py --fast-vs-reference   # EdgeNet's fast path against the pure-PyTorch
                                      # reference on the val photos: time (1 thread, interleaved) and equal outputs
