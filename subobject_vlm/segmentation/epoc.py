@@ -173,8 +173,10 @@ def epoc(
         seeds: ``"threshold"`` (default, the paper's EPOC): the components of ``probs <= threshold``.
             ``"minima"``: also every regional minimum of the boundary zone (4-connected plateaus of the map at
             8 bits that no neighbour undercuts), i.e. a full watershed over-segmentation that ``max_tokens``
-            then merges weakest boundary first, as an ultrametric contour map is cut; uses the whole budget
-            where threshold seeds give fewer regions. Pair it with ``min_area`` against slivers.
+            then merges lowest contrast first (a border's mean probability minus the higher of the two
+            regions' lowest probabilities, ``merge_regions(contrast=True)``), so the specks a sharp map leaves
+            on its ridges merge before real regions do; uses the whole budget where threshold seeds give
+            fewer regions, with no ``min_area`` needed.
 
     Cost: seeds and flooding O(HW); the budget merge O(HW + (E + Q) log(E + Q)) for the E adjacent region
     pairs and the Q edges it re-queues (``merge_regions``): on white noise, the worst case (one minimum per ~5
@@ -209,7 +211,9 @@ def epoc(
         labels = np.ascontiguousarray(labels[1:-1, 1:-1])  # (H, W) int32; frees the framed map
     if max_tokens is None and min_area <= 1:
         return relabel_by_area(labels)
-    return merge_regions(labels, probs, max_regions=max_tokens, min_area=min_area, order=merge)
+    return merge_regions(
+        labels, probs, max_regions=max_tokens, min_area=min_area, order=merge, contrast=seeds == "minima"
+    )
 
 
 __all__ = ["ASSIGN_MODES", "SEED_MODES", "as_boundary_probs", "epoc"]

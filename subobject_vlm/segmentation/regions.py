@@ -131,12 +131,19 @@ class _RegionGraph:
     ``border_length[e]`` are that edge's statistics (Python lists: scalar access in the merge loops is several
     times faster on lists than on numpy arrays). Merging two regions sums the statistics of the edges both had
     to a common neighbour, so an edge's mean boundary strength is always that of the whole pooled border.
+    ``floor[r]``, when given, is the lowest boundary probability inside region ``r`` (a merge keeps the lower).
     """
 
     def __init__(
-        self, areas: np.ndarray, edges: np.ndarray, weight_sum: np.ndarray, border_length: np.ndarray
+        self,
+        areas: np.ndarray,
+        edges: np.ndarray,
+        weight_sum: np.ndarray,
+        border_length: np.ndarray,
+        floor: np.ndarray | None = None,
     ):
         self.area = areas.tolist()
+        self.floor = None if floor is None else floor.astype(np.float64).tolist()
         self.alive = [a > 0 for a in self.area]
         self.num_alive = sum(self.alive)
         self.parent = list(range(len(self.area)))
@@ -193,6 +200,8 @@ class _RegionGraph:
         self.alive[b] = False
         self.area[a] += self.area[b]
         self.area[b] = 0
+        if self.floor is not None:
+            self.floor[a] = min(self.floor[a], self.floor[b])
         self.num_alive -= 1
         return a, changed
 
@@ -231,10 +240,16 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
     """Merge across the weakest shared boundary (mean probability along it) until ``target`` regions remain;
     merged borders are pooled, as when an ultrametric contour map is built.
 
+    With ``graph.floor`` the cost of a border is its contrast instead: its mean probability minus the higher
+    of the two regions' floors (the depth of the shallower region below the border, as watershed dynamics
+    rank minima). A speck whose inside is as high as its border has ~zero contrast and merges first.
+
     One priority queue of edges with lazy deletion: an entry is one Python int ordering like the tuple
     ``(strength, lo, hi)`` (the strength's IEEE bits, non-negative floats sort as their bits, then the two
     region ids), so ties are broken by the ids. A merge re-queues only the edges of the region with fewer
-    neighbours, and a popped entry whose edge is gone or whose strength or ids changed is skipped. Cost:
+    neighbours, and a popped entry whose edge is gone or whose strength or ids changed is skipped. A contrast
+    can also rise without a re-queue (the survivor's floor drops), so a popped contrast entry is recomputed
+    and pushed back when it rose: costs only rise, so the first up-to-date entry popped is the minimum. Cost:
     O((E + Q) log(E + Q)) for E initial edges and Q re-queued edges, the sum over merges of the smaller
     region's degree (1.2 E measured on white noise); memory O(V + E + Q).
     """
@@ -244,8 +259,13 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
     float_bits = _FLOAT_BITS.pack
     from_bytes = int.from_bytes
 
+    floor = graph.floor
+
     def key(e: int, lo: int, hi: int) -> int:
-        bits = from_bytes(float_bits(weight_sum[e] / border_length[e] + 0.0), "little")  # + 0.0: no -0.0
+        cost = weight_sum[e] / border_length[e]
+        if floor is not None:  # contrast in [-1, 1], shifted to [0, 2] so that it sorts as its bits
+            cost += 1.0 - max(floor[lo], floor[hi])
+        bits = from_bytes(float_bits(cost + 0.0), "little")  # + 0.0: no -0.0
         return (((bits << shift) | lo) << shift) | hi
 
     current = [0] * len(weight_sum)  # edge id -> its latest key: an entry is live only while it is that key
@@ -262,6 +282,12 @@ def _merge_weakest_first(graph: _RegionGraph, target: int) -> None:
         e = adj[lo].get(hi)
         if e is None or current[e] != entry:
             continue  # stale entry: the edge was merged away or its strength or ids changed
+        if floor is not None:
+            latest = key(e, lo, hi)
+            if latest != entry:  # its contrast rose since it was queued (a floor dropped): queue it again
+                current[e] = latest
+                push(heap, latest)
+                continue
         survivor, changed = merge(lo, hi)
         adj_survivor = adj[survivor]
         for c in changed:
@@ -277,6 +303,7 @@ def merge_regions(
     max_regions: int | None = None,
     min_area: int = 0,
     order: MergeOrder = "weakest_boundary",
+    contrast: bool = False,
 ) -> np.ndarray:
     """Merge adjacent regions until every region has ``min_area`` pixels and at most ``max_regions`` remain.
 
@@ -299,6 +326,10 @@ def merge_regions(
         max_regions: region budget (``None``: no budget).
         min_area: smallest region area in pixels kept as its own region.
         order: ``"weakest_boundary"`` or ``"smallest_region"``.
+        contrast: ``order="weakest_boundary"`` ranks borders by their contrast, the mean probability along the
+            border minus the higher of the two regions' lowest probabilities, instead of the mean alone: a
+            region whose inside is as high as its border (a speck on a boundary ridge, as the regional minima
+            of a sharp map give) merges first, and regions that reach ~0 inside merge as before.
 
     Returns:
         ``(H, W)`` int32 label map with ids ``0..n-1`` in area-descending order.
@@ -314,7 +345,15 @@ def merge_regions(
     target = num_regions if max_regions is None else max_regions
     needs_merge = num_regions > target or (min_area > 1 and areas[areas > 0].min() < min_area)
     if needs_merge:
-        graph = _RegionGraph(areas, *region_adjacency(flat.reshape(label_map.shape), boundary_probs, m))
+        floor = None
+        if contrast and order == "weakest_boundary":
+            floor = np.ones(m, dtype=np.float32)  # (m,) lowest probability inside each region
+            probs_flat = np.asarray(boundary_probs, dtype=np.float32).ravel()
+            for start in range(0, flat.size, _CHUNK):  # chunked like _areas
+                np.minimum.at(floor, flat[start : start + _CHUNK], probs_flat[start : start + _CHUNK])
+        graph = _RegionGraph(
+            areas, *region_adjacency(flat.reshape(label_map.shape), boundary_probs, m), floor=floor
+        )
         if min_area > 1 or order == "smallest_region":
             _merge_smallest_first(graph, target if order == "smallest_region" else graph.num_alive, min_area)
         if order == "weakest_boundary":
