@@ -228,12 +228,11 @@ def build_demo(
                         "(fills the budget)",
                     )
                     min_area = gr.Number(
-                        200,
+                        0,
                         precision=0,
                         minimum=0,
                         label="min area (px)",
-                        info="smaller regions merge into a neighbour (minima seeds need it: without, "
-                        "they leave one-pixel specks)",
+                        info="smaller regions merge into a neighbour first (0: none)",
                     )
                     resolution = gr.Number(
                         0, precision=0, minimum=0, label="model resolution (0: the checkpoint's own)"
