@@ -171,8 +171,9 @@ def epoc(
             default; regions stay 4-connected) or ``"nearest"`` (nearest seed in Euclidean distance, the
             original ``probs_to_masks`` behaviour; faster, but a region may come out in pieces).
         seeds: ``"threshold"`` (default, the paper's EPOC): the components of ``probs <= threshold``.
-            ``"minima"``: also every regional minimum of the boundary zone (4-connected plateaus of the map at
-            8 bits that no neighbour undercuts), i.e. a full watershed over-segmentation that ``max_tokens``
+            ``"minima"``: also every pixel of the map (at 8 bits) that no 4-neighbour undercuts, grouped
+            4-connected: every regional minimum, plus the inner part of plateaus that are not minima (e.g. a
+            saturated ridge), i.e. a full watershed over-segmentation that ``max_tokens``
             then merges lowest contrast first (a border's mean probability minus the higher of the two
             regions' lowest probabilities, ``merge_regions(contrast=True)``), so the specks a sharp map leaves
             on its ridges merge before real regions do; uses the whole budget where threshold seeds give
@@ -180,7 +181,7 @@ def epoc(
 
     Cost: seeds and flooding O(HW); the budget merge O(HW + (E + Q) log(E + Q)) for the E adjacent region
     pairs and the Q edges it re-queues (``merge_regions``): on white noise, the worst case (one minimum per ~5
-    pixels), ``seeds="minima"`` costs 2-3x ``seeds="threshold"`` from 256² to 1024²
+    pixels), ``seeds="minima"`` costs 3.5-4x ``seeds="threshold"`` from 256² to 1024²
     (``benchmarks/bench_epoc_merge.py``).
 
     Returns:
