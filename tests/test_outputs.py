@@ -194,14 +194,14 @@ def _kill_and_resume(tmp_path, trial, sig, images=16):
     deadline = time.monotonic() + 60
     while not any(out.glob("p*")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(random.Random(trial).uniform(0.0, 0.25))
+    time.sleep(random.Random(trial).uniform(0.0, 0.5))
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     if sig == signal.SIGINT and process.returncode != 0:  # stopped cleanly, not with a traceback
         assert process.returncode == 130 and "Traceback" not in stderr, stderr
         assert "rerun with --resume" in stderr
     assert not [p for p in out.rglob("*.npy") if p.stat().st_size == 0]
-    done_before = {r["file"] for r in summary_of(out)["images"]} if (out / "summary.json").exists() else set()
+    written_before = len(list(out.glob("p*.npy")))  # where the kill landed (the summary lags by up to 1 s)
 
     assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume",
                  "--model", "felzenszwalb", "--max-tokens", "16"]) == 0  # fmt: skip
@@ -212,7 +212,7 @@ def _kill_and_resume(tmp_path, trial, sig, images=16):
     for record in summary["images"]:
         assert np.load(out / record["outputs"][1]).max() + 1 == record["tokens"]
         Image.open(out / record["outputs"][0]).load()  # a complete PNG
-    return len(done_before)
+    return written_before
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
@@ -224,5 +224,5 @@ def test_killed_runs_resume_to_every_input_done_once(tmp_path, sig):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["KILL", "INT", "TERM"])
 def test_many_kill_points(tmp_path, sig):
-    done_before = [_kill_and_resume(tmp_path, trial, sig) for trial in range(15)]
-    assert len(set(done_before)) > 1  # the kills landed at different points
+    written_before = [_kill_and_resume(tmp_path, trial, sig) for trial in range(15)]
+    assert len(set(written_before)) > 1  # the kills landed at different points
