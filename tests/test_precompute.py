@@ -131,15 +131,16 @@ def test_one_and_two_workers_write_identical_shards(images, tmp_path):
     assert read_index(tmp_path / "one") == read_index(tmp_path / "two")
 
 
-def test_two_torchrun_ranks_write_their_shards_and_the_merge_equals_one_run(images, tmp_path):
+def test_two_torchrun_ranks_write_their_shards_and_rank_0_merges_them_into_one_run(images, tmp_path):
     folder, keys = images
     options = ["--model", "gradient", "--max-tokens", "16", "--label-size", "32", "--shard-size", "3"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     command += ["-m", "subobject_vlm.commands.precompute", str(folder), "--out", str(tmp_path / "ranks")]
     result = subprocess.run(command + options, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not (tmp_path / "ranks" / "precompute.json").exists()  # each rank wrote only its shards
-    assert main(["precompute-merge", str(tmp_path / "ranks")]) == 0
+    assert "rank 1: done; rank 0 merges" in result.stderr  # rank 0 merged once every rank was done
+    assert json.loads((tmp_path / "ranks" / "precompute.json").read_text())["num_rows"] == len(keys)
+    assert main(["precompute-merge", str(tmp_path / "ranks")]) == 0  # merging again is harmless
     precompute(open_source(folder), tmp_path / "one", FAST, shard_size=3, progress=False)
     assert shard_bytes(tmp_path / "ranks") == shard_bytes(tmp_path / "one")
     assert sorted(rows_by_key(tmp_path / "ranks")) == keys

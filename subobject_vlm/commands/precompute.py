@@ -1,9 +1,9 @@
 """``subobject-vlm precompute INPUT --out DIR``: the label maps of a whole dataset, once, as sharded Arrow files.
 
 One machine: ``subobject-vlm precompute llava.json --out tokens --num-workers 4``. Several machines (or GPUs):
-``torchrun --nnodes N --nproc_per_node K -m subobject_vlm.commands.precompute llava.json --out tokens`` (or
-``--shard i/n`` on each machine), then ``subobject-vlm precompute-merge tokens``. Rerun the same command to
-resume after a crash.
+``torchrun --nnodes N --nproc_per_node K -m subobject_vlm.commands.precompute llava.json --out tokens`` (rank 0
+merges when every rank is done), or ``--shard i/n`` on each machine, then ``subobject-vlm precompute-merge
+tokens``. Rerun the same command to resume after a crash.
 """
 
 from __future__ import annotations
@@ -125,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         world_size=world_size,
         torch_threads=args.threads,
     )
+    if "merged" not in summary and args.shard is None:  # under torchrun: the last rank's work ends in a merge
+        merged = _merge_when_every_rank_is_done(args.out, rank, world_size)
+        if merged is not None:
+            summary["merged"] = merged
     rate = summary["images_made"] / summary["seconds"] if summary["seconds"] else 0.0
     print(
         f"rank {rank}/{world_size}: {summary['shards']} shard(s), {summary['shards_made']} made now "
@@ -141,9 +145,42 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         print(json.dumps({k: index[k] for k in ("num_images", "num_rows", "num_failed")}))
+    elif rank != 0 and "MASTER_ADDR" in os.environ and args.shard is None:
+        print(f"rank {rank}: done; rank 0 merges {args.out}", file=sys.stderr)
     else:
         print(f"when every rank is done: subobject-vlm precompute-merge {args.out}", file=sys.stderr)
     return 0
+
+
+def _merge_when_every_rank_is_done(out: str, rank: int, world_size: int) -> dict | None:
+    """Under torchrun (``MASTER_ADDR`` set, several ranks): wait for every rank at a gloo barrier, then rank 0
+    merges; the merged index on rank 0, ``None`` elsewhere or where no process group can be formed (ranks
+    started by hand with ``--shard``, or by a launcher without a rendezvous: merge with ``precompute-merge``)."""
+    if world_size <= 1 or "MASTER_ADDR" not in os.environ:
+        return None
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from ..data.precompute import merge_precomputed
+
+    try:  # a corpus may take the ranks days, and they finish at different times
+        dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(days=7))
+    except (RuntimeError, ValueError) as error:
+        print(f"rank {rank}: no process group ({error}); merge with precompute-merge", file=sys.stderr)
+        return None
+    try:
+        dist.barrier()
+        merged = None
+        if rank == 0:
+            try:
+                merged = merge_precomputed(out)
+            except ValueError as error:  # e.g. each machine wrote its own folder: the shards are all fine
+                print(f"rank 0: not merged ({error})", file=sys.stderr)
+        dist.barrier()  # no rank exits (and tears the group down) before the merge is written
+        return merged
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.precompute ... (e.g. under torchrun)
