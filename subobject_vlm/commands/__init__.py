@@ -42,15 +42,16 @@ def run_as_script(module: str, argv: list[str] | None = None) -> int:
     command = importlib.import_module(f".{module}", __name__)
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}.{module}", description=command.HELP)
     command.add_arguments(parser)
-    try:
-        return command.run(parser.parse_args(argv))
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    parser.set_defaults(func=command.run)
+    return _run(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    return _run(build_parser(), argv)
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run its command: a bad option or input is one clear line and exit status 2."""
     args = parser.parse_args(argv)
     if getattr(args, "max_tokens", None) is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be a positive integer")

@@ -41,6 +41,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> Non
     )
     parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
                         help="boundary model dtype (half precision only pays on a GPU)")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose outputs in --out are complete and were made with the same settings",
+    )
+    parser.add_argument(
+        "--allow-inputs-in-out",
+        action="store_true",
+        help="accept an --out folder that holds inputs (they are never overwritten)",
+    )
 
 
 def model_options(args: argparse.Namespace) -> dict:
@@ -52,20 +62,6 @@ def model_options(args: argparse.Namespace) -> dict:
     if args.pyramid_layers:
         options["pyramid_layers"] = args.pyramid_layers
     return options
-
-
-def add_output_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of commands that write one set of files per input image into ``--out``."""
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="skip inputs whose outputs in --out are complete and were made with the same settings",
-    )
-    parser.add_argument(
-        "--allow-inputs-in-out",
-        action="store_true",
-        help="accept an --out folder that holds inputs (they are never overwritten)",
-    )
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -90,17 +86,20 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 @dataclass
 class FilesRun:
     """What ``run_over_files`` did: records of the images done now, failures, inputs skipped as already
-    done (``--resume``), and the signal that stopped the run early (``None`` when it ran to the end)."""
+    done (``--resume``), the signal that stopped the run early (``None`` when it ran to the end), the output
+    folder and the number of inputs."""
 
     done: list[dict]
     failed: list[dict]
     skipped: int
     stopped_by: int | None
+    out: str
+    total: int
 
-    def report(self, what: str, out: str, total: int) -> int:
+    def report(self) -> int:
         """Print the run's last lines on stderr; returns the exit status."""
         if self.skipped:
-            print(f"{self.skipped} image(s) already done in {out} (--resume)", file=sys.stderr)
+            print(f"{self.skipped} image(s) already done in {self.out} (--resume)", file=sys.stderr)
         if self.failed:
             print(
                 f"{len(self.failed)} file(s) failed: {', '.join(f['file'] for f in self.failed)}",
@@ -110,7 +109,7 @@ class FilesRun:
             name = signal.Signals(self.stopped_by).name
             finished = len(self.done) + len(self.failed) + self.skipped
             print(
-                f"stopped by {name} after {finished} of {total} image(s); summary.json is current; rerun with "
+                f"stopped by {name} after {finished} of {self.total} image(s); summary.json is current; rerun with "
                 "--resume to finish",
                 file=sys.stderr,
             )
@@ -128,7 +127,9 @@ def run_over_files(
 ) -> FilesRun:
     """Apply ``process(path, outputs)`` to every input, where ``outputs`` are the files it must write, one per
     suffix (named by ``_outputs.plan_output_names``: unique, never an input). Bad files are reported and
-    skipped; ``summary.json`` is kept current; SIGINT / SIGTERM stop after the current file."""
+    skipped; ``summary.json`` is kept current; SIGINT / SIGTERM stop after the current file. ``settings`` say
+    how the outputs are made (a device does not change them, so ``boundary_model_options.device`` is left out
+    of what ``--resume`` compares)."""
     from tqdm import tqdm
 
     from ._outputs import OutputFolder, StopRequests, check_out_holds_no_inputs
@@ -137,6 +138,8 @@ def run_over_files(
     inputs = [Path(os.path.abspath(p)) for p in paths]
     given = dict(zip(inputs, map(str, paths)))
     check_out_holds_no_inputs(inputs, out_dir, args.allow_inputs_in_out)
+    model_options = {k: v for k, v in settings.get("boundary_model_options", {}).items() if k != "device"}
+    settings = {**settings, "boundary_model_options": model_options}
     done, failed = [], []
     with OutputFolder(out_dir, what, settings) as folder, StopRequests() as stop:
         to_do, already_done = folder.plan(inputs, suffixes, resume=args.resume)
@@ -156,7 +159,7 @@ def run_over_files(
                 tqdm.write(f"skipped {message}", file=sys.stderr)
                 folder.failed(path, given[path], message)
                 failed.append({"file": given[path], "error": message})
-        return FilesRun(done, failed, len(already_done), stopped_by)
+        return FilesRun(done, failed, len(already_done), stopped_by, str(out_dir), len(paths))
 
 
 def quiet_third_parties() -> None:

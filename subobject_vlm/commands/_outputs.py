@@ -307,10 +307,6 @@ class StopRequests:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
 
-    @property
-    def exit_status(self) -> int:
-        return 128 + int(self.signal)
-
 
 __all__ = [
     "SUMMARY_NAME",

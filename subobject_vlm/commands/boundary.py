@@ -10,7 +10,6 @@ import numpy as np
 
 from ._files import (
     add_model_arguments,
-    add_output_arguments,
     collect_inputs,
     load_model,
     model_options,
@@ -23,7 +22,6 @@ HELP = "write 8-bit boundary probability maps"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, baselines=False)
-    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,10 +43,9 @@ def run(args: argparse.Namespace) -> int:
         save_image(outputs[0], Image.fromarray(np.round(probs * 255).astype(np.uint8)))
         return {"height": image.shape[0], "width": image.shape[1]}
 
-    options = {key: value for key, value in model_options(args).items() if key != "device"}
-    settings = {"boundary_model": args.model, "boundary_model_options": options}
+    settings = {"boundary_model": args.model, "boundary_model_options": model_options(args)}
     result = run_over_files(args, paths, process, "boundary", [".png"], settings)
-    return result.report("boundary", args.out, len(paths))
+    return result.report()
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.boundary ... (e.g. under torchrun)

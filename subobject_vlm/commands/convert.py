@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ._files import DTYPE_NAMES
 
@@ -39,27 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``subobject-vlm convert``; prints the output folder. Exit status 2 on a bad source or option."""
-    if args.max_tokens < 1:
-        print("error: --max-tokens must be a positive integer", file=sys.stderr)
-        return 2
     from ..conversion import convert_llava_checkpoint
 
-    try:
-        dst = convert_llava_checkpoint(
-            args.src,
-            args.dst,
-            max_tokens=args.max_tokens,
-            shape_resolution=args.shape_resolution,
-            label_size=args.label_size,
-            boundary_model=args.boundary_model,
-            reuse_projector=args.reuse_projector,
-            dtype=args.dtype,
-            seed=args.seed,
-            check_memory=args.check_memory,
-        )
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    dst = convert_llava_checkpoint(
+        args.src,
+        args.dst,
+        max_tokens=args.max_tokens,
+        shape_resolution=args.shape_resolution,
+        label_size=args.label_size,
+        boundary_model=args.boundary_model,
+        reuse_projector=args.reuse_projector,
+        dtype=args.dtype,
+        seed=args.seed,
+        check_memory=args.check_memory,
+    )
     print(dst)
     return 0
 

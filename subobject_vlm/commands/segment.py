@@ -10,7 +10,6 @@ import numpy as np
 
 from ._files import (
     add_model_arguments,
-    add_output_arguments,
     collect_inputs,
     load_model,
     model_options,
@@ -47,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write the label maps (npy: int32; png: 16-bit)",
     )
-    add_output_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
 
     suffixes = [".png"] + {"npy": [".npy"], "png": ["_labels.png"], None: []}[args.save_labels]
     run_settings = {**settings.to_dict(), "save_labels": args.save_labels}
-    run_settings["boundary_model_options"].pop("device", None)  # the same label maps on any device
     result = run_over_files(args, paths, process, "segment", suffixes, run_settings)
     if result.done:
         tokens = [r["tokens"] for r in result.done]
@@ -98,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             f"({np.mean(seconds):.2f} s/image); wrote {args.out}",
             file=sys.stderr,
         )
-    return result.report("segment", args.out, len(paths))
+    return result.report()
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.segment ... (e.g. under torchrun)
