@@ -124,10 +124,9 @@ def test_converted_model_generates_from_processor_inputs(converted):
 
 
 def test_cli_convert_reports_a_missing_source_and_exits_2(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    convert_command.add_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "nowhere"), str(tmp_path / "out")])
-    assert convert_command.run(args) == 2
+    from subobject_vlm.cli import main
+
+    assert main(["convert", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "error:" in capsys.readouterr().err
 
 
