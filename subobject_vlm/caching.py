@@ -1,16 +1,26 @@
-"""A bounded least-recently-used cache, safe to share between threads, that never travels with a copy.
+"""Caching: content keys (``digest`` of settings, ``image_digest`` of pixels) and a bounded least-recently-used
+cache, safe to share between threads, that never travels with a copy.
 
-Used by the image processor (label maps and boundary maps, by image content and settings) and the demo.
+Used by the image processor (label maps and boundary maps, by image content and settings), the demo, dataset
+tokenization (shard and settings digests) and the token-efficiency experiment (its run keys).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+
+
+def digest(obj: Any, digest_size: int = 8) -> str:
+    """Short content key of settings, key lists and fingerprints: a hash of ``obj`` as JSON (sorted keys,
+    tuples as lists, anything else by its ``str``); ``2 * digest_size`` hex characters."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=digest_size).hexdigest()
 
 
 def image_digest(image: np.ndarray) -> str:
@@ -61,4 +71,4 @@ class LRUCache:
         return LRUCache(self.size)
 
 
-__all__ = ["LRUCache", "image_digest"]
+__all__ = ["LRUCache", "digest", "image_digest"]

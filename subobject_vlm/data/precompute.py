@@ -27,7 +27,6 @@ Memory: one shard's rows (PNG bytes, a few KB an image) per worker, plus the lis
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import json
 import multiprocessing
 import os
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_open, remove_stale_temporaries, write_json
+from ..caching import digest
 from ..image_utils import IMAGE_EXTENSIONS, to_rgb_uint8
 from ..segmentation.settings import SegmentationSettings
 
@@ -122,10 +122,6 @@ def describe_difference(ours: dict, theirs: dict) -> str:
         for k in keys
         if flat_ours.get(k) != flat_theirs.get(k)
     )
-
-
-def _digest(parts: Any) -> str:
-    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -423,7 +419,7 @@ class _Worker:
             "shard": shard,
             "num_shards": self.job.num_shards,
             "settings_digest": self.job.settings_digest,
-            "keys_digest": _digest([key for key, _ in entries]),
+            "keys_digest": digest([key for key, _ in entries]),
             "num_images": len(entries),
             "failed": failed,
         }
@@ -568,10 +564,10 @@ def precompute(
         "shard_size": shard_size,
         "batch_size": batch_size,  # batches of images of different sizes are padded together: part of the result
         "num_shards": num_shards,
-        "shard_digests": [_digest([key for key, _ in shards[s]]) for s in range(num_shards)],
+        "shard_digests": [digest([key for key, _ in shards[s]]) for s in range(num_shards)],
     }
     _check_plan(out, plan)
-    settings_digest = _digest(record)
+    settings_digest = digest(record)
 
     mine = [s for s in range(num_shards) if s % world_size == rank]
     remove_stale_temporaries(out, [shard_name(s, num_shards) for s in mine])
@@ -669,7 +665,7 @@ def merge_precomputed(out: str | os.PathLike) -> dict:
             f"{len(missing)} of {num_shards} shards are missing in {out} ({', '.join(missing[:3])}"
             f"{', ...' if len(missing) > 3 else ''}): run precompute again (it resumes) on every rank"
         )
-    settings_digest = _digest(plan["settings"])
+    settings_digest = digest(plan["settings"])
     seen: set[str] = set()
     failed: list[dict] = []
     rows = 0
@@ -683,7 +679,7 @@ def merge_precomputed(out: str | os.PathLike) -> dict:
         ordered = list(keys)  # the shard's keys in source order: rows, with the failures put back in place
         for failure in metadata["failed"]:
             ordered.insert(failure["position"], failure["key"])
-        if _digest(ordered) != plan["shard_digests"][s]:
+        if digest(ordered) != plan["shard_digests"][s]:
             raise ValueError(f"{out / name} does not hold the images {PLAN_NAME} assigns to shard {s}")
         twice = seen.intersection(ordered)
         if twice:
@@ -711,7 +707,7 @@ def merge_precomputed(out: str | os.PathLike) -> dict:
     write_json(out / "dataset_info.json", {"description": description, "features": features().to_dict()})
     state = {
         "_data_files": [{"filename": name} for name in names],
-        "_fingerprint": _digest([settings_digest, plan["shard_digests"]]),
+        "_fingerprint": digest([settings_digest, plan["shard_digests"]]),
         "_format_columns": None,
         "_format_kwargs": {},
         "_format_type": None,

@@ -15,7 +15,6 @@ baselines.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..atomic import save_image, save_npy
-from ..caching import LRUCache, image_digest
+from ..caching import LRUCache, digest, image_digest
 from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from ..segmentation.api import load_boundary_model, segment_image
 from ..segmentation.settings import BASELINES, SegmentationSettings
@@ -326,8 +325,7 @@ def write_downloads(result: Tokenization, stem: str, folder: str | Path | None =
 
     label_map = result.label_maps["ours"]
     if folder is None:
-        key = hashlib.blake2b(repr((image_digest(result.image), result.settings)).encode(), digest_size=8)
-        folder = WORK_DIR / "downloads" / key.hexdigest()
+        folder = WORK_DIR / "downloads" / digest([image_digest(result.image), repr(result.settings)])
         _remove_old_downloads(WORK_DIR / "downloads")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

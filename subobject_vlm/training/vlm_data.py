@@ -14,15 +14,14 @@ A LLaVA JSON/JSONL record is ``{"image": "rel/path.jpg", "conversations": [{"fro
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ..caching import digest
 from ..configuration_subobject_llava import num_image_placeholders
 from ..data.llava import ROLES, DataError, image_key, load_rgb, normalise_turns, read_records
 from ..data.synthetic_shapes import make_synthetic_shapes, synthetic_vocabulary
@@ -101,10 +100,6 @@ def load_conversations(
 # ------------------------------------------------------------------------------------------ segmentation
 
 
-def _digest(*parts: Any) -> str:
-    return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
-
-
 def precompute_segmentations(
     dataset, image_processor, cache_dir: str | os.PathLike, batch_size: int = 16, num_proc: int | None = None
 ):
@@ -137,7 +132,7 @@ def precompute_segmentations(
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = _digest(dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items()))
+    key = digest([dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items())])
     return dataset.map(
         segment,
         batched=True,
@@ -198,7 +193,7 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
     features["num_tokens"] = datasets.Value("int32")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = _digest(dataset._fingerprint, table._fingerprint, str(Path(precomputed).resolve()))
+    key = digest([dataset._fingerprint, table._fingerprint, str(Path(precomputed).resolve())])
     return dataset.map(
         attach,
         batched=True,
@@ -318,7 +313,7 @@ def tokenize_conversations(
     vocabulary = (
         tokenizer.backend_tokenizer.to_str() if hasattr(tokenizer, "backend_tokenizer") else len(tokenizer)
     )
-    key = _digest(dataset._fingerprint, vocabulary, processor.chat_template, image_token, max_length)
+    key = digest([dataset._fingerprint, vocabulary, processor.chat_template, image_token, max_length])
     tokenized = dataset.map(
         tokenize,
         with_indices=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...atomic import save_npy
+from ...caching import digest
 from .config import ComparisonConfig
 
 
@@ -93,7 +93,8 @@ def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
 
 
 def settings_digest(*parts: Any) -> str:
-    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
+    """The experiment's 12-character keys of settings (``results.jsonl`` holds them: their form stays)."""
+    return digest(parts, digest_size=6)
 
 
 # ---------------------------------------------------------------------------------------------- tokens
