@@ -1,4 +1,5 @@
-"""Reading and normalising images: any file, PIL image, array or tensor -> ``(H, W, 3)`` uint8 RGB.
+"""Reading and normalising images: any file, PIL image, array or tensor -> ``(H, W, 3)`` uint8 RGB; and label
+maps as lossless 16-bit PNGs (``encode_label_map`` / ``decode_label_map``).
 
 One place decides how odd inputs are handled: EXIF orientation is applied, alpha is composited onto
 white, palette / grayscale / CMYK / 16-bit images are converted, and anything unreadable raises
@@ -130,6 +131,35 @@ def to_rgb_uint8(image, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+MAX_PNG_LABELS = 65536  # a 16-bit PNG holds labels 0..65535
+
+
+def encode_label_map(label_map: np.ndarray) -> bytes:
+    """``(h, w)`` label map with labels ``0..65535`` -> lossless 16-bit grayscale PNG bytes."""
+    import cv2
+
+    if label_map.ndim != 2:
+        raise ValueError(f"a label map is (h, w), got shape {label_map.shape}")
+    if label_map.size and int(label_map.max()) >= MAX_PNG_LABELS:
+        raise ValueError(
+            f"{int(label_map.max()) + 1} regions do not fit a 16-bit PNG label map (at most {MAX_PNG_LABELS})"
+        )
+    ok, png = cv2.imencode(".png", label_map.astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:  # pragma: no cover - OpenCV refuses only invalid arrays
+        raise ValueError("OpenCV could not encode the label map as PNG")
+    return png.tobytes()
+
+
+def decode_label_map(png: bytes) -> np.ndarray:
+    """16-bit PNG bytes (from :func:`encode_label_map`) -> ``(h, w)`` int32 label map."""
+    import cv2
+
+    label_map = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if label_map is None or label_map.ndim != 2:
+        raise ValueError("not a single-channel PNG label map")
+    return label_map.astype(np.int32)
+
+
 def list_image_files(inputs: list[str | os.PathLike]) -> list[Path]:
     """Expand files and folders into a list of paths: a folder contributes its image files (by extension,
     non-recursive, sorted); a file named explicitly is always kept, so a bad one is reported, not skipped."""
@@ -145,4 +175,13 @@ def list_image_files(inputs: list[str | os.PathLike]) -> list[Path]:
     return paths
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "list_image_files", "load_image", "to_rgb_uint8"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_PNG_LABELS",
+    "ImageLoadError",
+    "decode_label_map",
+    "encode_label_map",
+    "list_image_files",
+    "load_image",
+    "to_rgb_uint8",
+]

@@ -128,18 +128,21 @@ def run_over_files(
     """Apply ``process(path, outputs)`` to every input, where ``outputs`` are the files it must write, one per
     suffix (named by ``_outputs.plan_output_names``: unique, never an input). Bad files are reported and
     skipped; ``summary.json`` is kept current; SIGINT / SIGTERM stop after the current file. ``settings`` say
-    how the outputs are made (a device does not change them, so ``boundary_model_options.device`` is left out
-    of what ``--resume`` compares)."""
+    how the outputs are made; ``--resume`` compares only the boundary-model options that change them
+    (``settings.output_options``: not the device)."""
     from tqdm import tqdm
 
+    from ..segmentation.settings import output_options
     from ._outputs import OutputFolder, StopRequests, check_out_holds_no_inputs
 
     out_dir = Path(args.out)
     inputs = [Path(os.path.abspath(p)) for p in paths]
     given = dict(zip(inputs, map(str, paths)))
     check_out_holds_no_inputs(inputs, out_dir, args.allow_inputs_in_out)
-    model_options = {k: v for k, v in settings.get("boundary_model_options", {}).items() if k != "device"}
-    settings = {**settings, "boundary_model_options": model_options}
+    settings = {
+        **settings,
+        "boundary_model_options": output_options(settings.get("boundary_model_options", {})),
+    }
     done, failed = [], []
     with OutputFolder(out_dir, what, settings) as folder, StopRequests() as stop:
         to_do, already_done = folder.plan(inputs, suffixes, resume=args.resume)

@@ -49,10 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
 
-    from ..atomic import save_image, save_npy
-    from ..image_utils import load_image
+    from ..atomic import save_npy, write_bytes
+    from ..image_utils import encode_label_map, load_image
     from ..segmentation import SegmentationSettings, segment_image
     from ..segmentation.visualize import save_composite
 
@@ -76,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
         if args.save_labels == "npy":
             save_npy(outputs[1], label_map.astype(np.int32))
         elif args.save_labels == "png":
-            if label_map.max() > 65535:
-                raise ValueError(
-                    f"{path}: {label_map.max() + 1} regions do not fit a 16-bit PNG; use --save-labels npy"
-                )
-            save_image(outputs[1], Image.fromarray(label_map.astype(np.uint16)))
+            try:
+                png = encode_label_map(label_map)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}; use --save-labels npy") from None
+            write_bytes(outputs[1], png)
         save_composite(outputs[0], image, label_map, probs, args.threshold)
         return {"tokens": int(label_map.max()) + 1, "height": image.shape[0], "width": image.shape[1]}
 

@@ -40,44 +40,16 @@ import numpy as np
 
 from ..atomic import atomic_open, remove_stale_temporaries, write_json
 from ..caching import digest
-from ..image_utils import IMAGE_EXTENSIONS, to_rgb_uint8
-from ..segmentation.settings import SegmentationSettings
+from ..image_utils import IMAGE_EXTENSIONS, MAX_PNG_LABELS, decode_label_map, encode_label_map, to_rgb_uint8  # noqa: F401 - also ours
+from ..segmentation.settings import SegmentationSettings, output_options
 
 FORMAT = "subobject_vlm.precompute/1"
 PLAN_NAME = "precompute-plan.json"
 INDEX_NAME = "precompute.json"
 METADATA_KEY = b"subobject_vlm"
-MAX_PNG_LABELS = 65536  # 16-bit PNG: labels 0..65535
-EXECUTION_OPTIONS = ("device", "batch_size")  # boundary model options that do not name a different tokenizer
 
 
-# ------------------------------------------------------------------------------------------------ label maps
-
-
-def encode_label_map(label_map: np.ndarray) -> bytes:
-    """``(h, w)`` label map with labels ``0..65535`` -> lossless 16-bit grayscale PNG bytes."""
-    import cv2
-
-    if label_map.ndim != 2:
-        raise ValueError(f"a label map is (h, w), got shape {label_map.shape}")
-    if label_map.size and int(label_map.max()) >= MAX_PNG_LABELS:
-        raise ValueError(
-            f"{int(label_map.max()) + 1} regions do not fit a 16-bit PNG label map (at most {MAX_PNG_LABELS})"
-        )
-    ok, png = cv2.imencode(".png", label_map.astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:  # pragma: no cover - OpenCV refuses only invalid arrays
-        raise ValueError("OpenCV could not encode the label map as PNG")
-    return png.tobytes()
-
-
-def decode_label_map(png: bytes) -> np.ndarray:
-    """16-bit PNG bytes (from :func:`encode_label_map`) -> ``(h, w)`` int32 label map."""
-    import cv2
-
-    label_map = cv2.imdecode(np.frombuffer(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if label_map is None or label_map.ndim != 2:
-        raise ValueError("not a single-channel PNG label map")
-    return label_map.astype(np.int32)
+# --------------------------------------------------------------------------------------------------- format
 
 
 def features():
@@ -103,12 +75,7 @@ def features():
 def settings_record(settings: SegmentationSettings, label_size: tuple[int, int]) -> dict[str, Any]:
     """The JSON record of how label maps are made, without execution options (device, batch size) and with
     ``dtype: float32`` (every model's default) left out: equal records mean equal tokenizers."""
-    options = {
-        key: value
-        for key, value in settings.model_options.items()
-        if key not in EXECUTION_OPTIONS and not (key == "dtype" and value == "float32")
-    }
-    segmentation = {**settings.to_dict(), "boundary_model_options": options}
+    segmentation = {**settings.to_dict(), "boundary_model_options": output_options(settings.model_options)}
     return {"segmentation": segmentation, "label_size": {"height": label_size[0], "width": label_size[1]}}
 
 

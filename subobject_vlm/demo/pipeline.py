@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic import save_image, save_npy
+from ..atomic import save_image, save_npy, write_bytes
 from ..caching import LRUCache, digest, image_digest
-from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, encode_label_map, load_image
 from ..segmentation.api import load_boundary_model, segment_image
 from ..segmentation.settings import BASELINES, SegmentationSettings
 from ..segmentation.visualize import colorize_probs, composite, mean_colour_image, region_overlay
@@ -331,9 +331,7 @@ def write_downloads(result: Tokenization, stem: str, folder: str | Path | None =
     folder.mkdir(parents=True, exist_ok=True)
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80] or "image"
     paths = [folder / f"{stem}_labels.png", folder / f"{stem}_labels.npy", folder / f"{stem}_subobjects.png"]
-    if label_map.max() > 65535:
-        raise ValueError(f"{label_map.max() + 1} regions do not fit a 16-bit PNG")
-    save_image(paths[0], Image.fromarray(label_map.astype(np.uint16)))
+    write_bytes(paths[0], encode_label_map(label_map))
     save_npy(paths[1], label_map.astype(np.int32))
     picture = composite(result.image, label_map, result.boundary_probs, result.settings.threshold)
     save_image(paths[2], Image.fromarray(picture))

@@ -19,6 +19,17 @@ ASSIGN_MODES = ("watershed", "nearest")
 SEED_MODES = ("threshold", "minima")
 MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 BASELINES = ("patch", "slic", "felzenszwalb")
+EXECUTION_OPTIONS = ("device", "batch_size")  # how a boundary model runs, not what it outputs
+
+
+def output_options(model_options: dict[str, Any]) -> dict[str, Any]:
+    """The boundary-model options that decide its output: without the execution options (device, batch size)
+    and without ``dtype: float32``, every model's default. Equal ``output_options``, equal boundary maps."""
+    return {
+        key: value
+        for key, value in model_options.items()
+        if key not in EXECUTION_OPTIONS and not (key == "dtype" and value == "float32")
+    }
 
 
 def check_epoc_options(
@@ -107,8 +118,10 @@ class SegmentationSettings:
 __all__ = [
     "ASSIGN_MODES",
     "BASELINES",
+    "EXECUTION_OPTIONS",
     "MERGE_ORDERS",
     "SEED_MODES",
     "SegmentationSettings",
     "check_epoc_options",
+    "output_options",
 ]
