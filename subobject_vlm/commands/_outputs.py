@@ -164,8 +164,6 @@ class OutputFolder:
 
     def __init__(self, out_dir: str | os.PathLike, command: str, settings: dict) -> None:
         self.out_dir = Path(out_dir)
-        self.command = command
-        self.settings = settings
         self.settings_key = json.dumps({"command": command, **settings}, sort_keys=True, default=str)
         self.records: dict[str, dict] = {}
         self.failures: dict[str, dict] = {}
