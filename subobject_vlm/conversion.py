@@ -22,6 +22,7 @@ import torch
 from .configuration_subobject_llava import SubobjectLlavaConfig
 from .devices import DTYPES
 from .embedding import MaskPooledEmbedding
+from .segmentation.settings import DEFAULT_MAX_TOKENS
 
 _DTYPES = {"auto": "auto", **DTYPES}
 _PROJECTOR_PREFIX = "model.multi_modal_projector."
@@ -202,7 +203,7 @@ def convert_llava_checkpoint(
     src: str | Path,
     dst: str | Path,
     *,
-    max_tokens: int = 256,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
     shape_resolution: int = 8,
     label_size: int | None = None,
     boundary_model: str = "default",

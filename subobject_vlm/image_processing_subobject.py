@@ -24,6 +24,7 @@ from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation import SegmentationSettings, load_boundary_model, segment_image
 from .segmentation.registry import check_tokenizer_name
+from .segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
 
 SEGMENTATION_KEYS = (
     "boundary_model",
@@ -45,11 +46,12 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     boundary_model_options (`dict`): options for the boundary model (`resolution`, `keep_aspect`,
         `pyramid_layers`, `dtype`, `device`, `batch_size`).
     threshold (`float`): EPOC boundary threshold.
-    max_tokens (`int`): at most this many tokens per image (regions merged, never dropped).
+    max_tokens (`int`): at most this many tokens per image (regions merged, never dropped; default 128).
     min_area (`int`): regions smaller than this (pixels at label resolution) are merged first.
     merge (`str`): `"weakest_boundary"` or `"smallest_region"`.
     assign (`str`): `"watershed"` or `"nearest"`.
-    seeds (`str`): `"threshold"` (components under the threshold) or `"minima"` (plus every regional minimum).
+    seeds (`str`): `"minima"` (default: every regional minimum, so the budget is filled) or `"threshold"`
+        (only the components under the threshold: the count adapts to the image).
     label_size (`dict`): `{"height", "width"}` of the returned label maps.
     do_segment (`bool`): segment the images (default); `False` returns `pixel_values` only.
     """
@@ -119,11 +121,11 @@ class SubobjectImageProcessor(TorchvisionBackend):
     boundary_model = "default"
     boundary_model_options = None
     threshold = 0.1
-    max_tokens = 256
+    max_tokens = DEFAULT_MAX_TOKENS
     min_area = 0
     merge = "weakest_boundary"
     assign = "watershed"
-    seeds = "threshold"
+    seeds = DEFAULT_SEEDS
     label_size = {"height": 336, "width": 336}
     do_segment = True
 

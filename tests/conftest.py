@@ -76,3 +76,16 @@ def tiny_vlm(max_tokens: int = 4):
         label_size={"height": 32, "width": 32},
     )
     return model, SubobjectLlavaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name every skipped test and why, right above the final count, even under ``-q`` (a browser test that
+    skips where Chromium is missing should not pass unnoticed)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.write_line(f"{len(skipped)} skipped (run with -rs for details):")
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        terminalreporter.write_line(f"  {report.nodeid.split('::')[-1]}: {reason}")

@@ -116,7 +116,9 @@ def test_minima_seeds_fill_more_of_the_budget_and_survive_a_save(astronaut, tmp_
     processor.save_pretrained(tmp_path)
     loaded = SubobjectImageProcessor.from_pretrained(tmp_path)
     assert loaded.seeds == "minima" and loaded.min_area == 20
-    threshold_only = SubobjectImageProcessor(max_tokens=256)(astronaut, return_tensors="pt")["num_tokens"]
+    threshold_only = SubobjectImageProcessor(max_tokens=256, seeds="threshold")(
+        astronaut, return_tensors="pt"
+    )["num_tokens"]
     assert threshold_only.item() < loaded(astronaut, return_tensors="pt")["num_tokens"].item() <= 256
 
 

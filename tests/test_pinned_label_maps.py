@@ -1,5 +1,5 @@
 """Label maps pinned before the one-path refactor (tests/data/pinned_label_maps.npz): every entry point keeps
-giving them. Baselines and EPOC on a given map are pure integer/float64 logic and must match exactly; paths
+giving them (the maps made with the defaults of that time name ``seeds="threshold"``, the default then). Baselines and EPOC on a given map are pure integer/float64 logic and must match exactly; paths
 through the boundary model (float32 convolutions, whose last bits may differ on another CPU) must give the same
 partition up to 0.5 % of the pixels."""
 
@@ -18,12 +18,12 @@ EXACT = {"epoc_synthetic", "segment_felzenszwalb_20", "segment_patch_12", "segme
 def compute(name: str, astronaut: np.ndarray, tmp_path) -> np.ndarray:
     small = astronaut[::4, ::4]  # 128 x 128
     if name == "processor_default_64":
-        return SubobjectImageProcessor(max_tokens=64).segment([astronaut])[0]
+        return SubobjectImageProcessor(max_tokens=64, seeds="threshold").segment([astronaut])[0]
     if name == "processor_minima_128_min_area_30":
         processor = SubobjectImageProcessor(max_tokens=128, seeds="minima", min_area=30)
         return processor.segment([astronaut])[0]
     if name == "segment_default_32":
-        return segment(small, "default", max_tokens=32)
+        return segment(small, "default", max_tokens=32, seeds="threshold")
     if name.startswith("segment_"):
         _, model, count = name.split("_")
         return segment(small, model, num_tokens=int(count))
@@ -33,7 +33,8 @@ def compute(name: str, astronaut: np.ndarray, tmp_path) -> np.ndarray:
         return epoc(probs, 0.2, max_tokens=24, seeds="minima")
     if name == "cli_chelsea_32":
         image = REPO_ROOT / "examples" / "images" / "chelsea.jpg"
-        argv = ["segment", str(image), "--out", str(tmp_path), "--max-tokens", "32", "--save-labels", "npy"]
+        argv = ["segment", str(image), "--out", str(tmp_path), "--max-tokens", "32", "--seeds", "threshold"]
+        argv += ["--save-labels", "npy"]
         assert main(argv) == 0
         return np.load(tmp_path / "chelsea.npy")
     raise KeyError(name)

@@ -8,6 +8,7 @@ import pytest
 from subobject_vlm import SubobjectImageProcessor, epoc
 from subobject_vlm.cli import main
 from subobject_vlm.segmentation import SegmentationSettings, load_boundary_model, segment, segment_image
+from subobject_vlm.segmentation.settings import DEFAULT_MAX_TOKENS
 
 
 @pytest.mark.parametrize(
@@ -65,7 +66,7 @@ def test_a_computed_boundary_map_is_used_instead_of_running_the_model(astronaut)
         segment_image(image, settings, boundary_probs=probs), segment(image, max_tokens=24)
     )
     np.testing.assert_array_equal(
-        segment_image(None, settings, boundary_probs=probs), epoc(probs, max_tokens=24)
+        segment_image(None, settings, boundary_probs=probs), epoc(probs, max_tokens=24, seeds=settings.seeds)
     )
     with pytest.raises(ValueError, match="image"):
         segment_image(None, settings)
@@ -77,7 +78,8 @@ def test_baselines_take_max_tokens_as_their_exact_count(astronaut):
     image = astronaut[::4, ::4]
     for name in ("patch", "slic", "felzenszwalb"):
         assert segment_image(image, SegmentationSettings(name, max_tokens=9)).max() == 8
-    assert segment_image(image, SegmentationSettings("patch", max_tokens=None)).max() == 255
+    default_count = segment_image(image, SegmentationSettings("patch", max_tokens=None)).max() + 1
+    assert default_count == DEFAULT_MAX_TOKENS
 
 
 def test_the_cli_rejects_a_bad_threshold_in_one_line_before_reading_any_file(tmp_path, capsys):

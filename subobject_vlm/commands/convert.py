@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..segmentation.settings import DEFAULT_MAX_TOKENS
 from ._files import DTYPE_NAMES
 
 NAME = "convert"
@@ -15,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of ``subobject-vlm convert SRC DST``."""
     parser.add_argument("src", help="llava-hf checkpoint: hub id (e.g. llava-hf/llava-1.5-7b-hf) or folder")
     parser.add_argument("dst", help="output folder for the SubobjectLlava checkpoint")
-    parser.add_argument("--max-tokens", type=int, default=256, help="regions per image")
+    parser.add_argument(
+        "--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="at most N regions per image"
+    )
     parser.add_argument("--shape-resolution", type=int, default=8, help="side of the region shape picture")
     parser.add_argument("--label-size", type=int, default=None, help="label map side (default: image size)")
     parser.add_argument("--boundary-model", default="default", help="image processor boundary model")

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
 from ._files import DTYPE_NAMES
 
 NAME = "precompute"
@@ -39,13 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tokenizer.add_argument("--processor", default=None, help="take every setting from a saved image processor "
                            "or model checkpoint folder (the options below override it)")  # fmt: skip
     tokenizer.add_argument("--model", default=None, help=f"tokenizer: {describe_names(True)}")
-    tokenizer.add_argument("--max-tokens", type=int, default=None, help="at most N tokens (256)")
+    tokenizer.add_argument(
+        "--max-tokens", type=int, default=None, help=f"at most N tokens ({DEFAULT_MAX_TOKENS})"
+    )
     tokenizer.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold (0.1)")
     tokenizer.add_argument("--min-area", type=int, default=None, help="merge regions under N pixels (0)")
     tokenizer.add_argument("--merge-order", default=None, choices=["weakest_boundary", "smallest_region"],
                            help="which regions merge first to meet --max-tokens")  # fmt: skip
     tokenizer.add_argument("--assign", default=None, choices=["watershed", "nearest"], help="EPOC assignment")
-    tokenizer.add_argument("--seeds", default=None, choices=["threshold", "minima"], help="EPOC seeds")
+    tokenizer.add_argument(
+        "--seeds", default=None, choices=["threshold", "minima"], help=f"EPOC seeds ({DEFAULT_SEEDS})"
+    )
     tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="SIZE",
                            help="label map size: H (square) or H W (336 336)")  # fmt: skip
     tokenizer.add_argument("--resolution", type=int, default=None, help="boundary model input size")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
 from ._files import (
     add_model_arguments,
     collect_inputs,
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-tokens",
         type=int,
-        default=None,
-        help="at most N tokens (regions are merged, never dropped); baselines: exactly N (None: 256)",
+        default=DEFAULT_MAX_TOKENS,
+        help="at most N tokens (regions are merged, never dropped); baselines: exactly N",
     )
     parser.add_argument("--threshold", type=float, default=0.1, help="EPOC boundary threshold")
     parser.add_argument("--min-area", type=int, default=0, help="merge regions smaller than this many pixels")
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how boundary pixels join a region: flooding the map, or the nearest seed")  # fmt: skip
     parser.add_argument(
         "--seeds",
-        default="threshold",
+        default=DEFAULT_SEEDS,
         choices=["threshold", "minima"],
         help="EPOC seeds: components under the threshold, or also every regional minimum (fills the budget)",
     )

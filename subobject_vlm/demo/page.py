@@ -18,7 +18,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 
 from ..segmentation.registry import describe_names, registered_names  # noqa: E402
-from ..segmentation.settings import BASELINES, SEED_MODES, SegmentationSettings  # noqa: E402
+from ..segmentation.settings import (  # noqa: E402
+    BASELINES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_SEEDS,
+    SEED_MODES,
+    SegmentationSettings,
+)
 from ..segmentation.visualize import mean_colour_image, region_overlay  # noqa: E402
 from .pipeline import (  # noqa: E402
     BoundaryMapCache,
@@ -208,7 +214,12 @@ def build_demo(
                 )
                 gr.Examples([[path] for path in examples], inputs=[photo], label="example photos")
                 budget = gr.Slider(
-                    1, 512, value=64, step=1, label="token budget (max tokens)", elem_id="budget"
+                    1,
+                    512,
+                    value=DEFAULT_MAX_TOKENS,
+                    step=1,
+                    label="token budget (max tokens)",
+                    elem_id="budget",
                 )
                 model_box = gr.Dropdown(
                     model_names,
@@ -222,7 +233,7 @@ def build_demo(
                     threshold = gr.Slider(0.01, 0.99, value=0.1, step=0.01, label="boundary threshold")
                     seeds = gr.Radio(
                         list(SEED_MODES),
-                        value="minima",
+                        value=DEFAULT_SEEDS,
                         label="seeds",
                         info="threshold: regions under the threshold; minima: also every regional minimum "
                         "(fills the budget)",

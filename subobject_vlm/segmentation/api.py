@@ -17,7 +17,7 @@ import numpy as np
 from .baselines import run_baseline
 from .epoc import epoc
 from .registry import DEFAULT_WEIGHTS_DIR, check_tokenizer_name, create_boundary_model, has_embedded_weights
-from .settings import BASELINES, SegmentationSettings
+from .settings import BASELINES, DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
 
 
 class BoundaryModel(Protocol):
@@ -70,7 +70,7 @@ def segment_image(
     if settings.is_baseline:
         if image is None:
             raise ValueError(f"the baseline {settings.boundary_model!r} segments the image: pass image")
-        return run_baseline(settings.boundary_model, image, settings.max_tokens or 256)
+        return run_baseline(settings.boundary_model, image, settings.max_tokens or DEFAULT_MAX_TOKENS)
     if boundary_probs is None:
         if image is None:
             raise ValueError("pass an image or its boundary_probs")
@@ -90,7 +90,7 @@ def segment(
     min_area: int = 0,
     merge: str = "weakest_boundary",
     assign: str = "watershed",
-    seeds: str = "threshold",
+    seeds: str = DEFAULT_SEEDS,
     **model_options,
 ) -> np.ndarray:
     """Segment one image into subobjects (a convenience over :func:`segment_image`).
@@ -99,7 +99,7 @@ def segment(
         image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
         model: a boundary model or its name (see ``load_boundary_model``), or a baseline name.
         threshold, max_tokens, min_area, merge, assign, seeds: EPOC options (see ``epoc``).
-        num_tokens: baselines only: the exact number of regions (default ``max_tokens`` or 256).
+        num_tokens: baselines only: the exact number of regions (default ``max_tokens`` or ``DEFAULT_MAX_TOKENS``).
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.

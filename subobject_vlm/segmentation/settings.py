@@ -21,6 +21,13 @@ MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 BASELINES = ("patch", "slic", "felzenszwalb")
 EXECUTION_OPTIONS = ("device", "batch_size")  # how a boundary model runs, not what it outputs
 
+# The one default tokenizer budget of the processor, the CLI, precompute, convert and the demo. Chosen by
+# measurement on BSDS500 (embedded EdgeNet): minima seeds fill the budget and, up to 128 tokens, beat threshold
+# seeds on both boundary F and ASA (val: 127 tokens, F 0.678, ASA 0.926 against threshold seeds' 73 tokens,
+# F 0.660, ASA 0.915); at 256 minima seeds trade boundary F for ASA. README "Python API" states it.
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_SEEDS = "minima"
+
 
 def output_options(model_options: dict[str, Any]) -> dict[str, Any]:
     """The boundary-model options that decide its output: without the execution options (device, batch size)
@@ -62,17 +69,17 @@ class SegmentationSettings:
         boundary_model_options: options of the boundary model (``resolution``, ``keep_aspect``, ``device``,
             ``dtype``, ``batch_size``, ...); a dict is accepted and kept as sorted ``(key, value)`` pairs.
         threshold, max_tokens, min_area, merge, assign, seeds: EPOC's options (see ``epoc``); for a baseline
-            ``max_tokens`` is the exact number of regions (default 256 when ``None``).
+            ``max_tokens`` is the exact number of regions (``DEFAULT_MAX_TOKENS`` when ``None``).
     """
 
     boundary_model: str = "default"
     boundary_model_options: tuple[tuple[str, Any], ...] = ()
     threshold: float = 0.1
-    max_tokens: int | None = 256
+    max_tokens: int | None = DEFAULT_MAX_TOKENS
     min_area: int = 0
     merge: str = "weakest_boundary"
     assign: str = "watershed"
-    seeds: str = "threshold"
+    seeds: str = DEFAULT_SEEDS
 
     def __post_init__(self) -> None:
         model = self.boundary_model
@@ -118,6 +125,8 @@ class SegmentationSettings:
 __all__ = [
     "ASSIGN_MODES",
     "BASELINES",
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_SEEDS",
     "EXECUTION_OPTIONS",
     "MERGE_ORDERS",
     "SEED_MODES",
