@@ -133,7 +133,13 @@ def run_over_files(
     from tqdm import tqdm
 
     from ..segmentation.settings import output_options
-    from ._outputs import OutputFolder, StopRequests, check_out_holds_no_inputs
+    from ._outputs import (
+        OutputFolder,
+        StopRequests,
+        check_out_holds_no_inputs,
+        input_changed,
+        input_fingerprint,
+    )
 
     out_dir = Path(args.out)
     inputs = [Path(os.path.abspath(p)) for p in paths]
@@ -144,8 +150,8 @@ def run_over_files(
         "boundary_model_options": output_options(settings.get("boundary_model_options", {})),
     }
     done, failed = [], []
-    with OutputFolder(out_dir, what, settings) as folder, StopRequests() as stop:
-        to_do, already_done = folder.plan(inputs, suffixes, resume=args.resume)
+    with OutputFolder(out_dir, what, settings, suffixes) as folder, StopRequests() as stop:
+        to_do, already_done = folder.plan(inputs, resume=args.resume)
         stopped_by = None
         for path, outputs in tqdm(to_do, desc=what, unit="img", file=sys.stderr):
             if stop.signal is not None:
@@ -153,10 +159,16 @@ def run_over_files(
                 break
             try:
                 start = time.perf_counter()
+                # as read: a file replaced meanwhile no longer matches its record, and --resume redoes it
+                fingerprint = input_fingerprint(path)
                 record = process(path, outputs)
                 record.update(seconds=round(time.perf_counter() - start, 4))
-                folder.done(path, given[path], outputs, record)
+                folder.done(path, given[path], outputs, record, fingerprint)
                 done.append({"file": given[path], **record})
+                if input_changed(path, fingerprint):
+                    tqdm.write(
+                        f"{given[path]} changed while it was read; --resume will redo it", file=sys.stderr
+                    )
             except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
                 message = str(error) if given[path] in str(error) else f"{given[path]}: {error}"
                 tqdm.write(f"skipped {message}", file=sys.stderr)
