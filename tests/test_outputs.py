@@ -331,7 +331,7 @@ def test_a_second_run_with_other_settings_into_a_folder_in_use_is_refused(tmp_pa
     assert first.wait(timeout=60) == 0
     assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
     assert (
-        f"--out {out} is in use by another run with other settings (max_tokens=4 (this run: 9))"
+        f"--out {out} is in use by another run with other settings: it runs max_tokens=4; this run max_tokens=9;"
         in second.stderr
     )
 

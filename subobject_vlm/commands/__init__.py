@@ -28,10 +28,11 @@ COMMANDS = (
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the help, except where there is none to show: a required option, ``None``, an off flag."""
+    """Defaults in the help, except where there is none to show: a required option, ``None``, a flag (whose
+    name says what it does)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.required or action.default is None or action.default is False:
+        if action.required or action.default is None or action.nargs == 0:
             return action.help or ""
         return super()._get_help_string(action)
 

@@ -238,8 +238,8 @@ class OutputFolder:
             running = self._active.read().decode("utf-8", "replace")
             if running != self.settings_key:
                 raise ValueError(
-                    f"--out {self.out_dir} is in use by another run with other settings "
-                    f"({_differences(running, self.settings_key)}); wait for it to end, or choose another --out"
+                    f"--out {self.out_dir} is in use by another run with other settings: "
+                    f"{_differences(running, self.settings_key)}; wait for it to end, or choose another --out"
                 ) from None
             return
         self._remove_stale_temporaries()
@@ -344,18 +344,17 @@ class OutputFolder:
 
 
 def _differences(running: str, mine: str) -> str:
-    """``max_tokens=4 (this run: 9)``: the settings in which two settings keys differ, in one line."""
+    """``it runs max_tokens=4; this run max_tokens=9``: the settings in which two settings keys differ."""
     try:
         theirs, ours = json.loads(running), json.loads(mine)
     except ValueError:
         theirs = None
     if not isinstance(theirs, dict):
-        return f"unreadable settings in {ACTIVE_NAME}"
-    keys = sorted(set(theirs) | set(ours), key=lambda key: (key != "command", key))
-    return ", ".join(
-        f"{key}={theirs.get(key)!r} (this run: {ours.get(key)!r})"
-        for key in keys
-        if theirs.get(key) != ours.get(key)
+        return f"its settings in {ACTIVE_NAME} are unreadable"
+    keys = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    return (
+        f"it runs {', '.join(f'{key}={theirs.get(key)!r}' for key in keys)}; "
+        f"this run {', '.join(f'{key}={ours.get(key)!r}' for key in keys)}"
     )
 
 
