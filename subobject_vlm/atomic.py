@@ -3,7 +3,9 @@ never a torn one.
 
 The content goes to a temporary name in the destination's own folder (same filesystem, so the final
 ``os.replace`` is atomic), is flushed and fsync'd, and only then takes the final name. A process killed at any
-point leaves at most a ``.<name>.<random>.tmp`` file, which :func:`remove_stale_temporaries` clears.
+point leaves at most a ``.<name>.subobject-vlm-<random>.tmp`` file, which :func:`remove_stale_temporaries`
+clears. The ``subobject-vlm`` marker makes our temporaries ours: files of other programs that happen to end in
+``.tmp`` (a ``.git/objects`` folder, an editor's swap files) are never taken for them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+TMP_MARKER = ".subobject-vlm-"  # between the destination's name and mkstemp's random part
 TMP_SUFFIX = ".tmp"
+_OURS = re.compile(rf"^\.(?P<name>.+){re.escape(TMP_MARKER)}[A-Za-z0-9_]+{re.escape(TMP_SUFFIX)}$")
 _UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then restored
 os.umask(_UMASK)
 
@@ -45,7 +50,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open writes whole files: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARKER}", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
@@ -99,20 +104,18 @@ def save_figure(path: str | os.PathLike, figure, **savefig_kwargs) -> None:
         figure.savefig(handle, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
 
 
-def remove_stale_temporaries(
-    folder: str | os.PathLike, names: Iterable[str] | None = None, recursive: bool = False
-) -> list[Path]:
-    """Delete the temporaries a killed writer left in ``folder`` (and its subfolders with ``recursive``);
-    returns what was removed. Call it only when no other writer is active there, or pass ``names``: only the
-    temporaries of these destination file names (when other processes may be writing other files into the
-    same folder right now, e.g. the ranks of a sharded job).
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete the temporaries a killed writer of this package left in ``folder`` (not in its subfolders);
+    returns what was removed. Only names with our marker are touched, never another program's ``*.tmp``. Call it
+    only when no other writer is active there, or pass ``names``: only the temporaries of these destination
+    file names (when other processes may be writing other files into the same folder right now, e.g. the
+    ranks of a sharded job).
     """
     wanted = None if names is None else set(names)
     removed = []
-    pattern = f".*{TMP_SUFFIX}"
-    for tmp in Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern):
-        destination = tmp.name[1 : -len(TMP_SUFFIX)].rsplit(".", 1)[0]  # .<name>.<random>.tmp -> <name>
-        if wanted is not None and destination not in wanted:
+    for tmp in Path(folder).glob(f".*{TMP_MARKER}*{TMP_SUFFIX}"):
+        ours = _OURS.match(tmp.name)
+        if ours is None or (wanted is not None and ours["name"] not in wanted):
             continue
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO_ROOT
 from PIL import Image
 
@@ -177,13 +178,89 @@ def test_inputs_are_checked_before_any_model_loads(tmp_path, capsys, monkeypatch
     )
     (tmp_path / "empty").mkdir()
     assert main(["segment", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == f"error: no image files in {tmp_path / 'empty'}\n"  # one line, no bar
+    assert (
+        capsys.readouterr().err == f"subobject-vlm segment: error: no image files in {tmp_path / 'empty'}\n"
+    )  # one line, no bar
     assert main(["boundary", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == f"error: input not found: {tmp_path / 'nope.jpg'}\n"
+    assert (
+        capsys.readouterr().err
+        == f"subobject-vlm boundary: error: input not found: {tmp_path / 'nope.jpg'}\n"
+    )
 
 
 def test_convert_of_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error:") and "neither an existing checkpoint folder nor a hub id" in error
+    assert (
+        error.startswith("subobject-vlm convert: error:")
+        and "neither an existing checkpoint folder nor a hub id" in error
+    )
     assert error.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_is_refused_before_the_model_loads(tmp_path):
+    import subprocess
+    import sys
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    code = (
+        "import sys\nfrom subobject_vlm.cli import main\n"
+        "status = main(sys.argv[1:])\nprint(status, 'transformers' in sys.modules)\n"
+    )
+    command = ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--device", "cuda:1"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.split() == ["2", "False"]
+    assert (
+        result.stderr
+        == "subobject-vlm segment: error: device 'cuda:1' is not available here (no CUDA); use cpu\n"
+    )
+
+
+def test_every_error_of_a_command_is_one_line_with_the_commands_name(tmp_path, capsys):
+    from subobject_vlm.commands import run_as_script
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text('{"runs": 3}')
+    photo, out = str(tmp_path / "a.png"), str(tmp_path / "out")
+    with pytest.raises(SystemExit):  # argparse's own: a missing argument
+        main(["segment", "--out", out])
+    with pytest.raises(SystemExit):  # argparse's own: a value of the wrong kind
+        main(["boundary", photo, "--out", out, "--resolution", "big"])
+    assert main(["segment", photo, "--out", out, "--max-tokens", "0"]) == 2  # a bad value
+    assert main(["segment", photo, "--out", out, "--threshold", "7"]) == 2
+    assert main(["segment", photo, "--out", str(tmp_path / "bad"), "--model", "patch"]) == 2  # a bad file
+    assert main(["boundary", photo, "--out", out, "--model", "slic"]) == 2
+    assert main(["train-boundary", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert run_as_script("segment", [photo, "--out", out, "--threshold", "7"]) == 2  # python -m ...
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert [line.split(" error: ")[0] for line in errors] == [
+        "subobject-vlm segment:",
+        "subobject-vlm boundary:",
+        "subobject-vlm segment:",
+        "subobject-vlm segment:",
+        "subobject-vlm segment:",
+        "subobject-vlm boundary:",
+        "subobject-vlm train-boundary:",
+        "subobject-vlm segment:",
+    ]
+
+
+def test_segment_says_how_many_tokens_each_image_got_when_the_cap_is_not_reached(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
+    out = tmp_path / "out"
+    command = ["segment", *(str(tmp_path / f"p{i}.png") for i in range(3)), "--out", str(out)]
+    assert main([*command, "--model", "gradient", "--max-tokens", "10000"]) == 0
+    tokens = [r["tokens"] for r in json.loads((out / "summary.json").read_text())["images"]]
+    counts = (
+        f"{min(tokens)}-{max(tokens)} tokens per image"
+        if min(tokens) < max(tokens)
+        else f"{tokens[0]} tokens"
+    )
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert counts in last and "--max-tokens 10000 is a cap, not reached by 3 of 3" in last

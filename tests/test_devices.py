@@ -25,7 +25,10 @@ def test_a_device_that_is_not_here_is_one_clear_error(tmp_path, capsys):
 
     Image.new("RGB", (8, 8)).save(image)
     assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--device", "cuda"]) == 2
-    assert capsys.readouterr().err.strip() == "error: device 'cuda' is not available here (no CUDA); use cpu"
+    assert (
+        capsys.readouterr().err.strip()
+        == "subobject-vlm segment: error: device 'cuda' is not available here (no CUDA); use cpu"
+    )
 
 
 def test_half_precision_on_cpu_warns_that_it_is_slow():

@@ -226,3 +226,122 @@ def test_killed_runs_resume_to_every_input_done_once(tmp_path, sig):
 def test_many_kill_points(tmp_path, sig):
     written_before = [_kill_and_resume(tmp_path, trial, sig) for trial in range(15)]
     assert len(set(written_before)) > 1  # the kills landed at different points
+
+
+def test_segment_removes_only_its_own_temporaries(tmp_path):
+    photo = write_photo(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    assert main(["segment", str(photo), "--out", str(out), *FAST]) == 0
+    foreign = [
+        out / ".git" / "objects" / "ab" / ".tmp-obj.tmp",  # another program's temporaries
+        out / ".x.abc.tmp",
+        out / ".git" / "objects" / "ab" / ".x.png.subobject-vlm-k2j4.tmp",  # a folder this run never wrote
+    ]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not ours")
+    ours = out / ".x.png.subobject-vlm-a1b2c3d4.tmp"  # what a killed run left
+    ours.write_bytes(b"torn")
+    assert main(["segment", str(photo), "--out", str(out), "--resume", *FAST]) == 0
+    assert not ours.exists()
+    assert all(path.read_bytes() == b"not ours" for path in foreign)
+
+
+def test_an_input_replaced_while_it_is_processed_is_redone_by_resume(tmp_path, monkeypatch, capsys):
+    from subobject_vlm import image_utils
+
+    photo = write_photo(tmp_path / "in" / "x.png", 1)
+    out = tmp_path / "out"
+    load_image = image_utils.load_image
+
+    def load_then_replace(path, *args, **kwargs):
+        image = load_image(path, *args, **kwargs)
+        write_photo(photo, 2, size=(30, 20))  # the user saves a new version meanwhile
+        return image
+
+    monkeypatch.setattr(image_utils, "load_image", load_then_replace)
+    assert main(["segment", str(photo), "--out", str(out), "--save-labels", "npy", *FAST]) == 0
+    assert "x.png changed while it was read" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(["segment", str(photo), "--out", str(out), "--save-labels", "npy", "--resume", *FAST]) == 0
+    assert "already done" not in capsys.readouterr().err
+    assert np.load(out / "x.npy").shape == (30, 20)  # the new version's segmentation
+
+
+@pytest.mark.parametrize(
+    "summary, field",
+    [
+        ({"images": ["a.jpg"]}, "images[0]"),
+        ({"names": []}, "names"),
+        ({"runs": 3}, "runs"),
+        ({"images": [{"path": "/a.jpg", "outputs": "a.png"}]}, "images[0].outputs"),
+        ({"failed": [{"path": 7}]}, "failed[0].path"),
+        ({"names": {"/a.jpg": 3}}, "names['/a.jpg']"),
+        ([], "the file"),
+    ],
+)
+def test_a_summary_with_a_field_of_the_wrong_type_is_refused_in_one_line(tmp_path, capsys, summary, field):
+    photo = write_photo(tmp_path / "in" / "x.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps(summary))
+    assert main(["segment", str(photo), "--out", str(out), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(out / "summary.json") in error and f"({field} must be" in error
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def _start_held_run(tmp_path, out, photos, *options):
+    """A `segment` subprocess that holds ``out`` (it waits inside its first image until ``release`` exists)."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    code = (
+        "import sys, time, pathlib\nfrom subobject_vlm import image_utils\nfrom subobject_vlm.cli import main\n"
+        "load_image = image_utils.load_image\n"
+        "def held(*args, **kwargs):\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n"
+        f"    while not pathlib.Path({str(release)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return load_image(*args, **kwargs)\n"
+        "image_utils.load_image = held\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    command = [sys.executable, "-c", code, "segment", str(photos), "--out", str(out), *options]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started.exists(), process.communicate()[1]
+    return process, release
+
+
+def test_a_second_run_with_other_settings_into_a_folder_in_use_is_refused(tmp_path):
+    photos = tmp_path / "photos"
+    for i in range(4):
+        write_photo(photos / f"p{i}.png", i)
+    out = tmp_path / "out"
+    labels = ["--save-labels", "npy", "--model", "patch"]
+    first, release = _start_held_run(tmp_path, out, photos, *labels, "--max-tokens", "4")
+    second = subprocess.run(
+        [sys.executable, "-m", "subobject_vlm.cli", "segment", str(photos), "--out", str(out), *labels,
+         "--max-tokens", "9"],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    release.touch()
+    assert first.wait(timeout=60) == 0
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert (
+        f"--out {out} is in use by another run with other settings: it runs max_tokens=4; this run max_tokens=9;"
+        in second.stderr
+    )
+
+    # records and files agree: --resume with the first run's settings trusts them, with the second's redoes all
+    for tokens, already_done in (("4", True), ("9", False)):
+        done = subprocess.run(
+            [sys.executable, "-m", "subobject_vlm.cli", "segment", str(photos), "--out", str(out), *labels,
+             "--max-tokens", tokens, "--resume"],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0 and ("4 image(s) already done" in done.stderr) == already_done
+        for record in summary_of(out)["images"]:
+            assert np.load(out / record["outputs"][1]).max() + 1 == record["tokens"] == int(tokens)

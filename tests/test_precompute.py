@@ -290,7 +290,7 @@ def test_the_output_loads_with_load_from_disk_and_the_arrow_builder(images, tmp_
 
 def test_command_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     assert main(["precompute", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: input not found")
+    assert capsys.readouterr().err.strip().startswith("subobject-vlm precompute: error: input not found")
     assert main(["precompute", str(tmp_path), "--out", str(tmp_path / "o"), "--shard", "2/2"]) == 2
     assert "rank must be in [0, world size)" in capsys.readouterr().err
     assert main(["precompute-merge", str(tmp_path)]) == 2
@@ -302,7 +302,10 @@ def test_an_unreachable_hub_dataset_fails_at_once_in_one_line(tmp_path, capsys, 
     start = time.monotonic()
     assert main(["precompute", "nobody/no-such-dataset", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot load the dataset 'nobody/no-such-dataset'") and "\n" not in err
+    assert (
+        err.startswith("subobject-vlm precompute: error: cannot load the dataset 'nobody/no-such-dataset'")
+        and "\n" not in err
+    )
     assert time.monotonic() - start < 30
 
 

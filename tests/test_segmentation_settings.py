@@ -85,4 +85,7 @@ def test_baselines_take_max_tokens_as_their_exact_count(astronaut):
 def test_the_cli_rejects_a_bad_threshold_in_one_line_before_reading_any_file(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "missing.jpg"), "--out", str(tmp_path), "--threshold", "1.5"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: threshold must be a number in [0, 1]") and "\n" not in error
+    assert (
+        error.startswith("subobject-vlm segment: error: threshold must be a number in [0, 1]")
+        and "\n" not in error
+    )

@@ -87,3 +87,59 @@ def test_every_option_of_every_command_has_help_text():
     for name, parser in subcommands.items():
         for action in parser._actions:
             assert action.help or isinstance(action, argparse._HelpAction), (name, action.option_strings)
+
+
+def run_cli(code: str, *argv: str) -> subprocess.CompletedProcess:
+    """``code`` (which may prepare the interpreter), then the command line ``argv`` in a fresh interpreter;
+    prints the exit status and which heavy libraries were imported."""
+    code += (
+        "\nimport sys\nfrom subobject_vlm.cli import main\nstatus = main(sys.argv[1:])\n"
+        "print(status, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "option, error",
+    [
+        (["--model", "defualt"], "unknown tokenizer 'defualt': use default, gradient"),
+        (["--device", "foo"], "device must be cpu, cuda, cuda:N, mps or xpu, got 'foo'"),
+        (["--device", "cuda:x"], "device must be"),
+    ],
+)
+def test_a_mistyped_model_or_device_fails_before_torch_loads(tmp_path, option, error):
+    result = run_cli("", "segment", str(tmp_path), "--out", str(tmp_path / "out"), *option)
+    assert result.stdout.split() == ["2", "False", "False"]
+    assert (
+        result.stderr.startswith(f"subobject-vlm segment: error: {error}") and result.stderr.count("\n") == 1
+    )
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_exit_status_130(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    ctrl_c_while_torch_loads = (
+        "import os, signal, sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+    )
+    command = ["segment", str(tmp_path / "a.png"), "--out", str(tmp_path / "out"), "--model", "gradient"]
+    result = run_cli(ctrl_c_while_torch_loads, *command)
+    assert result.stdout.split()[0] == "130"
+    assert result.stderr == "subobject-vlm segment: interrupted\n"
+
+
+def test_help_shows_no_default_where_there_is_none():
+    from subobject_vlm.commands import build_parser
+
+    subcommands = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in subcommands.items():
+        text = parser.format_help()
+        assert not any(f"(default: {value})" in text for value in ("None", "False", "True")), name
+    segment = " ".join(subcommands["segment"].format_help().split())
+    assert "(None:" not in segment
+    assert "--out OUT output folder (created if missing) --model" in segment

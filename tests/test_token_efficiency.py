@@ -176,7 +176,11 @@ def test_the_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     )
     assert main(["compare-tokenizers", "--config", str(path)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error:") and "budgets" in error and "\n" not in error
+    assert (
+        error.startswith("subobject-vlm compare-tokenizers: error:")
+        and "budgets" in error
+        and "\n" not in error
+    )
     path.write_text("output_dir: [unclosed\n")
     assert main(["compare-tokenizers", "--config", str(path)]) == 2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -16,6 +17,7 @@ DTYPE_NAMES = (
     "bfloat16",
     "float16",
 )  # devices.DTYPES, named without importing torch (tested equal)
+DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")  # the devices a boundary model can run on, by name
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> None:
@@ -25,19 +27,22 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> Non
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--model", default="default", help=f"tokenizer: {describe_names(baselines)}")
     parser.add_argument(
-        "--resolution", type=int, default=None, help="boundary model input size (None: the checkpoint's own)"
+        "--resolution",
+        type=int,
+        default=None,
+        help="boundary model input size (default: the checkpoint's own)",
     )
     parser.add_argument(
         "--keep-aspect",
         action="store_true",
         default=None,
-        help="resize keeping the aspect ratio (None: the checkpoint's choice; EdgeNet keeps it)",
+        help="resize keeping the aspect ratio (default: the checkpoint's choice; EdgeNet keeps it)",
     )
     parser.add_argument(
         "--pyramid-layers", type=int, default=0, help="extra crop-pyramid passes of the boundary model"
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps"
+        "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps, xpu"
     )
     parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
                         help="boundary model dtype (half precision only pays on a GPU)")  # fmt: skip
@@ -51,6 +56,19 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> Non
         action="store_true",
         help="accept an --out folder that holds inputs (they are never overwritten)",
     )
+
+
+def check_model_arguments(args: argparse.Namespace, baselines: bool) -> None:
+    """``--model`` and ``--device`` checked by name, at once: a mistyped name fails before torch loads (which
+    takes seconds). Whether the device is on this machine needs torch: ``load_model`` asks it first thing."""
+    from ..segmentation.registry import check_tokenizer_name
+    from ..segmentation.settings import BASELINES
+
+    check_tokenizer_name(args.model)
+    if not baselines and args.model in BASELINES:
+        raise ValueError(f"{args.model} is a baseline tokenizer and has no boundary map")
+    if not DEVICE_NAME.match(args.device):
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {args.device!r}")
 
 
 def model_options(args: argparse.Namespace) -> dict:
@@ -133,7 +151,13 @@ def run_over_files(
     from tqdm import tqdm
 
     from ..segmentation.settings import output_options
-    from ._outputs import OutputFolder, StopRequests, check_out_holds_no_inputs
+    from ._outputs import (
+        OutputFolder,
+        StopRequests,
+        check_out_holds_no_inputs,
+        input_changed,
+        input_fingerprint,
+    )
 
     out_dir = Path(args.out)
     inputs = [Path(os.path.abspath(p)) for p in paths]
@@ -144,8 +168,8 @@ def run_over_files(
         "boundary_model_options": output_options(settings.get("boundary_model_options", {})),
     }
     done, failed = [], []
-    with OutputFolder(out_dir, what, settings) as folder, StopRequests() as stop:
-        to_do, already_done = folder.plan(inputs, suffixes, resume=args.resume)
+    with OutputFolder(out_dir, what, settings, suffixes) as folder, StopRequests() as stop:
+        to_do, already_done = folder.plan(inputs, resume=args.resume)
         stopped_by = None
         for path, outputs in tqdm(to_do, desc=what, unit="img", file=sys.stderr):
             if stop.signal is not None:
@@ -153,10 +177,16 @@ def run_over_files(
                 break
             try:
                 start = time.perf_counter()
+                # as read: a file replaced meanwhile no longer matches its record, and --resume redoes it
+                fingerprint = input_fingerprint(path)
                 record = process(path, outputs)
                 record.update(seconds=round(time.perf_counter() - start, 4))
-                folder.done(path, given[path], outputs, record)
+                folder.done(path, given[path], outputs, record, fingerprint)
                 done.append({"file": given[path], **record})
+                if input_changed(path, fingerprint):
+                    tqdm.write(
+                        f"{given[path]} changed while it was read; --resume will redo it", file=sys.stderr
+                    )
             except Exception as error:  # noqa: BLE001 - one bad file must not stop the others
                 message = str(error) if given[path] in str(error) else f"{given[path]}: {error}"
                 tqdm.write(f"skipped {message}", file=sys.stderr)
@@ -180,9 +210,15 @@ def quiet_third_parties() -> None:
 
 
 def load_model(args: argparse.Namespace):
-    from ..segmentation import BASELINES, load_boundary_model
+    """The boundary model of ``--model`` (``None`` for a baseline); the device is checked before it loads."""
+    from ..segmentation.settings import BASELINES
 
     if args.model in BASELINES:
         return None
+    from ..devices import check_device
+
+    check_device(args.device)  # right after torch loads: before transformers and the weights
+    from ..segmentation import load_boundary_model
+
     quiet_third_parties()
     return load_boundary_model(args.model, **model_options(args))

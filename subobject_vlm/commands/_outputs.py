@@ -15,8 +15,14 @@ Names compare case-insensitively, so a folder copied to a case-insensitive files
 ``OUT/summary.json`` lists every image done (its outputs, settings, tokens, seconds) and every failure, for
 all runs into ``OUT``: each run merges its records into it under a lock, at most once a second and when it
 ends, always by atomic replacement. Which inputs own which names is claimed in it before any image is
-processed, so two concurrent runs never write the same file. With ``resume=True`` an input whose record
-matches (same settings, same input size and modification time) and whose outputs all exist is skipped.
+processed, so two concurrent runs never write the same file. Runs at the same time must share their settings:
+a run with other settings into a folder in use is refused (it would rewrite the files the other run records).
+With ``resume=True`` an input whose record matches (same settings, same input size and modification time as
+when it was read) and whose outputs all exist is skipped.
+
+A run that finds nobody else writing in ``OUT`` first removes the temporaries a killed run left (see
+``atomic``): only ours, and only of the files this folder's summary names (``summary.json``, the outputs
+recorded or claimed), never another program's files nor anything in folders it did not write.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..atomic import remove_stale_temporaries, write_json
 
@@ -57,21 +63,43 @@ def _locked(path: Path, mode: int) -> Iterator[None]:
 
 
 def read_summary(out_dir: Path) -> dict:
-    """The folder's summary (empty when there is none); a summary that is not ours is a ``ValueError``."""
+    """The folder's summary (empty when there is none); a summary that is not ours is a ``ValueError`` naming
+    the file and the field at fault."""
     path = out_dir / SUMMARY_NAME
     if not path.exists():
         return {"images": [], "failed": [], "names": {}, "runs": []}
     try:
         summary = json.loads(path.read_text())
+        _check_summary(summary)
     except (OSError, ValueError) as error:
         raise ValueError(
             f"{path} is not a summary this command can extend ({error}); choose another --out"
         ) from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("images", []), list):
-        raise ValueError(f"{path} is not a summary this command can extend; choose another --out")
-    for key, empty in (("images", []), ("failed", []), ("names", {}), ("runs", [])):
-        summary.setdefault(key, empty)
     return summary
+
+
+def _check_summary(summary: object) -> None:
+    """Raise ``ValueError`` naming the first field of a parsed summary whose type is not ours (fills in the
+    fields that are missing)."""
+
+    def check(value: object, kind: type, field: str, what: str) -> None:
+        if not isinstance(value, kind):
+            raise ValueError(f"{field} must be {what}, got {type(value).__name__} {value!r:.40}")
+
+    check(summary, dict, "the file", "a JSON object")
+    for key, kind, what in (("images", list, "a list"), ("failed", list, "a list"), ("names", dict, "an object"),
+                            ("runs", list, "a list")):  # fmt: skip
+        check(summary.setdefault(key, kind()), kind, key, what)
+    for key in ("images", "failed", "runs"):
+        for index, entry in enumerate(summary[key]):
+            check(entry, dict, f"{key}[{index}]", "an object")
+            for field, kind in (("path", str), ("file", str), ("id", str), ("outputs", list)):
+                if field in entry:
+                    check(entry[field], kind, f"{key}[{index}].{field}", f"a {kind.__name__}")
+            for number, output in enumerate(entry.get("outputs", [])):
+                check(output, str, f"{key}[{index}].outputs[{number}]", "a str")
+    for owner, name in summary["names"].items():
+        check(name, str, f"names[{owner!r}]", "a str")
 
 
 def _fold(name: str) -> str:
@@ -155,15 +183,27 @@ def input_fingerprint(path: Path) -> dict:
     return {"input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
 
 
-class OutputFolder:
-    """One run's view of an output folder: ``with OutputFolder(out, "segment", settings) as folder:``.
+def input_changed(path: Path, fingerprint: dict) -> bool:
+    """Whether ``path`` no longer has ``fingerprint`` (replaced, touched or removed since)."""
+    try:
+        return input_fingerprint(path) != fingerprint
+    except OSError:
+        return True
 
-    ``plan`` names the outputs and claims them, ``done``/``failed`` record each input, and the summary is
-    merged into ``OUT/summary.json`` as images finish and when the block ends.
+
+class OutputFolder:
+    """One run's view of an output folder: ``with OutputFolder(out, "segment", settings, suffixes) as folder:``.
+
+    Entering joins the runs writing into ``out`` (refused when they run with other settings); ``plan`` names the
+    outputs and claims them, ``done``/``failed`` record each input, and the summary is merged into
+    ``OUT/summary.json`` as images finish and when the block ends.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, command: str, settings: dict) -> None:
+    def __init__(
+        self, out_dir: str | os.PathLike, command: str, settings: dict, suffixes: Sequence[str]
+    ) -> None:
         self.out_dir = Path(out_dir)
+        self.suffixes = list(suffixes)
         self.settings_key = json.dumps({"command": command, **settings}, sort_keys=True, default=str)
         self.records: dict[str, dict] = {}
         self.failures: dict[str, dict] = {}
@@ -175,16 +215,50 @@ class OutputFolder:
     def __enter__(self) -> OutputFolder:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._active = open(self.out_dir / ACTIVE_NAME, "a+b")  # noqa: SIM115 - held for the whole run
-        if fcntl is not None:
-            try:  # nobody else is writing here: clear what a killed run left half-written
-                fcntl.flock(self._active, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                remove_stale_temporaries(self.out_dir, recursive=True)
-            except BlockingIOError:
-                pass
-            fcntl.flock(self._active, fcntl.LOCK_SH)
-        else:
-            remove_stale_temporaries(self.out_dir)
+        try:
+            with _locked(self.out_dir / LOCK_NAME, _EXCLUSIVE):  # no other run enters meanwhile
+                self._join()
+        except BaseException:
+            self._active.close()
+            raise
         return self
+
+    def _join(self) -> None:
+        """Hold ``ACTIVE_NAME`` shared for the run. Every live run holds it so; whoever finds it free is alone:
+        it clears the temporaries killed runs left and writes its settings there, which later runs must share
+        (the exclusive lock is only ever held under ``LOCK_NAME``, so taking it shared never waits)."""
+        if fcntl is None:  # one run per folder at a time
+            self._remove_stale_temporaries()
+            return
+        try:
+            fcntl.flock(self._active, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._active, fcntl.LOCK_SH)
+            self._active.seek(0)
+            running = self._active.read().decode("utf-8", "replace")
+            if running != self.settings_key:
+                raise ValueError(
+                    f"--out {self.out_dir} is in use by another run with other settings: "
+                    f"{_differences(running, self.settings_key)}; wait for it to end, or choose another --out"
+                ) from None
+            return
+        self._remove_stale_temporaries()
+        self._active.truncate(0)
+        self._active.write(self.settings_key.encode())
+        self._active.flush()
+        fcntl.flock(self._active, fcntl.LOCK_SH)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Remove our temporaries of the files this folder's summary names, in the folders holding them."""
+        summary = read_summary(self.out_dir)
+        destinations = {SUMMARY_NAME, *(name for r in summary["images"] for name in r.get("outputs", []))}
+        destinations.update(name + suffix for name in summary["names"].values() for suffix in self.suffixes)
+        by_folder: dict[PurePosixPath, set[str]] = {}
+        for destination in map(PurePosixPath, destinations):
+            if not destination.is_absolute() and ".." not in destination.parts:  # inside OUT only
+                by_folder.setdefault(destination.parent, set()).add(destination.name)
+        for folder, names in by_folder.items():
+            remove_stale_temporaries(self.out_dir / folder, names)
 
     def __exit__(self, *exc) -> None:
         self.run["finished"] = _now()
@@ -194,21 +268,19 @@ class OutputFolder:
             if self._active is not None:
                 self._active.close()  # releases the shared lock
 
-    def plan(
-        self, inputs: Sequence[Path], suffixes: Sequence[str], resume: bool
-    ) -> tuple[list[tuple[Path, list[Path]]], list[Path]]:
+    def plan(self, inputs: Sequence[Path], resume: bool) -> tuple[list[tuple[Path, list[Path]]], list[Path]]:
         """Claim output names for ``inputs`` (absolute, distinct); returns ``(to_do, already_done)`` where
         ``to_do`` pairs each input with its output paths (one per suffix, parent folders created)."""
         with _locked(self.out_dir / LOCK_NAME, _EXCLUSIVE):
             summary = read_summary(self.out_dir)
-            names = plan_output_names(inputs, suffixes, self.out_dir, summary["names"])
+            names = plan_output_names(inputs, self.suffixes, self.out_dir, summary["names"])
             summary["names"].update({str(p): name for p, name in zip(inputs, names)})
             write_json(self.out_dir / SUMMARY_NAME, summary)
         self.claims = {str(p): name for p, name in zip(inputs, names)}
         finished = {record.get("path"): record for record in summary["images"]}
         to_do, already_done = [], []
         for path, name in zip(inputs, names):
-            outputs = [self.out_dir / (name + suffix) for suffix in suffixes]
+            outputs = [self.out_dir / (name + suffix) for suffix in self.suffixes]
             record = finished.get(str(path))
             if resume and record is not None and self._is_complete(record, path, outputs):
                 already_done.append(path)
@@ -231,14 +303,15 @@ class OutputFolder:
             and all(p.is_file() for p in outputs)
         )
 
-    def done(self, path: Path, given: str, outputs: list[Path], record: dict) -> None:
-        """Record an input whose outputs are all written."""
+    def done(self, path: Path, given: str, outputs: list[Path], record: dict, fingerprint: dict) -> None:
+        """Record an input whose outputs are all written, with the ``input_fingerprint`` it had when read (so a
+        file replaced meanwhile no longer matches its record, and ``--resume`` redoes it)."""
         self.records[str(path)] = {
             "file": given,
             "path": str(path),
             "outputs": [p.relative_to(self.out_dir).as_posix() for p in outputs],
             **record,
-            **input_fingerprint(path),
+            **fingerprint,
             "settings": self.settings_key,
         }
         self.failures.pop(str(path), None)
@@ -268,6 +341,21 @@ class OutputFolder:
             write_json(self.out_dir / SUMMARY_NAME, summary)
         self._last_flush = time.monotonic()
         self._flush_cost = self._last_flush - start
+
+
+def _differences(running: str, mine: str) -> str:
+    """``it runs max_tokens=4; this run max_tokens=9``: the settings in which two settings keys differ."""
+    try:
+        theirs, ours = json.loads(running), json.loads(mine)
+    except ValueError:
+        theirs = None
+    if not isinstance(theirs, dict):
+        return f"its settings in {ACTIVE_NAME} are unreadable"
+    keys = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    return (
+        f"it runs {', '.join(f'{key}={theirs.get(key)!r}' for key in keys)}; "
+        f"this run {', '.join(f'{key}={ours.get(key)!r}' for key in keys)}"
+    )
 
 
 def _record_order(record: dict) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ._files import (
     add_model_arguments,
+    check_model_arguments,
     collect_inputs,
     load_model,
     model_options,
@@ -25,15 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_model_arguments(args, baselines=False)  # before anything heavy loads
     from PIL import Image
 
     from ..atomic import save_image
     from ..image_utils import load_image
-    from ..segmentation.settings import BASELINES
 
-    if args.model in BASELINES:
-        print(f"error: {args.model} is a baseline tokenizer and has no boundary map", file=sys.stderr)
-        return 2
     paths = collect_inputs(args.inputs)  # before any model loads
     model = load_model(args)
 

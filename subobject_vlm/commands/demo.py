@@ -38,11 +38,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..demo.page import build_demo, launch
     except ImportError as error:
-        print(
-            f'error: the demo needs gradio ({error}); install it with: pip install -e ".[demo]"',
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(
+            f'the demo needs gradio ({error}); install it with: pip install -e ".[demo]"'
+        ) from None
     from ._files import quiet_third_parties
 
     quiet_third_parties()

@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
 from ._files import (
     add_model_arguments,
+    check_model_arguments,
     collect_inputs,
     load_model,
     model_options,
     run_over_files,
 )
+
+if TYPE_CHECKING:
+    from ..segmentation.settings import SegmentationSettings
 
 NAME = "segment"
 HELP = "segment images into subobjects; writes PNGs, label maps, summary.json"
@@ -27,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=int,
         default=DEFAULT_MAX_TOKENS,
-        help="at most N tokens (regions are merged, never dropped); baselines: exactly N",
+        help="at most N tokens per image, a cap (regions are merged, never dropped); the baselines make "
+        "exactly N",
     )
     parser.add_argument("--threshold", type=float, default=0.1, help="EPOC boundary threshold")
     parser.add_argument("--min-area", type=int, default=0, help="merge regions smaller than this many pixels")
@@ -50,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
+    check_model_arguments(args, baselines=True)  # before anything heavy loads
     from ..atomic import save_npy, write_bytes
     from ..image_utils import encode_label_map, load_image
     from ..segmentation import SegmentationSettings, segment_image
@@ -88,14 +94,29 @@ def run(args: argparse.Namespace) -> int:
     run_settings = {**settings.to_dict(), "save_labels": args.save_labels}
     result = run_over_files(args, paths, process, "segment", suffixes, run_settings)
     if result.done:
-        tokens = [r["tokens"] for r in result.done]
-        seconds = [r["seconds"] for r in result.done]
+        tokens = describe_tokens([r["tokens"] for r in result.done], settings)
+        seconds = np.mean([r["seconds"] for r in result.done])
         print(
-            f"segmented {len(result.done)} image(s) into {np.mean(tokens):.1f} tokens on average "
-            f"({np.mean(seconds):.2f} s/image); wrote {args.out}",
+            f"segmented {len(result.done)} image(s) into {tokens}, {seconds:.2f} s/image; wrote {args.out}",
             file=sys.stderr,
         )
     return result.report()
+
+
+def describe_tokens(tokens: list[int], settings: SegmentationSettings) -> str:
+    """How many tokens the images got, and what the budget was: ``31-72 tokens per image (mean 50.2;
+    --max-tokens 128 is a cap, not reached by 3 of 3)``."""
+    low, high = min(tokens), max(tokens)
+    notes = [] if low == high else [f"mean {np.mean(tokens):.1f}"]
+    if not settings.is_baseline:  # (a baseline makes exactly --max-tokens regions)
+        cap = settings.max_tokens
+        fewer = sum(cap is None or count < cap for count in tokens)
+        if cap is None:
+            notes.append("no --max-tokens cap")
+        elif fewer:
+            notes.append(f"--max-tokens {cap} is a cap, not reached by {fewer} of {len(tokens)}")
+    counts = f"{low} tokens each" if low == high else f"{low}-{high} tokens per image"
+    return f"{counts} ({'; '.join(notes)})" if notes else counts
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.segment ... (e.g. under torchrun)

@@ -7,7 +7,6 @@ import enum
 import functools
 import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable
@@ -284,12 +283,8 @@ def resolve_resume(resume: bool | str | None, output_dir: str | os.PathLike) -> 
 def run_config_command(run: Callable[[Any], Path], path: str | os.PathLike, overrides: dict[str, Any]) -> int:
     """A command line's ``--config PATH`` plus its overriding options: read the YAML, set every ``overrides``
     value that is not ``None`` (dotted keys reach into sections, ``"training.steps"``), then
-    :func:`run_training_command`. A missing or broken file is one line on stderr and exit status 2."""
-    try:
-        config = read_yaml_mapping(path)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    :func:`run_training_command`. A missing or broken file is a ``ConfigError`` (the command line prints it)."""
+    config = read_yaml_mapping(path)
     for dotted, value in overrides.items():
         if value is None:
             continue
@@ -302,13 +297,9 @@ def run_config_command(run: Callable[[Any], Path], path: str | os.PathLike, over
 
 
 def run_training_command(train: Callable[[Any], Path], config: Any) -> int:
-    """Run ``train(config)`` for a command line: print the output folder and return 0, or print a config /
-    data error (any ``ValueError``) as one line on stderr and return 2."""
-    try:
-        output_dir = train(config)
-    except ValueError as error:  # ConfigError, DataError: one clear line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Run ``train(config)`` for a command line: print the output folder and return 0. A config or data error
+    (any ``ValueError``) propagates: the command line prints it as one line and exits with 2."""
+    output_dir = train(config)
     print(output_dir)
     return 0
 
