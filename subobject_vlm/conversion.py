@@ -282,11 +282,22 @@ def _input_embedding_weights(model) -> torch.Tensor:
     return embeddings.weight if scale == 1.0 else embeddings.weight * scale
 
 
+def _torchvision_resample(resample):
+    """The source's resampling filter, where torchvision resizes tensors with it; else bicubic (SmolVLM's
+    Lanczos)."""
+    from transformers.image_utils import PILImageResampling
+
+    usable = (PILImageResampling.NEAREST, PILImageResampling.BILINEAR, PILImageResampling.BICUBIC)
+    return resample if resample in usable else PILImageResampling.BICUBIC
+
+
 def _image_side(family: VLMFamily, source_image_processor, vision_config) -> int:
-    """The square side images are resized to: the spec's, else the source processor's crop, else the
-    vision tower's ``image_size``."""
+    """The square side images are resized to: the spec's side in patches, else the source processor's crop,
+    else the vision tower's ``image_size``."""
+    if family.image_patches is not None:
+        return family.image_patches * vision_config.patch_size
     crop = getattr(source_image_processor, "crop_size", None) or {}
-    return family.image_size or crop.get("height") or vision_config.image_size
+    return crop.get("height") or vision_config.image_size
 
 
 def convert_checkpoint(
@@ -323,7 +334,7 @@ def convert_checkpoint(
     (before anything is built), when it cannot fit in memory, and when the source weights do not cover the new
     model exactly (anything missing, misshaped or left over other than the family's projector).
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
     from . import processing_subobject_llava  # noqa: F401 - registers AutoProcessor
     from .image_processing_subobject import SubobjectImageProcessor
@@ -345,16 +356,17 @@ def convert_checkpoint(
         raise ValueError(f"{src!r} is a {source_config.model_type!r} checkpoint: {error}") from None
     if check_memory:
         check_memory_for_conversion(src, source_config, dtype)
-    source = AutoModelForImageTextToText.from_pretrained(str(src), dtype=_DTYPES[dtype], use_safetensors=True)
-    source_processor = AutoProcessor.from_pretrained(str(src))
-    tokenizer = source_processor.tokenizer
-    image_token = family.image_token or getattr(source_processor, "image_token", "<image>")
-    image_token_id = tokenizer.convert_tokens_to_ids(image_token)
-    if family.image_token is None and image_token_id != source.config.image_token_id:
+    # the family's own processor class is not needed (SmolVLM's wants num2words): its tokenizer (with the
+    # chat template) and its image processor are
+    tokenizer = AutoTokenizer.from_pretrained(str(src))
+    source_images = AutoImageProcessor.from_pretrained(str(src))
+    image_token_id = processing_subobject_llava.image_token_id(tokenizer, family.image_token)
+    if image_token_id is None:
         raise ValueError(
-            f"tokenizer image token id {image_token_id} != source image_token_index {source.config.image_token_id}"
+            f"the tokenizer of {src} does not encode {family.name}'s image token {family.image_token!r}"
         )
 
+    source = AutoModelForImageTextToText.from_pretrained(str(src), dtype=_DTYPES[dtype], use_safetensors=True)
     state, source_projector = split_source_state(family, source.state_dict())
     config = subobject_config(
         source.config,
@@ -390,22 +402,21 @@ def convert_checkpoint(
     dst = Path(dst)
     model.save_pretrained(dst, safe_serialization=True)
 
-    source_images = source_processor.image_processor
     side = _image_side(family, source_images, config.vision_config)
     image_processor = SubobjectImageProcessor(
         size={"height": side, "width": side},
         label_size={"height": label_size or side, "width": label_size or side},
         image_mean=list(source_images.image_mean),
         image_std=list(source_images.image_std),
-        resample=source_images.resample,
+        resample=_torchvision_resample(source_images.resample),
         max_tokens=max_tokens,
         boundary_model=boundary_model,
     )
     processor = SubobjectLlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=source_processor.chat_template or family.chat_template,
-        image_token=image_token,
+        chat_template=tokenizer.chat_template or family.chat_template,
+        image_token=family.image_token,
     )
     processor.save_pretrained(dst)
     return dst

@@ -47,10 +47,11 @@ class VLMFamily:
             output, as SigLIP families project it) or ``qwen2_vl`` (see :data:`QWEN2_VL`).
         feature_layer: the source config attribute naming the hidden state (LLaVA's ``vision_feature_layer``),
             or ``None`` where ``feature_fn`` fixes it.
-        image_size: the processor's square side; ``None``: the vision config's ``image_size``.
+        image_patches: for a tower without a fixed input size, the processor's square side in patches;
+            ``None``: the source processor's crop size, else the vision config's ``image_size``.
         pad_to_square: the source pads images to a square (background: the mean colour) before resizing.
-        image_token: the text the family's chat template writes for one image (the processor expands it into
-            ``n + 2`` placeholders); ``None``: the source processor's ``image_token``.
+        image_token: the token the family's chat template writes for one image (the processor expands it
+            into ``n + 2`` placeholders, which the model fills with ``[start, regions..., end]``).
         chat_template: the template to use where the source ships none.
     """
 
@@ -64,9 +65,9 @@ class VLMFamily:
     projector_act: str | None = "gelu"
     unused: tuple[str, ...] = ()
     feature_layer: str | None = None
-    image_size: int | None = None
+    image_patches: int | None = None
     pad_to_square: bool = False
-    image_token: str | None = None
+    image_token: str = "<image>"
     chat_template: str | None = None
 
 
@@ -124,7 +125,6 @@ IDEFICS3 = VLMFamily(
     projector_prefix="model.connector.",
     projector_layers=("modality_projection.proj",),
     feature_fn="last_hidden_state",
-    image_token="<image>",
 )
 """Idefics3 and SmolVLM (``HuggingFaceTB/SmolVLM-256M-Instruct``, ...): a SigLIP-style tower without CLS
 whose post-normalised output is pixel-shuffled (``scale_factor`` x ``scale_factor`` patches concatenated)
@@ -140,7 +140,6 @@ PALIGEMMA = VLMFamily(
     projector_prefix=PROJECTOR_PREFIX,
     projector_layers=("linear",),
     feature_fn="last_hidden_state",
-    image_token="<image>",
     chat_template=(
         "{% for message in messages %}"
         "{% if message['content'] is string %}{% set parts = [{'type': 'text', 'text': message['content']}] %}"
@@ -186,7 +185,7 @@ QWEN2_VL = VLMFamily(
     projector_prefix="model.visual.merger.mlp.",
     projector_layers=("0", "2"),
     feature_fn="qwen2_vl",
-    image_size=448,
+    image_patches=32,
     image_token="<|image_pad|>",
 )
 """Qwen2-VL / Qwen2.5-VL (``Qwen/Qwen2-VL-2B-Instruct``, ...): their own ViT (14 px patches, 2-D rotary
@@ -198,8 +197,8 @@ kept in the tower): a region is pooled at twice the merged grid's resolution, so
 28 px cell keep features of their own, and the merger's MLP still fits exactly: its first layer, folded over
 the four concatenated patches, and its last layer start the region embedding, so a region token begins as
 the merger's output for a 2 x 2 block whose patches all hold the region's mean feature. The merger's MLP
-thus becomes the region embedding and leaves the tower. Images are resized to a fixed 448 px square (a
-32 x 32 patch grid; Qwen's dynamic resolution is not used). The text model gets ordinary 1-D positions:
+thus becomes the region embedding and leaves the tower. Images are resized to a fixed square of 32 x 32 patches (448 px;
+Qwen's dynamic resolution is not used). The text model gets ordinary 1-D positions:
 Qwen2-VL's text model repeats 2-D ``position_ids`` over its three M-RoPE sections, which is plain RoPE."""
 
 FAMILIES: tuple[VLMFamily, ...] = (LLAVA, LLAVA_NEXT, LLAVA_ONEVISION, IDEFICS3, PALIGEMMA, GEMMA3, QWEN2_VL)
