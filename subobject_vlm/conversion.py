@@ -245,18 +245,14 @@ def init_embedding(
     layers = [layer for layer in embedding.projector if isinstance(layer, torch.nn.Linear)]
     channels = embedding.in_channels
     with torch.no_grad():
-        if source_layers is not None and len(source_layers) == len(layers):
-            folded = _fold_columns(source_layers[0][0], channels)
-            shapes = [(folded.shape[0], channels), *(tuple(w.shape) for w, _ in source_layers[1:])]
-            wanted = [(layers[0].out_features, channels), *(tuple(x.weight.shape) for x in layers[1:])]
-            if shapes == wanted:
-                layers[0].weight.zero_()
-                layers[0].weight[:, :channels] = folded
-                for i, (layer, (_, bias)) in enumerate(zip(layers, source_layers)):
-                    if i:
-                        layer.weight.copy_(source_layers[i][0])
-                    layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
-                return True
+        if source_layers is not None and projector_fits(embedding, source_layers):
+            layers[0].weight.zero_()
+            layers[0].weight[:, :channels] = _fold_columns(source_layers[0][0], channels)
+            for i, (layer, (_, bias)) in enumerate(zip(layers, source_layers)):
+                if i:
+                    layer.weight.copy_(source_layers[i][0])
+                layer.bias.copy_(bias) if bias is not None else layer.bias.zero_()
+            return True
         for layer in layers:
             torch.nn.init.xavier_uniform_(layer.weight)
             torch.nn.init.zeros_(layer.bias)
@@ -266,12 +262,24 @@ def init_embedding(
     return False
 
 
+def projector_fits(
+    embedding: MaskPooledEmbedding, source_layers: list[tuple[torch.Tensor, torch.Tensor | None]]
+) -> bool:
+    """Whether a source projector's ``(weight, bias)`` layers can start ``embedding`` (:func:`init_embedding`):
+    as many ``Linear`` layers, the first one's input a multiple of the feature width, the rest equal in shape.
+    Reads shapes only (meta tensors do)."""
+    layers = [layer for layer in embedding.projector if isinstance(layer, torch.nn.Linear)]
+    if len(source_layers) != len(layers):
+        return False
+    first = source_layers[0][0]
+    channels = embedding.in_channels
+    shapes = [(first.shape[0], first.shape[1] % channels), *(tuple(w.shape) for w, _ in source_layers[1:])]
+    return shapes == [(layers[0].out_features, 0), *(tuple(x.weight.shape) for x in layers[1:])]
+
+
 def _fold_columns(weight: torch.Tensor, channels: int) -> torch.Tensor:
-    """(out, k * C) -> (out, C): the sum of the ``k`` column blocks (a layer fed ``k`` equal patches); a weight
-    whose width is no multiple of C comes back as it is (and then fails the shape check)."""
+    """(out, k * C) -> (out, C): the sum of the ``k`` column blocks (a layer fed ``k`` equal patches)."""
     out, width = weight.shape
-    if width == channels or width % channels:
-        return weight.float()
     return weight.float().view(out, width // channels, channels).sum(1)
 
 
@@ -366,7 +374,21 @@ def convert_checkpoint(
             f"the tokenizer of {src} does not encode {family.name}'s image token {family.image_token!r}"
         )
 
-    source = AutoModelForImageTextToText.from_pretrained(str(src), dtype=_DTYPES[dtype], use_safetensors=True)
+    source, loading = AutoModelForImageTextToText.from_pretrained(
+        str(src),
+        dtype=_DTYPES[dtype],
+        use_safetensors=True,
+        output_loading_info=True,
+        ignore_mismatched_sizes=True,
+    )
+    missing = sorted(loading["missing_keys"])
+    misshaped = sorted(
+        f"{key} {tuple(saved)} != {tuple(built)}" for key, saved, built in loading["mismatched_keys"]
+    )
+    if missing or misshaped:  # transformers drew them at random: a converted model must not start from those
+        raise ValueError(
+            f"{src} does not hold its own {family.name} model's weights: missing {missing[:8]}, misshaped {misshaped[:8]}"
+        )
     state, source_projector = split_source_state(family, source.state_dict())
     config = subobject_config(
         source.config,
@@ -394,9 +416,9 @@ def convert_checkpoint(
     words = words.float()
     boundary = words.mean(0) + torch.randn(2, hidden) * words.std(0)  # (2, D) start, end
     state[_BOUNDARY_KEY] = boundary.to(weight_dtype)
-    absent = sorted(set(expected) - set(state))
-    if absent:  # pragma: no cover - guarded by the checks above
-        raise ValueError(f"internal error: no weights for {absent}")
+    unfilled = sorted(set(expected) - set(state))
+    if unfilled:  # pragma: no cover - guarded by the checks above
+        raise ValueError(f"internal error: no weights for {unfilled}")
 
     model.load_state_dict(state, assign=True, strict=True)  # shares the source tensors: no second copy
     dst = Path(dst)
@@ -429,6 +451,7 @@ __all__ = [
     "convert_checkpoint",
     "estimate_parameters",
     "init_embedding",
+    "projector_fits",
     "split_source_state",
     "subobject_config",
 ]

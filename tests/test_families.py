@@ -2,6 +2,8 @@
 the hub's format, becomes a SubobjectLlava that keeps its towers weight for weight, loads with the Auto
 classes, generates, trains with LoRA and round-trips through save/load."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -209,3 +211,77 @@ def test_qwen2_vl_text_reads_1d_positions_as_m_rope_with_equal_sections(tmp_path
         default = language_model(inputs_embeds=embeds).last_hidden_state
     torch.testing.assert_close(flat, sections)
     torch.testing.assert_close(flat, default)
+
+
+# refusals and real configs
+
+REAL_CONFIGS = sorted((Path(__file__).parent / "data" / "vlm_configs").glob("*.json"))
+
+
+def real_config(path: Path, tmp_path: Path):
+    """The hub config copied in ``tests/data/vlm_configs``, loaded as the hub's ``config.json`` would be."""
+    from transformers import AutoConfig
+
+    (tmp_path / "config.json").write_text(path.read_text())
+    return AutoConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("path", REAL_CONFIGS, ids=lambda p: p.stem)
+def test_a_real_hub_config_maps_every_tensor_on_the_meta_device(path, tmp_path):
+    from subobject_vlm.conversion import check_mapped_state, projector_fits, subobject_config
+
+    config = real_config(path, tmp_path)
+    family = family_of(config.model_type)
+    with torch.device("meta"):  # shapes only: billions of parameters, no memory
+        source = AutoModelForImageTextToText.from_config(config)
+    state, projector = split_source_state(family, source.state_dict())
+    converted_config = subobject_config(config, projector, image_token_id=7)
+    with torch.device("meta"):
+        model = SubobjectLlavaForConditionalGeneration(converted_config)
+    check_mapped_state(family, state, model.state_dict(), path.name)  # none missing, unexpected or misshaped
+    layers = [(projector[f"{n}.weight"], projector.get(f"{n}.bias")) for n in family.projector_layers]
+    assert projector_fits(model.model.multi_modal_projector, layers) == bool(family.projector_layers)
+
+
+@pytest.mark.parametrize("path", REAL_CONFIGS, ids=lambda p: p.stem)
+def test_the_memory_check_refuses_a_hub_source_of_any_family_too_large_for_memory(
+    path, tmp_path, monkeypatch
+):
+    from subobject_vlm import conversion
+
+    config = real_config(path, tmp_path)
+    monkeypatch.setattr(conversion, "available_memory_bytes", lambda: 2**28)  # 0.25 GiB
+    with pytest.raises(
+        ValueError, match=r"needs about .* GiB of memory for about \d\.\d\dB parameters"
+    ) as error:
+        conversion.check_memory_for_conversion(f"owner/{path.stem}", config, "bfloat16")
+    assert "\n" not in str(error.value)
+
+
+def test_an_unsupported_model_type_is_refused_in_one_line_naming_the_supported_ones():
+    with pytest.raises(ValueError) as error:
+        family_of("mllama")
+    message = str(error.value)
+    assert "\n" not in message and "'mllama'" in message
+    assert all(
+        t in message for t in ("llava_next", "llava_onevision", "smolvlm", "paligemma", "gemma3", "qwen2_vl")
+    )
+
+
+@pytest.mark.parametrize("damage", ["missing", "misshaped"])
+def test_a_source_missing_or_misshaping_one_of_its_own_tensors_is_refused_naming_it(damage, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_tiny_source_vlm("paligemma", tmp_path / "source")
+    weights = load_file(tmp_path / "source" / "model.safetensors")
+    key = "vision_tower.encoder.layers.0.mlp.fc1.weight"  # as PaliGemma saves it
+    if damage == "missing":
+        del weights[key]
+    else:
+        weights[key] = torch.zeros(3, 3)
+    save_file(weights, tmp_path / "source" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"does not hold its own paligemma model's weights") as error:
+        convert_checkpoint(tmp_path / "source", tmp_path / "out", boundary_model="patch")
+    named = f"model.{key}" + ("'" if damage == "missing" else " (3, 3) != (64, 32)")
+    assert named in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
