@@ -134,10 +134,10 @@ def _source_projection(model_type: str, source, mean: torch.Tensor) -> torch.Ten
     return inner.multi_modal_projector(mean)
 
 
+@pytest.mark.parametrize("pair", [t for t in MODEL_TYPES if family_of(t).projector_layers], indirect=True)
 def test_a_region_token_starts_as_the_sources_projection_of_the_regions_mean_feature(pair):
+    """(Gemma 3's projector is not reused: see its spec.)"""
     model_type, source_dir, converted = pair
-    if not family_of(model_type).projector_layers:
-        pytest.skip(f"{model_type}'s projector is not reused (see its family spec)")
     source = AutoModelForImageTextToText.from_pretrained(source_dir).eval()
     model = AutoModelForImageTextToText.from_pretrained(converted).eval()
     side = AutoProcessor.from_pretrained(converted).image_processor.size["height"]
@@ -285,3 +285,23 @@ def test_a_source_missing_or_misshaping_one_of_its_own_tensors_is_refused_naming
     named = f"model.{key}" + ("'" if damage == "missing" else " (3, 3) != (64, 32)")
     assert named in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pair", ["gemma3", "qwen2_vl"], indirect=True)  # image tokens other than <image>
+def test_vlm_training_takes_a_converted_checkpoint_with_its_familys_image_token(pair, tmp_path):
+    import yaml
+    from conftest import REPO_ROOT
+
+    from subobject_vlm.training.train_vlm import train_vlm
+
+    _, _, converted = pair
+    config = yaml.safe_load((REPO_ROOT / "configs" / "vlm_tiny_smoke.yaml").read_text())
+    config["output_dir"] = str(tmp_path / "run")
+    config["model"] = {"pretrained": str(converted)}
+    config["image_processor"] = {}  # the converted checkpoint's own
+    config["data"]["train"] = {"synthetic": {"num_images": 4, "size": 32, "seed": 0}}
+    config["training"].update(max_steps=1, save_steps=1, per_device_train_batch_size=2, disable_tqdm=True)
+    merged = train_vlm(config) / "merged"
+    assert isinstance(
+        AutoModelForImageTextToText.from_pretrained(merged), SubobjectLlavaForConditionalGeneration
+    )
