@@ -9,6 +9,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+FEATURE_FNS = ("hidden_states", "last_hidden_state", "qwen2_vl")
+"""The feature readers a config may name (``feature_fn``); the modeling module holds one function each."""
+
 NUM_IMAGE_BOUNDARY_TOKENS = 2
 """Learned start-of-image and end-of-image vectors placed around every image's region tokens."""
 
@@ -41,6 +44,11 @@ class SubobjectLlavaConfig(PreTrainedConfig):
         timm_kwargs: extra keyword arguments for `timm.create_model`.
         feature_layer: which hidden state (HF: index into `hidden_states`, default -2 as in LLaVA) or which
             feature stage (timm: index into the `features_only` outputs, default -1) feeds the pooling.
+        feature_fn: how the HF vision tower's output becomes a feature map (`FEATURE_READERS` of the modeling
+            module): `"hidden_states"` (hidden state `feature_layer`, CLS dropped; default),
+            `"last_hidden_state"` (the tower's post-normalised output) or `"qwen2_vl"` (Qwen2-VL's unmerged
+            patch grid).
+        family: the VLM family the model was converted from (`subobject_vlm.families`), or `None`.
         shape_resolution: R, side of the per-region shape picture (R*R projector inputs).
         projector_depth: number of Linear layers of the projector MLP (>= 1).
         projector_hidden_size: width of the projector's hidden layers (default: the text hidden size).
@@ -85,6 +93,8 @@ class SubobjectLlavaConfig(PreTrainedConfig):
     timm_pretrained: bool = False
     timm_kwargs: dict | None = None
     feature_layer: int | None = None
+    feature_fn: str = "hidden_states"
+    family: str | None = None
     shape_resolution: int = 8
     projector_depth: int = 2
     projector_hidden_size: int | None = None
@@ -139,6 +149,7 @@ class SubobjectLlavaConfig(PreTrainedConfig):
             "max_tokens_per_image": self.max_tokens_per_image >= 1,
             "image_token_index": self.image_token_index >= 0,
             "projector_hidden_act": self.projector_hidden_act in ("gelu", "relu", "silu"),
+            "feature_fn": self.feature_fn in FEATURE_FNS,
         }
         for name, ok in checks.items():
             if not ok:
@@ -151,7 +162,7 @@ class SubobjectLlavaConfig(PreTrainedConfig):
 
 AutoConfig.register(SubobjectLlavaConfig.model_type, SubobjectLlavaConfig, exist_ok=True)
 
-__all__ = ["NUM_IMAGE_BOUNDARY_TOKENS", "SubobjectLlavaConfig", "num_image_placeholders"]
+__all__ = ["FEATURE_FNS", "NUM_IMAGE_BOUNDARY_TOKENS", "SubobjectLlavaConfig", "num_image_placeholders"]
 
 from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
 

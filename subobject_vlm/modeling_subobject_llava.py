@@ -2,8 +2,9 @@
 
 Differences from :class:`transformers.LlavaForConditionalGeneration`:
 
-* the vision tower is an HF vision model (CLIP, SigLIP, ...; hidden state ``feature_layer``, CLS dropped,
-  reshaped to a grid) or a timm backbone (``features_only``), giving a feature map ``(B, C, h, w)``;
+* the vision tower is an HF vision model (CLIP, SigLIP, Idefics3's, Qwen2-VL's, ...; read as the config's
+  ``feature_fn`` says, e.g. hidden state ``feature_layer`` with CLS dropped, reshaped to a grid) or a timm
+  backbone (``features_only``), giving a feature map ``(B, C, h, w)``;
 * :class:`~subobject_vlm.embedding.MaskPooledEmbedding` replaces ``multi_modal_projector``: every region of
   the label map ``(B, H, W)`` becomes one token, so images have different numbers of tokens;
 * each image's tokens are wrapped in a learned start-of-image and end-of-image vector. The processor expands
@@ -87,12 +88,14 @@ class TimmVisionTower(nn.Module):
 
 
 def vision_channels(config: SubobjectLlavaConfig) -> int:
-    """Channels C of the HF vision tower's hidden state ``feature_layer``.
+    """Channels C of the feature map the HF vision tower gives (see :data:`FEATURE_READERS`).
 
     ViTs and the pixel tower: ``hidden_size``; convolutional backbones (ResNet, ConvNeXt) list ``hidden_sizes``
-    per stage, and their ``hidden_states`` are (stem, stage 1, ..., stage N).
+    per stage, and their ``hidden_states`` are (stem, stage 1, ..., stage N); Qwen2-VL's ViT: ``embed_dim``.
     """
     vision = config.vision_config
+    if config.feature_fn == "qwen2_vl":
+        return getattr(vision, "embed_dim", None) or vision.hidden_size  # Qwen2-VL / Qwen2.5-VL
     if getattr(vision, "hidden_sizes", None):
         widths = [getattr(vision, "embedding_size", vision.hidden_sizes[0]), *vision.hidden_sizes]
         if not -len(widths) <= config.feature_layer < len(widths):
@@ -103,16 +106,13 @@ def vision_channels(config: SubobjectLlavaConfig) -> int:
     return vision.hidden_size
 
 
-def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Run the vision tower: (B, 3, H, W) pixels -> (B, C, h, w) features."""
-    if isinstance(tower, TimmVisionTower):
-        return tower(pixel_values)
-    hidden = tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states[
-        config.feature_layer
-    ]
+def _token_grid(
+    config: SubobjectLlavaConfig, hidden: torch.Tensor, pixel_values: torch.Tensor
+) -> torch.Tensor:
+    """ViT tokens (B, N, C) of (B, 3, H, W) pixels -> (B, C, h, w); a leading CLS token is dropped."""
     if hidden.ndim == 4:  # convolutional HF backbones already give (B, C, h, w)
         return hidden
-    batch, length, channels = hidden.shape  # (B, N, C) tokens of a ViT
+    batch, length, channels = hidden.shape
     patch = config.vision_config.patch_size
     grid_h, grid_w = pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch
     if length == grid_h * grid_w + 1:  # drop CLS
@@ -122,6 +122,79 @@ def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: t
             f"vision tower gave {length} tokens for a {grid_h}x{grid_w} patch grid; cannot reshape to a feature map"
         )
     return hidden.transpose(1, 2).reshape(batch, channels, grid_h, grid_w)  # (B, C, h, w)
+
+
+def _hidden_state_features(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor):
+    """LLaVA's reading: hidden state ``feature_layer`` (before the tower's final norm), CLS dropped."""
+    hidden = tower(pixel_values, output_hidden_states=True, return_dict=True).hidden_states
+    return _token_grid(config, hidden[config.feature_layer], pixel_values)
+
+
+def _last_hidden_state_features(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor):
+    """SigLIP families' reading (PaliGemma, Gemma 3, Idefics3 / SmolVLM): the tower's post-normalised output."""
+    return _token_grid(config, tower(pixel_values, return_dict=True).last_hidden_state, pixel_values)
+
+
+def _qwen2_vl_features(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor):
+    """Qwen2-VL / Qwen2.5-VL: the unmerged patch grid after the merger's per-patch ``ln_q`` (B, C, h, w).
+
+    The pixels are cut into Qwen's flat patches as its image processor does (2 x 2 merge blocks together, each
+    frame repeated ``temporal_patch_size`` times); the tower's merger has no MLP here (it became the region
+    embedding, see :data:`subobject_vlm.families.QWEN2_VL`), so its output is ``ln_q`` of every patch, in
+    processor order, which is put back on the (h, w) grid.
+    """
+    vision = config.vision_config
+    batch, channels, height, width = pixel_values.shape
+    patch, merge, frames = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
+    grid_h, grid_w = height // patch, width // patch
+    if grid_h * patch != height or grid_w * patch != width or grid_h % merge or grid_w % merge:
+        raise ValueError(
+            f"Qwen2-VL pixels must have sides that are multiples of {patch * merge}, got {height}x{width}"
+        )
+    blocks = pixel_values.reshape(
+        batch, channels, grid_h // merge, merge, patch, grid_w // merge, merge, patch
+    )
+    blocks = blocks.permute(0, 2, 5, 3, 6, 1, 4, 7)  # (B, h/m, w/m, m, m, 3, p, p)
+    patches = blocks.unsqueeze(6).expand(*blocks.shape[:6], frames, patch, patch)  # (..., 3, T, p, p)
+    patches = patches.reshape(batch * grid_h * grid_w, channels * frames * patch * patch)
+    grid_thw = torch.tensor([[1, grid_h, grid_w]] * batch, device=pixel_values.device)
+    normed = tower(patches, grid_thw=grid_thw, return_dict=True).pooler_output  # (B*h*w/m^2, m^2*C)
+    normed = normed.reshape(batch, grid_h // merge, grid_w // merge, merge, merge, -1)
+    return normed.permute(0, 5, 1, 3, 2, 4).reshape(batch, -1, grid_h, grid_w)  # (B, C, h, w)
+
+
+FEATURE_READERS = {
+    "hidden_states": _hidden_state_features,
+    "last_hidden_state": _last_hidden_state_features,
+    "qwen2_vl": _qwen2_vl_features,
+}
+"""How a vision tower's output becomes a (B, C, h, w) feature map: ``SubobjectLlavaConfig.feature_fn`` names one.
+Which family reads which is stated in :mod:`subobject_vlm.families`."""
+
+
+def build_vision_tower(config: SubobjectLlavaConfig) -> nn.Module:
+    """The HF vision tower of ``config.vision_config``, ready for its ``feature_fn``.
+
+    ``AutoModel`` builds every tower except Qwen2-VL's, which transformers only builds inside Qwen2-VL; a
+    Qwen tower's merger keeps its per-patch norm and loses its MLP (the region embedding replaces it).
+    """
+    vision = config.vision_config
+    if vision.model_type == "qwen2_vl_vision":
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+
+        tower = Qwen2VisionTransformerPretrainedModel._from_config(vision)
+    else:
+        tower = AutoModel.from_config(vision)
+    if config.feature_fn == "qwen2_vl":
+        tower.merger.mlp = nn.Identity()
+    return tower
+
+
+def _feature_map(config: SubobjectLlavaConfig, tower: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Run the vision tower: (B, 3, H, W) pixels -> (B, C, h, w) features."""
+    if isinstance(tower, TimmVisionTower):
+        return tower(pixel_values)
+    return FEATURE_READERS[config.feature_fn](config, tower, pixel_values)
 
 
 def _check_images_per_sample(placeholders: torch.Tensor, image_embeds: list[torch.Tensor]) -> None:
@@ -159,7 +232,7 @@ class SubobjectLlavaModel(SubobjectLlavaPreTrainedModel, LlavaModel):
             self.vision_tower = TimmVisionTower(config)
             channels = self.vision_tower.num_channels
         else:
-            self.vision_tower = AutoModel.from_config(config.vision_config)
+            self.vision_tower = build_vision_tower(config)
             channels = vision_channels(config)
         hidden_size = config.text_config.hidden_size
         self.multi_modal_projector = MaskPooledEmbedding(
@@ -414,11 +487,13 @@ AutoModelForImageTextToText.register(
 )
 
 __all__ = [
+    "FEATURE_READERS",
     "SubobjectImageOutput",
     "SubobjectLlavaForConditionalGeneration",
     "SubobjectLlavaModel",
     "SubobjectLlavaPreTrainedModel",
     "TimmVisionTower",
+    "build_vision_tower",
     "vision_channels",
 ]
 

@@ -55,7 +55,7 @@ Assistant turns are marked ``{% generation %}``, so ``return_assistant_tokens_ma
 ``assistant_only_loss`` see exactly the tokens to learn (the reply and its end-of-sequence token)."""
 
 
-def _token_id(tokenizer, token: str) -> int | None:
+def image_token_id(tokenizer, token: str) -> int | None:
     """Id of ``token`` if the tokenizer encodes it as exactly one token, else ``None``."""
     ids = tokenizer.encode(token, add_special_tokens=False)
     return int(ids[0]) if len(ids) == 1 and ids[0] != tokenizer.unk_token_id else None
@@ -69,12 +69,12 @@ def add_image_token(
     With ``config``, also sets ``config.image_token_id`` to that id. The id may lie beyond the text model's
     vocabulary: placeholder positions never go through the word embeddings, so no resizing is needed.
     """
-    token_id = _token_id(tokenizer, image_token)
+    token_id = image_token_id(tokenizer, image_token)
     if token_id is None:
         tokenizer.add_special_tokens(
             {"extra_special_tokens": [image_token]}, replace_extra_special_tokens=False
         )
-        token_id = _token_id(tokenizer, image_token)
+        token_id = image_token_id(tokenizer, image_token)
     if token_id is None:  # pragma: no cover - a tokenizer that splits even added tokens
         raise ValueError(f"the tokenizer cannot encode {image_token!r} as one token")
     if config is not None:
@@ -124,7 +124,7 @@ class SubobjectLlavaProcessor(ProcessorMixin):
         if tokenizer is None:
             raise ValueError("SubobjectLlavaProcessor needs a tokenizer")
         self.image_token = image_token
-        self.image_token_id = _token_id(tokenizer, image_token)
+        self.image_token_id = image_token_id(tokenizer, image_token)
         if self.image_token_id is None:
             raise ValueError(
                 f"the tokenizer does not encode the image token {image_token!r} as one token; call "
@@ -180,7 +180,13 @@ class SubobjectLlavaProcessor(ProcessorMixin):
 
 AutoProcessor.register(SubobjectLlavaConfig, SubobjectLlavaProcessor, exist_ok=True)
 
-__all__ = ["DEFAULT_CHAT_TEMPLATE", "DEFAULT_IMAGE_TOKEN", "SubobjectLlavaProcessor", "add_image_token"]
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "DEFAULT_IMAGE_TOKEN",
+    "SubobjectLlavaProcessor",
+    "add_image_token",
+    "image_token_id",
+]
 
 from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
 

@@ -85,17 +85,22 @@ def build_model_and_processor(config: VLMTrainingConfig):
     from transformers import AutoProcessor
 
     from ..modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
-    from ..processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
+    from ..processing_subobject_llava import (
+        DEFAULT_CHAT_TEMPLATE,
+        DEFAULT_IMAGE_TOKEN,
+        SubobjectLlavaProcessor,
+    )
 
     section = config.model
     dtype = DTYPES[section.dtype]
-    base_processor = None
+    base_processor, image_token = None, DEFAULT_IMAGE_TOKEN
     if section.pretrained is not None:
         model = SubobjectLlavaForConditionalGeneration.from_pretrained(
             section.pretrained, dtype=dtype, use_safetensors=True
         )
         loaded = AutoProcessor.from_pretrained(section.pretrained)
         tokenizer, base_processor = loaded.tokenizer, loaded.image_processor
+        image_token = loaded.image_token  # a converted Gemma 3 / Qwen2-VL keeps its family's token
         chat_template = section.chat_template or loaded.chat_template
     elif section.tiny:
         from ..tiny import build_tiny_model, tiny_tokenizer
@@ -110,7 +115,10 @@ def build_model_and_processor(config: VLMTrainingConfig):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     processor = SubobjectLlavaProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        image_token=image_token,
     )
     if processor.image_token_id != model.config.image_token_id:
         raise ConfigError(
