@@ -475,9 +475,13 @@ def survivors(workers: list, seconds: float) -> list:
     return alive
 
 
-@pytest.mark.parametrize("signal_", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_no_worker_outlives_its_parent_by_10_seconds(tmp_path, signal_):
-    process, out, workers = start_killable_run(tmp_path, busy=True)
+@pytest.mark.parametrize(
+    "signal_, busy",  # SIGKILL once the workers make shards: they must notice their parent is gone by themselves
+    [(signal.SIGTERM, False), (signal.SIGKILL, True)],
+    ids=["SIGTERM", "SIGKILL"],
+)
+def test_no_worker_outlives_its_parent_by_10_seconds(tmp_path, signal_, busy):
+    process, out, workers = start_killable_run(tmp_path, busy)
     process.send_signal(signal_)
     try:
         process.wait(timeout=60)
@@ -487,7 +491,9 @@ def test_no_worker_outlives_its_parent_by_10_seconds(tmp_path, signal_):
     err = (tmp_path / "err").read_text()
     assert "Traceback" not in err, err[-3000:]
     kept = list(out.glob("data-*.arrow"))
-    assert 2 <= len(kept) < 40 and all(shard_is_readable(path) for path in kept)  # stopped mid-run
+    assert len(kept) < 40 and all(
+        shard_is_readable(path) for path in kept
+    )  # stopped mid-run, complete shards kept
 
 
 def test_ctrl_c_while_workers_start_stops_them_without_tracebacks(tmp_path):

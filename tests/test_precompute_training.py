@@ -174,3 +174,35 @@ def test_label_maps_of_an_image_changed_since_it_was_precomputed_are_refused_nam
         use_precomputed_segmentations(
             load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
         )
+
+
+def test_training_segments_again_an_image_changed_since_its_segmentation_was_cached(
+    tmp_path, image_processor
+):
+    path = make_synthetic_shapes(tmp_path, num_images=2, size=32)
+    first, second = (tmp_path / r["image"] for r in json.loads(path.read_text()))
+    cached = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    first.write_bytes(second.read_bytes())
+    later = first.stat().st_mtime_ns + 2_000_000_000
+    os.utime(first, ns=(later, later))
+    again = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    assert cached["label_maps"][0] != cached["label_maps"][1]
+    assert again["label_maps"][0] == again["label_maps"][1]  # the new pixels' map, not the cached one
+
+
+def test_training_reads_the_label_map_of_an_image_precomputed_again(tmp_path, image_processor):
+    path = make_synthetic_shapes(tmp_path, num_images=2, size=32)
+    first, second = (tmp_path / r["image"] for r in json.loads(path.read_text()))
+    precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)
+    cached = use_precomputed_segmentations(
+        load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
+    )
+    first.write_bytes(second.read_bytes())
+    later = first.stat().st_mtime_ns + 2_000_000_000
+    os.utime(first, ns=(later, later))
+    precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)  # redoes the changed image
+    again = use_precomputed_segmentations(
+        load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
+    )
+    assert cached["label_map_png"][0] != cached["label_map_png"][1]
+    assert again["label_map_png"][0] == again["label_map_png"][1]  # the new row, not the cached map

@@ -136,7 +136,9 @@ def precompute_segmentations(
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = digest([dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items())])
+    key = digest(
+        [dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items()), _files_of(dataset)]
+    )
     return dataset.map(
         segment,
         batched=True,
@@ -148,6 +150,17 @@ def precompute_segmentations(
         new_fingerprint=f"segmentations-{key}",
         desc="segmenting images (once)",
     )
+
+
+def _files_of(dataset) -> list[str | None]:
+    """:func:`file_fingerprint` of every image file of ``dataset`` (none for an HF dataset's images): part of
+    the cache keys, so that an image changed in place is segmented again (its path, and so the dataset's own
+    fingerprint, stay the same)."""
+    from ..data.precompute import file_fingerprint
+
+    if getattr(dataset.features.get("image"), "dtype", None) != "string":
+        return []
+    return [file_fingerprint(path) for path in dataset["image"]]
 
 
 def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image_processor, cache_dir):
@@ -215,18 +228,14 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
 def _check_unchanged(dataset, stored: dict[str, str | None], precomputed: str | os.PathLike) -> None:
     """``DataError`` naming the image files that changed since their label maps were precomputed: ``stored`` maps
     each key to :func:`file_fingerprint` at precompute time (``None``: a dataset row, not checked)."""
-    from ..data.precompute import file_fingerprint
-
-    if (
-        all(fingerprint is None for fingerprint in stored.values())
-        or dataset.features["image"].dtype != "string"
-    ):
-        return  # images of an HF dataset: rows, not files
+    now = _files_of(dataset) if any(fingerprint is not None for fingerprint in stored.values()) else []
+    if not now:
+        return  # no image files (an HF dataset's rows), or none fingerprinted
     changed = sorted(
         {
             path
-            for key, path in zip(dataset["image_key"], dataset["image"])
-            if stored.get(key) is not None and file_fingerprint(path) != stored[key]
+            for key, path, fingerprint in zip(dataset["image_key"], dataset["image"], now)
+            if stored.get(key) is not None and fingerprint != stored[key]
         }
     )
     if changed:
