@@ -120,9 +120,11 @@ def _sigterm_stops_the_run():
     """While the block runs, SIGTERM ends it as Ctrl-C does (workers stopped, the shards in progress dropped,
     the complete ones kept), with one line and exit status 143, instead of killing this process outright."""
 
+    class Terminated(SystemExit):
+        pass
+
     def stop(signum, frame):
-        print("precompute: stopped by SIGTERM; complete shards are kept: rerun to resume", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM)
+        raise Terminated(128 + signal.SIGTERM)
 
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield
@@ -130,6 +132,9 @@ def _sigterm_stops_the_run():
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
+    except Terminated:
+        print("precompute: stopped by SIGTERM; complete shards are kept: rerun to resume", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -19,7 +19,7 @@ Every image goes to shard ``position // shard_size`` (position in the source's o
 depends on nothing but the source and the settings: any number of worker processes or ranks (rank ``r`` of
 ``n`` makes the shards ``s`` with ``s % n == r``) writes the same files. A shard is written to a temporary name
 and renamed when complete, so a run killed at any point leaves complete shards and temporaries; a rerun removes
-the temporaries of its shards, keeps the complete ones and makes the rest. It reads every shard whole: one that
+the temporaries of its shards, keeps the complete ones and makes the rest. It checks every shard: one that
 is cut short or unreadable is made again, and so is every batch of images whose file changed since (size or
 modification time, :func:`file_fingerprint`), the rest of its shard kept. The merge checks that every shard is
 there, readable, made with the same settings, and that every image is in exactly one shard (as a row, or as a
@@ -257,7 +257,7 @@ def shard_name(shard: int, num_shards: int) -> str:
 
 @dataclass(frozen=True)
 class _Shard:
-    """A shard file read whole: its metadata, and its rows' columns (``key`` and ``fingerprint``, or all)."""
+    """A checked shard file: its metadata, and some of its columns (``key`` and ``fingerprint``, or all)."""
 
     metadata: dict
     columns: dict[str, list]
@@ -427,7 +427,9 @@ class _Worker:
             batch = entries[start : start + self.job.batch_size]
             fingerprints = [file_fingerprint(reference) for _, reference in batch]  # before reading the files
             kept = [previous.get(key) for key, _ in batch]
-            if all(old is not None and _fingerprint_of(old) == now for old, now in zip(kept, fingerprints)):
+            if all(
+                old is not None and old[1].get("fingerprint") == now for old, now in zip(kept, fingerprints)
+            ):
                 for position, (kind, old) in enumerate(kept, start):
                     if kind == "row":
                         for name, values in rows.items():
@@ -499,10 +501,6 @@ class _Worker:
         return failed
 
 
-def _fingerprint_of(previous: tuple[str, dict]) -> str | None:
-    return previous[1].get("fingerprint")
-
-
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
@@ -532,6 +530,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _init_worker(job: _Job, queue, parent: int) -> None:
     global _WORKER, _WORKER_ERROR
+    if hasattr(signal, "pthread_sigmask"):  # held while the parent started us (see _stop_signals_held)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent stops us
     try:
@@ -778,7 +778,8 @@ def _why_remake(
     before = found.fingerprints()
     changed = [key for key, reference in entries if file_fingerprint(reference) != before[key]]
     if changed:
-        return f"{len(changed)} image(s) changed since it was made ({', '.join(changed[:3])}{', ...' * (len(changed) > 3)})"
+        more = ", ..." if len(changed) > 3 else ""
+        return f"{len(changed)} image(s) changed since it was made ({', '.join(changed[:3])}{more})"
     return ""
 
 
@@ -793,7 +794,7 @@ def _run_in_pool(job: _Job, num_workers: int, todo: list[int], shards: dict, bar
         num_workers, mp_context=context, initializer=_init_worker, initargs=(job, queue, os.getpid())
     )
     try:
-        with _sigint_held():  # workers start with Ctrl-C blocked: no KeyboardInterrupt in their start-up
+        with _stop_signals_held():  # no worker left half-started, none interrupted in its start-up
             pending = {pool.submit(_run_shard, s, shards[s]) for s in todo}
         try:
             while pending:
@@ -819,13 +820,15 @@ def _run_in_pool(job: _Job, num_workers: int, todo: list[int], shards: dict, bar
 
 
 @contextlib.contextmanager
-def _sigint_held():
-    """Hold SIGINT back from this thread (and so from the processes it starts, which inherit the mask) for the
-    block; one that arrived meanwhile is delivered after it (no-op where signal masks do not exist)."""
+def _stop_signals_held():
+    """Hold SIGINT and SIGTERM back from this thread for the block (one that arrives meanwhile is delivered after
+    it), so that starting a worker is never cut off half-way. The processes started inherit the mask: Ctrl-C,
+    sent to the whole process group, never reaches a worker; each unblocks SIGTERM when it starts running our
+    code. No-op where signal masks do not exist."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
@@ -941,7 +944,10 @@ def read_index(path: str | os.PathLike) -> dict:
             else "not a subobject-vlm precompute output"
         )
         raise ValueError(f"{path} has no {INDEX_NAME}: {hint}")
-    return _read_record(path / INDEX_NAME, INDEX_FIELDS)
+    index = _read_record(path / INDEX_NAME, INDEX_FIELDS)
+    if not all(isinstance(f, dict) and isinstance(f.get("key"), str) for f in index["failed"]):
+        raise ValueError(f"{path / INDEX_NAME}: field 'failed' must list objects with a 'key' and an 'error'")
+    return index
 
 
 def load_precomputed(path: str | os.PathLike):
