@@ -1,6 +1,7 @@
 """``subobject-vlm precompute``: label maps equal to the processor's, shards independent of the number of workers
 and ranks, resume after a kill, completeness checks at the merge, bad inputs reported in one line."""
 
+import contextlib
 import json
 import os
 import signal
@@ -276,7 +277,9 @@ def test_the_output_loads_with_load_from_disk_and_the_arrow_builder(images, tmp_
     folder, keys = images
     precompute(open_source(folder), tmp_path / "out", FAST, progress=False)
     dataset = datasets.load_from_disk(str(tmp_path / "out"))
-    assert dataset.column_names == ["key", "label_map", "num_tokens", "boxes", "height", "width"]
+    assert dataset.column_names == [
+        "key", "label_map", "num_tokens", "boxes", "height", "width", "fingerprint"
+    ]  # fmt: skip
     description = json.loads(dataset.info.description)
     assert description["settings"]["segmentation"]["max_tokens"] == 16
     assert description["settings"]["label_size"] == {"height": 32, "width": 32} and description["version"]
@@ -397,3 +400,280 @@ def test_command_takes_the_settings_of_a_saved_processor_and_overrides_them(imag
     override = ["--processor", str(tmp_path / "ckpt"), "--max-tokens", "4"]
     assert main(["precompute", str(folder), "--out", str(tmp_path / "o2"), *override]) == 0
     assert read_index(tmp_path / "o2")["settings"]["segmentation"]["max_tokens"] == 4
+
+
+# workers and signals
+
+KILLABLE_RUN = """
+import sys, time
+from subobject_vlm.commands import main
+from subobject_vlm.segmentation.gradient import GradientBoundaryModel
+from subobject_vlm.segmentation.registry import register_boundary_model
+
+class Slow(GradientBoundaryModel):
+    def predict(self, images):
+        time.sleep(0.3)
+        return super().predict(images)
+
+register_boundary_model("slow-gradient", lambda **options: Slow())  # in the spawned workers too (__mp_main__)
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1:])
+    except KeyboardInterrupt:  # the command line's own runner turns it into one line and status 130
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+"""
+
+
+def start_killable_run(tmp_path: Path, busy: bool) -> tuple[subprocess.Popen, Path, list]:
+    """``precompute --num-workers 2`` of 40 slow images in its own process group (stderr in ``tmp_path/err``),
+    returned once both workers are started (``busy``: once they have written shards), with its output folder
+    and its worker processes (psutil)."""
+    import psutil
+
+    folder = tmp_path / "images"
+    write_images(folder, 40, size=16)
+    script = tmp_path / "killable_run.py"
+    script.write_text(textwrap.dedent(KILLABLE_RUN))
+    out = tmp_path / "out"
+    options = ["--model", "slow-gradient", "--max-tokens", "4", "--label-size", "8", "--shard-size", "1"]
+    command = [
+        sys.executable,
+        str(script),
+        "precompute",
+        str(folder),
+        "--out",
+        str(out),
+        "--num-workers",
+        "2",
+    ]
+    with open(tmp_path / "err", "w") as err:  # a file, not a pipe: orphaned workers would hold a pipe open
+        process = subprocess.Popen(command + options, env=ENV, stderr=err, start_new_session=True)
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+
+    def workers() -> list:
+        found = []
+        for child in parent.children():
+            with contextlib.suppress(psutil.Error):  # e.g. a process that has just ended
+                if "--multiprocessing-fork" in child.cmdline():
+                    found.append(child)
+        return found
+
+    while process.poll() is None and time.monotonic() < deadline:
+        if len(workers()) == 2 and (not busy or len(list(out.glob("data-*.arrow"))) >= 2):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, (tmp_path / "err").read_text()[-3000:]
+    return process, out, workers()
+
+
+def survivors(workers: list, seconds: float) -> list:
+    """The processes of ``workers`` still running (not zombies) after up to ``seconds``; killed, so that a failing
+    test leaves none behind."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [w for w in alive if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    for worker in alive:
+        worker.kill()
+    return alive
+
+
+@pytest.mark.parametrize(
+    "signal_, busy",  # SIGKILL once the workers make shards: they must notice their parent is gone by themselves
+    [(signal.SIGTERM, False), (signal.SIGKILL, True)],
+    ids=["SIGTERM", "SIGKILL"],
+)
+def test_no_worker_outlives_its_parent_by_10_seconds(tmp_path, signal_, busy):
+    process, out, workers = start_killable_run(tmp_path, busy)
+    process.send_signal(signal_)
+    try:
+        process.wait(timeout=60)
+    finally:
+        assert survivors(workers, 10) == []
+    assert process.returncode in (128 + signal_, -signal_)
+    err = (tmp_path / "err").read_text()
+    assert "Traceback" not in err, err[-3000:]
+    assert (
+        signal_ == signal.SIGKILL
+        or "stopped by SIGTERM; complete shards are kept" in err.strip().splitlines()[-1]
+    )
+    kept = list(out.glob("data-*.arrow"))
+    assert len(kept) < 40 and all(
+        shard_is_readable(path) for path in kept
+    )  # stopped mid-run, complete shards kept
+
+
+def test_ctrl_c_while_workers_start_stops_them_without_tracebacks(tmp_path):
+    process, out, workers = start_killable_run(tmp_path, busy=False)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does: to the whole process group
+    try:
+        process.wait(timeout=60)
+    finally:
+        assert survivors(workers, 10) == []
+    err = (tmp_path / "err").read_text()
+    assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert not list(out.glob(".*.tmp"))
+
+
+def shard_is_readable(path: Path) -> bool:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "rb") as handle:
+        return pa.ipc.open_stream(handle).read_all().num_rows == 1
+
+
+# odd inputs
+
+
+def test_a_file_name_that_is_not_utf8_is_a_named_failure_and_the_rest_is_made(tmp_path):
+    folder = tmp_path / "images"
+    keys = write_images(folder, 2)
+    with open(os.fsencode(folder) + b"/bad\xff.png", "wb") as handle:  # a name that is not UTF-8
+        handle.write((folder / keys[0]).read_bytes())
+    index = precompute(open_source(folder), tmp_path / "out", FAST, progress=False)["merged"]
+    assert index["num_rows"] == 2 and [f["key"] for f in index["failed"]] == ["bad\\xff.png"]
+    assert "not valid UTF-8" in index["failed"][0]["error"]
+
+
+def llava_file(tmp_path: Path, images: list) -> Path:
+    turns = [{"from": "human", "value": "<image>\nhi"}, {"from": "gpt", "value": "a"}]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"image": image, "conversations": turns} for image in images]))
+    return path
+
+
+def test_llava_records_with_a_list_of_images_precompute_each_image_once(images, tmp_path, capsys):
+    folder, keys = images
+    path = llava_file(tmp_path, [[keys[0], keys[1]], [keys[1]], keys[2], [keys[0]]])
+    command = ["precompute", str(path), "--image-folder", str(folder), "--out", str(tmp_path / "out")]
+    assert main([*command, "--model", "patch", "--max-tokens", "4", "--label-size", "8"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"num_images": 3, "num_rows": 3, "num_failed": 0}
+    assert sorted(rows_by_key(tmp_path / "out")) == keys[:3]
+
+
+@pytest.mark.parametrize("image", [5, {"path": "a.png"}, ["a.png", 3]], ids=["int", "dict", "list-with-int"])
+def test_llava_records_whose_image_is_not_a_file_name_are_refused_in_one_line(
+    images, tmp_path, capsys, image
+):
+    folder, keys = images
+    path = llava_file(tmp_path, [keys[0], image])
+    command = ["precompute", str(path), "--image-folder", str(folder), "--out", str(tmp_path / "out")]
+    assert main([*command, "--model", "patch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        f"{path}: record 1: 'image' must be an image file name or a list of them" in err and "\n" not in err
+    )
+
+
+@pytest.mark.parametrize(
+    "option", ["--threads", "--num-workers", "--shard-size", "--batch-size"], ids=lambda o: o[2:]
+)
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_run_numbers_below_one_are_refused_in_one_line(images, tmp_path, capsys, option, value):
+    folder, _ = images
+    assert (
+        main(["precompute", str(folder), "--out", str(tmp_path / "o"), "--model", "patch", option, value])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{option} must be a positive integer, got {value}") and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+# reruns: what changed since is redone
+
+
+def replace_image(path: Path, source: Path) -> None:
+    """Write ``source``'s pixels over ``path``, its modification time moved on (as a later edit would)."""
+    path.write_bytes(source.read_bytes())
+    later = path.stat().st_mtime_ns + 2_000_000_000
+    os.utime(path, ns=(later, later))
+
+
+def test_a_rerun_redoes_an_image_replaced_since_and_only_its_shard(tmp_path):
+    folder = tmp_path / "images"
+    keys = write_images(folder, 4)
+    out = tmp_path / "out"
+    precompute(open_source(folder), out, FAST, shard_size=2, progress=False)
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.glob("data-*.arrow")}
+    replace_image(folder / keys[1], folder / keys[3])
+    summary = precompute(open_source(folder), out, FAST, shard_size=2, progress=False)
+    assert summary["shards_made"] == 1 and summary["images_made"] == 1  # the unchanged image's row is kept
+    assert summary["redone"] == [
+        f"data-00000-of-00002.arrow: 1 image(s) changed since it was made ({keys[1]})"
+    ]
+    rows = rows_by_key(out)
+    assert rows[keys[1]]["label_map"] == rows[keys[3]]["label_map"]  # the new pixels' label map
+    fresh = tmp_path / "fresh"
+    precompute(open_source(folder), fresh, FAST, shard_size=2, progress=False)
+    assert shard_bytes(out) == shard_bytes(fresh)  # as if made now, the dataset consistent
+    assert (out / "data-00001-of-00002.arrow").stat().st_mtime_ns == before["data-00001-of-00002.arrow"][1]
+
+
+def test_a_rerun_makes_the_label_map_of_an_image_repaired_since(tmp_path):
+    folder = tmp_path / "images"
+    keys = write_images(folder, 3)
+    good = (folder / keys[0]).read_bytes()
+    (folder / keys[0]).write_bytes(b"broken")
+    out = tmp_path / "out"
+    assert precompute(open_source(folder), out, FAST, progress=False)["merged"]["num_failed"] == 1
+    replace_image(folder / keys[0], folder / keys[1])
+    (folder / keys[0]).write_bytes(good)
+    index = precompute(open_source(folder), out, FAST, progress=False)["merged"]
+    assert index["num_rows"] == 3 and index["failed"] == []
+
+
+def test_a_rerun_redoes_a_shard_cut_short_and_says_so(images, tmp_path, capsys):
+    folder, keys = images
+    out = tmp_path / "out"
+    command = ["precompute", str(folder), "--out", str(out), "--model", "patch", "--max-tokens", "4"]
+    assert main([*command, "--label-size", "8", "--shard-size", "4"]) == 0
+    shard = out / "data-00001-of-00003.arrow"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    capsys.readouterr()
+    assert main([*command, "--label-size", "8", "--shard-size", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "3 shard(s), 1 made now" in err and f"redid {shard.name}: unreadable" in err
+    assert sorted(rows_by_key(out)) == keys
+
+
+def test_merge_names_a_shard_cut_short(images, tmp_path, capsys):
+    folder, _ = images
+    precompute(open_source(folder), tmp_path, FAST, shard_size=4, progress=False)
+    shard = tmp_path / "data-00002-of-00003.arrow"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    assert main(["precompute-merge", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{shard} is unreadable" in err and "rerun precompute" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "plan, field",
+    [
+        ({}, "'format' is missing"),
+        ([], "expected a JSON object, got list"),
+        ("num_shards", "'num_shards' must be"),
+    ],
+    ids=["empty-object", "list", "wrong-type"],
+)
+def test_a_plan_that_is_not_one_is_refused_in_one_line_naming_the_file_and_field(
+    images, tmp_path, capsys, plan, field
+):
+    folder, _ = images
+    precompute(open_source(folder), tmp_path, FAST, shard_size=4, merge=False, progress=False)
+    path = tmp_path / "precompute-plan.json"
+    if isinstance(plan, str):  # one field of the right name and the wrong type
+        plan = {**json.loads(path.read_text()), plan: "3"}
+    path.write_text(json.dumps(plan))
+    merge = ["precompute-merge", str(tmp_path)]
+    rerun = ["precompute", str(folder), "--out", str(tmp_path), "--model", "gradient", "--max-tokens", "16"]
+    for command in (merge, [*rerun, "--label-size", "32", "--shard-size", "4"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert str(path) in err and field in err and "\n" not in err, err

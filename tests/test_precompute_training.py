@@ -1,6 +1,7 @@
 """VLM training on a precomputed dataset (``data.precomputed``): label maps read, never segmented."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +123,8 @@ def test_images_that_were_never_precomputed_are_named(shapes, image_processor, t
 def test_samples_whose_image_failed_to_precompute_are_dropped(tmp_path, image_processor):
     path = make_synthetic_shapes(tmp_path, num_images=3, size=32)
     broken = tmp_path / json.loads(path.read_text())[1]["image"]
-    good = broken.read_bytes()
-    broken.write_bytes(b"broken")
+    broken.write_bytes(b"broken")  # and left so: a repaired image is one changed since (refused, see below)
     precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)
-    broken.write_bytes(good)
     dataset = use_precomputed_segmentations(
         load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
     )
@@ -157,3 +156,53 @@ def test_collator_output_feeds_the_model_from_precomputed_pngs(shapes, image_pro
     )
     model = build_tiny_model(processor.tokenizer, max_tokens_per_image=16)
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_label_maps_of_an_image_changed_since_it_was_precomputed_are_refused_naming_it(
+    tmp_path, image_processor
+):
+    path = make_synthetic_shapes(tmp_path, num_images=3, size=32)
+    precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)
+    changed = tmp_path / json.loads(path.read_text())[2]["image"]
+    changed.write_bytes((tmp_path / json.loads(path.read_text())[0]["image"]).read_bytes())
+    later = changed.stat().st_mtime_ns + 2_000_000_000
+    os.utime(changed, ns=(later, later))
+    with pytest.raises(
+        DataError,
+        match=rf"1 image\(s\) changed since .*tokens.*\(e\.g\. {changed}\): rerun subobject-vlm precompute",
+    ):
+        use_precomputed_segmentations(
+            load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
+        )
+
+
+def test_training_segments_again_an_image_changed_since_its_segmentation_was_cached(
+    tmp_path, image_processor
+):
+    path = make_synthetic_shapes(tmp_path, num_images=2, size=32)
+    first, second = (tmp_path / r["image"] for r in json.loads(path.read_text()))
+    cached = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    first.write_bytes(second.read_bytes())
+    later = first.stat().st_mtime_ns + 2_000_000_000
+    os.utime(first, ns=(later, later))
+    again = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    assert cached["label_maps"][0] != cached["label_maps"][1]
+    assert again["label_maps"][0] == again["label_maps"][1]  # the new pixels' map, not the cached one
+
+
+def test_training_reads_the_label_map_of_an_image_precomputed_again(tmp_path, image_processor):
+    path = make_synthetic_shapes(tmp_path, num_images=2, size=32)
+    first, second = (tmp_path / r["image"] for r in json.loads(path.read_text()))
+    precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)
+    cached = use_precomputed_segmentations(
+        load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
+    )
+    first.write_bytes(second.read_bytes())
+    later = first.stat().st_mtime_ns + 2_000_000_000
+    os.utime(first, ns=(later, later))
+    precompute(open_source(path), tmp_path / "tokens", SETTINGS, progress=False)  # redoes the changed image
+    again = use_precomputed_segmentations(
+        load_conversations(path, with_keys=True), tmp_path / "tokens", image_processor, tmp_path / "cache"
+    )
+    assert cached["label_map_png"][0] != cached["label_map_png"][1]
+    assert again["label_map_png"][0] == again["label_map_png"][1]  # the new row, not the cached map

@@ -9,9 +9,12 @@ tokens``. Rerun the same command to resume after a crash.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 
 from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
 from ._files import DTYPE_NAMES
@@ -110,7 +113,39 @@ def _processor_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def _check_run_numbers(args: argparse.Namespace) -> None:
+    for flag, value in (("--num-workers", args.num_workers), ("--shard-size", args.shard_size),
+                        ("--batch-size", args.batch_size), ("--threads", args.threads)):  # fmt: skip
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {value}")
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run():
+    """While the block runs, SIGTERM ends it as Ctrl-C does (workers stopped, the shards in progress dropped,
+    the complete ones kept), with one line and exit status 143, instead of killing this process outright."""
+
+    class Terminated(SystemExit):
+        pass
+
+    def stop(signum, frame):
+        raise Terminated(128 + signal.SIGTERM)
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except Terminated:
+        print("precompute: stopped by SIGTERM; complete shards are kept: rerun to resume", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_run_numbers(args)
     from ..data.precompute import open_source, precompute, resolve_rank
     from ..image_processing_subobject import SubobjectImageProcessor
     from ._files import quiet_third_parties
@@ -119,17 +154,18 @@ def run(args: argparse.Namespace) -> int:
     processor = SubobjectImageProcessor(cache_size=0, **_processor_settings(args))  # validated here
     source = open_source(args.input, args.image_folder, args.split, args.image_column, args.key_column)
     quiet_third_parties()
-    summary = precompute(
-        source,
-        args.out,
-        processor.segmentation_settings(),
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        rank=rank,
-        world_size=world_size,
-        torch_threads=args.threads,
-    )
+    with _sigterm_stops_the_run():
+        summary = precompute(
+            source,
+            args.out,
+            processor.segmentation_settings(),
+            shard_size=args.shard_size,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            rank=rank,
+            world_size=world_size,
+            torch_threads=args.threads,
+        )
     if "merged" not in summary and args.shard is None:  # under torchrun: the last rank's work ends in a merge
         merged = _merge_when_every_rank_is_done(args.out, rank, world_size)
         if merged is not None:
@@ -140,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
         f"({summary['images_made']} images, {rate:.1f} images/s)",
         file=sys.stderr,
     )
+    for line in summary["redone"]:
+        print(f"redid {line}", file=sys.stderr)
     for failure in summary["failed_now"][:10]:
         print(f"skipped {failure['key']}: {failure['error']}", file=sys.stderr)
     if "merged" in summary:

@@ -34,10 +34,43 @@ def read_records(path: Path) -> list[dict]:
     return records
 
 
+def printable_name(name: str) -> str:
+    """``name`` as valid UTF-8: the bytes of a file name that is not UTF-8 (``os.fsdecode``'s surrogate escapes,
+    or lone surrogates read from JSON) written as ``\\xNN`` / ``\\udcNN``; other names unchanged."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        try:
+            return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def image_key(name: str | os.PathLike) -> str:
     """The key of an image file named by a LLaVA record (or relative to an image folder): its normalised posix
-    path, e.g. ``"coco/train2017/1.jpg"``; how precomputed label maps are found again."""
-    return posixpath.normpath(str(name).replace("\\", "/"))
+    path, e.g. ``"coco/train2017/1.jpg"``, in valid UTF-8 (:func:`printable_name`); how precomputed label maps
+    are found again."""
+    return printable_name(posixpath.normpath(str(name).replace("\\", "/")))
+
+
+def record_images(record: Any, column: str, where: str) -> list[str]:
+    """The image file names of a LLaVA record: ``[]`` without image (no ``column``, ``None``, ``""``, ``[]``),
+    ``[name]`` for a string, the names of a list of strings. Anything else is a ``DataError`` naming ``where``
+    (e.g. ``"data.json: record 3"``)."""
+    if not isinstance(record, dict):
+        raise DataError(
+            f"{where} is a JSON {type(record).__name__}, not an object with {column!r} and conversations"
+        )
+    value = record.get(column)
+    names = value if isinstance(value, list) else [value] if value not in (None, "") else []
+    bad = [name for name in names if not isinstance(name, str) or not name]
+    if bad:
+        raise DataError(
+            f"{where}: {column!r} must be an image file name or a list of them, got "
+            f"{type(value).__name__} {json.dumps(value)[:80]}"
+        )
+    return names
 
 
 def normalise_turns(turns: Any, where: str) -> list[dict[str, str]]:
@@ -66,4 +99,13 @@ def load_rgb(image: Any, where: str) -> np.ndarray:
         ) from None
 
 
-__all__ = ["ROLES", "DataError", "image_key", "load_rgb", "normalise_turns", "read_records"]
+__all__ = [
+    "ROLES",
+    "DataError",
+    "image_key",
+    "load_rgb",
+    "normalise_turns",
+    "printable_name",
+    "read_records",
+    "record_images",
+]

@@ -23,7 +23,7 @@ import torch
 
 from ..caching import digest
 from ..configuration_subobject_llava import num_image_placeholders
-from ..data.llava import ROLES, DataError, image_key, load_rgb, normalise_turns, read_records
+from ..data.llava import ROLES, DataError, image_key, load_rgb, normalise_turns, read_records, record_images
 from ..data.synthetic_shapes import make_synthetic_shapes, synthetic_vocabulary
 
 logger = logging.getLogger(__name__)
@@ -58,12 +58,18 @@ def load_conversations(
             raise DataError(f"conversation file {path_obj} does not exist")
         records = read_records(path_obj)[:limit]
         folder = Path(image_folder) if image_folder is not None else path_obj.parent
-        images, conversations = [], []
+        images, keys, conversations = [], [], []
         for i, record in enumerate(records):
             if not isinstance(record, dict) or conversations_column not in record:
                 raise DataError(f"{path_obj}: record {i} has no {conversations_column!r} list")
-            name = record.get(image_column)
-            images.append(str((folder / name).resolve()) if name else None)
+            names = record_images(record, image_column, f"{path_obj}: record {i}")
+            if len(names) > 1:  # the model takes several per sample; this pipeline's columns hold one
+                raise DataError(
+                    f"{path_obj}: record {i} has {len(names)} images; training takes one image per sample "
+                    "(split the record, or keep one image)"
+                )
+            images.append(str((folder / names[0]).resolve()) if names else None)
+            keys.append(image_key(names[0]) if names else None)
             conversations.append(normalise_turns(record[conversations_column], f"{path_obj}: record {i}"))
         missing = [p for p in images if p is not None and not Path(p).is_file()]
         if missing:
@@ -72,9 +78,7 @@ def load_conversations(
             )
         columns = {"image": images, "conversations": conversations}
         if with_keys:
-            columns["image_key"] = [
-                image_key(r[image_column]) if r.get(image_column) else None for r in records
-            ]
+            columns["image_key"] = keys
         return datasets.Dataset.from_dict(columns)
     if path_obj.is_dir() and (path_obj / "dataset_dict.json").exists():
         dataset = datasets.load_from_disk(str(path_obj))[split]
@@ -132,7 +136,9 @@ def precompute_segmentations(
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = digest([dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items())])
+    key = digest(
+        [dataset._fingerprint, sorted((k, repr(v)) for k, v in settings.items()), _files_of(dataset)]
+    )
     return dataset.map(
         segment,
         batched=True,
@@ -146,13 +152,25 @@ def precompute_segmentations(
     )
 
 
+def _files_of(dataset) -> list[str | None]:
+    """:func:`file_fingerprint` of every image file of ``dataset`` (none for an HF dataset's images): part of
+    the cache keys, so that an image changed in place is segmented again (its path, and so the dataset's own
+    fingerprint, stay the same)."""
+    from ..data.precompute import file_fingerprint
+
+    if getattr(dataset.features.get("image"), "dtype", None) != "string":
+        return []
+    return [file_fingerprint(path) for path in dataset["image"]]
+
+
 def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image_processor, cache_dir):
     """Add ``label_map_png`` (the 16-bit PNG of the label map; ``None`` without image) and ``num_tokens`` from a
     ``subobject-vlm precompute`` output, instead of segmenting: the boundary model is never run.
 
     ``dataset`` needs ``image_key`` (``load_conversations(..., with_keys=True)``). The precomputed settings
     must equal the image processor's (``DataError`` naming the difference). Samples whose image failed to
-    precompute are dropped (logged); an image that was never precomputed is a ``DataError``.
+    precompute are dropped (logged); an image that was never precomputed, or whose file changed since (size or
+    modification time), is a ``DataError``.
     """
     import datasets
 
@@ -162,8 +180,9 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
         index = check_settings(precomputed, image_processor.segmentation_settings())
     except ValueError as error:
         raise DataError(str(error)) from None
-    table = load_precomputed(precomputed).select_columns(["key", "label_map", "num_tokens"])
-    row_of = {key: row for row, key in enumerate(table.data.column("key").to_pylist())}
+    table = load_precomputed(precomputed).select_columns(["key", "label_map", "num_tokens", "fingerprint"])
+    stored = dict(zip(table.data.column("key").to_pylist(), table.data.column("fingerprint").to_pylist()))
+    row_of = {key: row for row, key in enumerate(stored)}
     failed = {f["key"]: f["error"] for f in index["failed"]}
     keys = dataset["image_key"]
     missing = sorted({k for k in keys if k is not None and k not in row_of and k not in failed})
@@ -172,6 +191,8 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
             f"{len(missing)} image(s) of the training data are not in the precomputed dataset {precomputed} "
             f"(e.g. {', '.join(missing[:3])}): precompute the same images (same file, image folder or split)"
         )
+    stored.update({f["key"]: f.get("fingerprint") for f in index["failed"]})
+    _check_unchanged(dataset, stored, precomputed)
     dropped = [i for i, k in enumerate(keys) if k in failed]
     if dropped:
         logger.warning(
@@ -202,6 +223,27 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
         new_fingerprint=f"precomputed-{key}",
         desc="reading precomputed label maps",
     )
+
+
+def _check_unchanged(dataset, stored: dict[str, str | None], precomputed: str | os.PathLike) -> None:
+    """``DataError`` naming the image files that changed since their label maps were precomputed: ``stored`` maps
+    each key to :func:`file_fingerprint` at precompute time (``None``: a dataset row, not checked)."""
+    now = _files_of(dataset) if any(fingerprint is not None for fingerprint in stored.values()) else []
+    if not now:
+        return  # no image files (an HF dataset's rows), or none fingerprinted
+    changed = sorted(
+        {
+            path
+            for key, path, fingerprint in zip(dataset["image_key"], dataset["image"], now)
+            if stored.get(key) is not None and fingerprint != stored[key]
+        }
+    )
+    if changed:
+        raise DataError(
+            f"{len(changed)} image(s) changed since they were precomputed into {precomputed} (e.g. "
+            f"{', '.join(changed[:3])}): rerun subobject-vlm precompute with the same input and --out (it "
+            "makes them again)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- tokens
