@@ -235,4 +235,4 @@ def test_every_shipped_config_passes_the_type_checks(name):
     assert recipes
     for recipe in recipes:  # types only: the data folders of the GPU recipes need not exist here
         config = build_dataclass(cls, yaml.safe_load(recipe.read_text()), "", module._convert)
-        check_trainer_section(config.training, config.torch_threads)
+        check_trainer_section(config.training)
