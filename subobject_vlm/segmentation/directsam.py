@@ -170,10 +170,10 @@ class DirectSAM:
         squashed to a thin strip; at most ``MAX_AREA`` times the pixels of a ``resolution`` square. Small images
         are enlarged at most ``MAX_UPSCALE`` times (a 1x1 image costs nothing, not a full ``resolution`` pass).
 
-        An input thinner than ``MIN_SIDE`` is padded to it, and the padding costs memory as image does (~300 bytes
-        a pixel for the default model): a strip runs at the scale where its padded input holds at most the
+        An input thinner than ``MIN_SIDE`` is padded to it, and the padding costs memory as image does (300-400
+        bytes a pixel for the default model): a strip runs at the scale where its padded input holds at most the
         pixels of a ``resolution`` square or of the image itself, whichever is more. A 1 x 100000 strip runs as
-        1 x 7200 (padded to 32 x 7200), not as 4 x 400000 padded to 32 x 400000 (3.5 GB)."""
+        1 x 7200 (padded to 32 x 7200, +70 MB), not as 4 x 400000 padded to 32 x 400000 (+3.5 GB)."""
         if self.resolution is None:
             return height, width
         longer, shorter = max(height, width), min(height, width)

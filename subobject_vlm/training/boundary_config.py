@@ -11,7 +11,7 @@ from typing import Any
 from ..segmentation.losses import CLASS_BALANCE
 from .boundary_data import BoundaryItem, bsds_items, folder_items, hf_items
 from .config import (
-    SEED,
+    MAX_SEED,
     ConfigError,
     bounded,
     build_dataclass,
@@ -240,7 +240,7 @@ class BoundaryTrainingConfig:
     model: ModelSection = field(default_factory=ModelSection)
     loss: LossSection = field(default_factory=LossSection)
     training: dict[str, Any] = field(default_factory=dict)
-    seed: int = bounded(0, **SEED)
+    seed: int = bounded(0, 0, MAX_SEED)
     torch_threads: int | None = bounded(None, 1)
     resume_from_checkpoint: bool | str | None = None
 

@@ -176,7 +176,7 @@ def bounded(
     return dataclasses.field(default=default, metadata={"bounds": bounds})
 
 
-SEED = {"low": 0, "high": 2**32 - 1}  # what numpy's and torch's generators accept
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators accept
 
 
 def check_type(value: Any, annotation: Any, path: str) -> Any:
@@ -401,7 +401,7 @@ def run_training_command(train: Callable[[Any], Path], config: Any) -> int:
 
 
 __all__ = [
-    "SEED",
+    "MAX_SEED",
     "Bounds",
     "ConfigError",
     "bounded",

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..devices import DTYPES
 from .config import (
-    SEED,
+    MAX_SEED,
     Bounds,
     ConfigError,
     bounded,
@@ -26,7 +26,7 @@ from .config import (
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRAINED_MODULES = ("multi_modal_projector", "image_boundary_embeddings")
-SYNTHETIC_BOUNDS = {"num_images": Bounds(1), "size": Bounds(8, 4096), "seed": Bounds(**SEED)}
+SYNTHETIC_BOUNDS = {"num_images": Bounds(1), "size": Bounds(8, 4096), "seed": Bounds(0, MAX_SEED)}
 
 
 @dataclass
@@ -141,7 +141,7 @@ class VLMTrainingConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     training: dict[str, Any] = field(default_factory=dict)
     merge: bool = False
-    seed: int = bounded(0, **SEED)
+    seed: int = bounded(0, 0, MAX_SEED)
     torch_threads: int | None = bounded(None, 1)
     resume_from_checkpoint: bool | str | None = None
 
