@@ -11,12 +11,14 @@ content and segmentation settings) and are never stored in the processor's JSON.
 
 from __future__ import annotations
 
+import numbers
+
 import cv2
 import numpy as np
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
 
 from .caching import LRUCache, image_digest
@@ -66,6 +68,27 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     seeds: str
     label_size: dict
     do_segment: bool
+
+
+MIN_PIXEL_SIDE = 2  # of pixel_values, and why:
+PIXEL_SIDE_REASON = " (the vision backbone's input: a 1-pixel side holds no patch; torch fails on 1x1)"
+
+
+def _size_pair(size, key: str, minimum: int = 1, reason: str = "") -> tuple[int, int]:
+    """``{"height": h, "width": w}`` (a dict or transformers' ``SizeDict``) -> ``(h, w)``, whole numbers
+    ``>= minimum``; otherwise ``ValueError`` naming ``key``, the rule (and ``reason``) and the value, in one line."""
+    values = dict(size) if isinstance(size, dict | SizeDict) else size  # a SizeDict lists its set keys
+    if (
+        not isinstance(values, dict)
+        or set(values) != {"height", "width"}
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values.values())
+        or min(values.values()) < minimum
+    ):
+        raise ValueError(
+            f"{key} must be {{'height': h, 'width': w}} with whole numbers of pixels >= {minimum}{reason}, "
+            f"got {values!r}"
+        )
+    return int(values["height"]), int(values["width"])
 
 
 def _flatten_images(images) -> list:
@@ -130,6 +153,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
     do_segment = True
 
     def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
+        if isinstance(kwargs.get("size"), dict):  # before transformers reads it (an int N means N x N)
+            _size_pair(kwargs["size"], "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
         super().__init__(**kwargs)
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ValueError(
@@ -137,23 +162,16 @@ class SubobjectImageProcessor(TorchvisionBackend):
             )
         self._cache = LRUCache(cache_size)  # label maps, by image and all segmentation settings
         self._boundary_cache = LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
-        self._settings({})  # validate now: a bad setting fails here, not at the first image
+        # validate now: a bad setting fails here, not at the first image
+        _size_pair(self.size, "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
+        self._settings({})
 
     def _settings(self, overrides: dict) -> tuple[SegmentationSettings, tuple[int, int]]:
         """The segmentation settings (attributes, then ``overrides``), validated: ``(settings, (h, w))``."""
         values = {key: overrides.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
-        size = values.pop("label_size")
-        size = dict(size or {}) if isinstance(size, dict) or size is None else size
-        if (
-            not isinstance(size, dict)
-            or set(size) != {"height", "width"}
-            or not all(isinstance(v, int) and v >= 1 for v in size.values())
-        ):
-            raise ValueError(
-                f"label_size must be {{'height': h, 'width': w}} with positive sizes, got {size!r}"
-            )
+        label_size = _size_pair(values.pop("label_size"), "label_size")
         check_tokenizer_name(values["boundary_model"])  # a mistyped name fails here, listing the valid ones
-        return SegmentationSettings(**values), (size["height"], size["width"])
+        return SegmentationSettings(**values), label_size
 
     def segmentation_settings(self) -> tuple[SegmentationSettings, tuple[int, int]]:
         """How this processor makes label maps: ``(settings, (label_height, label_width))``."""
@@ -239,6 +257,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
                 raise
             except Exception as error:  # unexpected input types: name the offending position
                 raise ImageLoadError(f"images[{i}]: {error}") from None
+        if kwargs.get("size") is not None:  # a size given to this call
+            _size_pair(kwargs["size"], "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
         do_segment = kwargs.pop("do_segment", True)
         settings = {key: kwargs.pop(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
         return_tensors = kwargs.pop("return_tensors", None)

@@ -212,6 +212,71 @@ def test_training_commands_name_the_key_and_type_of_a_wrong_value_in_one_line(
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
+BOUNDARY, VLM = ("train-boundary", "boundary_tiny_smoke.yaml"), ("train", "vlm_tiny_smoke.yaml")
+
+
+@pytest.mark.parametrize(
+    "recipe, changes, message",
+    [
+        (
+            BOUNDARY,
+            {"data.resolution": 100000},  # tried to allocate 28 GiB
+            "data.resolution must be a multiple of 32 in [32, 4096], got 100000",
+        ),
+        (BOUNDARY, {"data.thickness": 10**6}, "data.thickness must be in [1, 64], got 1000000"),
+        (
+            BOUNDARY,
+            {"data.scale_range": [0.5, 100]},
+            "data.scale_range must be [low, high] with 0 < low <= high <= 8",
+        ),
+        (
+            BOUNDARY,
+            {"model.overrides.hidden_sizes": [8]},  # the recipe's SegFormer has 2 encoder blocks
+            "model.overrides.hidden_sizes must be 2 positive integers (one per encoder block",
+        ),
+        (
+            BOUNDARY,
+            {"model.overrides.hidden_sizes": "abc"},
+            "model.overrides.hidden_sizes must be a list of integers, got 'abc'",
+        ),
+        (
+            BOUNDARY,
+            {"model.overrides.hidden_sizes": [8, 6], "model.overrides.num_attention_heads": [1, 4]},
+            "model.overrides: hidden_sizes[1] = 6 is not a multiple of num_attention_heads[1] = 4",
+        ),
+        (VLM, {"lora.r": -1}, "lora.r must be >= 1, got -1"),
+        (VLM, {"lora.r": 1.5}, "lora.r must be an integer, got 1.5"),
+        (VLM, {"lora.alpha": 0}, "lora.alpha must be >= 1, got 0"),
+        (VLM, {"seed": -1}, "seed must be in [0, 4294967295], got -1"),
+        (
+            VLM,
+            {"model.config_overrides.shape_resolution": "x"},
+            "model.config_overrides.shape_resolution must be an integer, got 'x'",
+        ),
+        (
+            VLM,
+            {"image_processor.size": {"height": 1, "width": 1}},
+            "image_processor: size must be {'height': h, 'width': w} with whole numbers of pixels >= 2",
+        ),
+    ],
+)
+def test_a_value_out_of_its_range_is_refused_in_one_line_before_anything_is_built(
+    recipe, changes, message, tmp_path, capsys
+):
+    from subobject_vlm.cli import main
+
+    command, name = recipe
+
+    def change(config):
+        for key, value in changes.items():
+            set_key(key, value)(config)
+
+    assert main([command, "--config", write_config(tmp_path, name, change)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_invalid_yaml_in_train_is_one_line_and_exit_status_2(tmp_path, capsys):
     from subobject_vlm.cli import main
 
@@ -235,4 +300,4 @@ def test_every_shipped_config_passes_the_type_checks(name):
     assert recipes
     for recipe in recipes:  # types only: the data folders of the GPU recipes need not exist here
         config = build_dataclass(cls, yaml.safe_load(recipe.read_text()), "", module._convert)
-        check_trainer_section(config.training, config.torch_threads)
+        check_trainer_section(config.training)

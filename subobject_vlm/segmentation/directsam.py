@@ -24,6 +24,7 @@ from ..devices import check_device, resolve_dtype, warn_slow_half_precision
 MAX_ASPECT = 2.0  # wider than this (either way), an image is scaled as its MAX_ASPECT:1 windows would be
 MAX_AREA = 16  # ... within this many times the pixels of a resolution x resolution square
 MAX_UPSCALE = 4  # a small image is enlarged at most this much (a 1x1 image is not run at full resolution)
+MIN_SIDE = 32  # thinner inputs are padded to this (SegFormer's first attention reduces its 1/4 map 8 times)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -167,7 +168,12 @@ class DirectSAM:
         side at ``resolution`` with ``keep_aspect``. Wider or taller images (panoramas, strips) keep their aspect
         and are scaled as their 2:1 windows would be, so they keep the detail of a normal photo instead of being
         squashed to a thin strip; at most ``MAX_AREA`` times the pixels of a ``resolution`` square. Small images
-        are enlarged at most ``MAX_UPSCALE`` times (a 1x1 image costs nothing, not a full ``resolution`` pass)."""
+        are enlarged at most ``MAX_UPSCALE`` times (a 1x1 image costs nothing, not a full ``resolution`` pass).
+
+        An input thinner than ``MIN_SIDE`` is padded to it, and the padding costs memory as image does (300-400
+        bytes a pixel for the default model): a strip runs at the scale where its padded input holds at most the
+        pixels of a ``resolution`` square or of the image itself, whichever is more. A 1 x 100000 strip runs as
+        1 x 7200 (padded to 32 x 7200, +70 MB), not as 4 x 400000 padded to 32 x 400000 (+3.5 GB)."""
         if self.resolution is None:
             return height, width
         longer, shorter = max(height, width), min(height, width)
@@ -179,6 +185,9 @@ class DirectSAM:
         else:
             scale = self.resolution / (MAX_ASPECT * shorter)
             scale = min(scale, self.resolution * math.sqrt(MAX_AREA / (height * width)), MAX_UPSCALE)
+        if shorter * scale < MIN_SIDE - 0.5:  # padded to MIN_SIDE: bound the padded area, not the image's
+            budget = max(self.resolution**2, height * width)
+            scale = min(scale, budget // MIN_SIDE / longer)
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     @torch.inference_mode()
@@ -186,7 +195,7 @@ class DirectSAM:
         """One pass over images that all run at input ``size`` ``(h, w)``: list of ``(H, W, 3)`` uint8 -> list of
         ``(H, W)`` float32 probs. Resizing and normalising happen on the model's device (uint8 travels)."""
         h, w = size
-        pad_h, pad_w = max(32, h), max(32, w)  # tiny or thin inputs padded to pass every SegFormer stage
+        pad_h, pad_w = max(MIN_SIDE, h), max(MIN_SIDE, w)  # tiny or thin inputs padded for SegFormer
         batch = torch.zeros(len(images), 3, pad_h, pad_w, device=self.device)  # (B, 3, Hp, Wp) float32
         mean, std = self.image_mean.to(self.device), self.image_std.to(self.device)
         for i, image in enumerate(images):

@@ -8,6 +8,7 @@ and never builds one dense mask per region.
 from __future__ import annotations
 
 import heapq
+import numbers
 import struct
 from typing import Literal
 
@@ -16,6 +17,35 @@ import numpy as np
 from .settings import MERGE_ORDERS
 
 MergeOrder = Literal["weakest_boundary", "smallest_region"]
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _as_label_map(label_map) -> np.ndarray:
+    """``label_map`` as an ``(H, W)`` integer (or bool) array; else ``ValueError`` / ``TypeError`` naming why."""
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2:
+        raise ValueError(f"label_map must be a 2-D (H, W) array, got shape {label_map.shape}")
+    if not (np.issubdtype(label_map.dtype, np.integer) or label_map.dtype == bool):
+        raise TypeError(f"label_map must hold integer labels, got dtype {label_map.dtype}")
+    return label_map
+
+
+def _as_probs_of(boundary_probs, label_map: np.ndarray) -> np.ndarray:
+    """``boundary_probs`` as a numeric array of ``label_map``'s shape; ``ValueError`` naming both shapes."""
+    probs = np.asarray(boundary_probs)
+    if probs.shape != label_map.shape:
+        raise ValueError(
+            f"boundary_probs has shape {probs.shape} but label_map has shape {label_map.shape}: "
+            "they must describe the same pixels"
+        )
+    if probs.dtype == bool or not (
+        np.issubdtype(probs.dtype, np.floating) or np.issubdtype(probs.dtype, np.integer)
+    ):
+        raise TypeError(f"boundary_probs must be a float array of probabilities, got dtype {probs.dtype}")
+    return probs
 
 
 def _compact(label_map: np.ndarray) -> tuple[np.ndarray, int]:
@@ -73,7 +103,7 @@ def relabel_by_area(label_map: np.ndarray) -> np.ndarray:
         input ids (for EPOC: the order in which their seeds first appear in raster order), so the result
         is deterministic.
     """
-    label_map = np.asarray(label_map)
+    label_map = _as_label_map(label_map)
     flat, m = _compact(label_map)
     return _apply_lut(_area_order_lut(_areas(flat, m)), flat).reshape(label_map.shape)
 
@@ -87,8 +117,8 @@ def region_adjacency(
     mean of the two pixels' boundary probabilities.
 
     Args:
-        label_map: ``(H, W)`` integer label map with ids in ``0..num_labels-1``.
-        boundary_probs: ``(H, W)`` float array.
+        label_map: ``(H, W)`` integer label map with ids in ``0..num_labels-1`` (checked).
+        boundary_probs: ``(H, W)`` float array, the shape of ``label_map`` (checked).
         num_labels: number of ids (default ``label_map.max() + 1``).
 
     Returns:
@@ -96,10 +126,21 @@ def region_adjacency(
         of border-element weights) and ``border_length`` ``(E,)`` int64 (number of border elements).
         The mean boundary strength of an edge is ``weight_sum / border_length``.
     """
-    label_map = np.asarray(label_map)
+    label_map = _as_label_map(label_map)
+    probs = _as_probs_of(boundary_probs, label_map)
+    low, high = (int(label_map.min()), int(label_map.max())) if label_map.size else (0, -1)
+    if low < 0 or (num_labels is not None and high >= num_labels):
+        bound = "" if num_labels is None else f" (num_labels={num_labels})"
+        raise ValueError(f"label_map ids must be in 0..num_labels-1{bound}, got {low}..{high}")
+    return _region_adjacency(label_map, probs, high + 1 if num_labels is None else num_labels)
+
+
+def _region_adjacency(
+    label_map: np.ndarray, boundary_probs: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``region_adjacency`` of a checked ``(H, W)`` label map with ids in ``0..n-1``."""
     probs = np.asarray(boundary_probs, dtype=np.float32)
     height, width = label_map.shape
-    n = int(label_map.max()) + 1 if num_labels is None else num_labels
     flat_labels, flat_probs = label_map.ravel(), probs.ravel()
     keys, weights = [], []
     for cut, step in (
@@ -333,12 +374,19 @@ def merge_regions(
 
     Returns:
         ``(H, W)`` int32 label map with ids ``0..n-1`` in area-descending order.
+
+    Raises:
+        ValueError: ``boundary_probs`` is not the shape of ``label_map``, or an option is out of range.
+        TypeError: the labels are not integers, or the probabilities not numbers.
     """
+    label_map = _as_label_map(label_map)
+    boundary_probs = _as_probs_of(boundary_probs, label_map)
     if order not in MERGE_ORDERS:
         raise ValueError(f"order must be one of {MERGE_ORDERS}, got {order!r}")
-    if max_regions is not None and max_regions < 1:
-        raise ValueError(f"max_regions must be >= 1, got {max_regions}")
-    label_map = np.asarray(label_map)
+    if max_regions is not None and (not _is_integer(max_regions) or max_regions < 1):
+        raise ValueError(f"max_regions must be a positive integer or None, got {max_regions!r}")
+    if not _is_integer(min_area) or min_area < 0:
+        raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
     flat, m = _compact(label_map)
     areas = _areas(flat, m)
     num_regions = int((areas > 0).sum())
@@ -352,7 +400,7 @@ def merge_regions(
             for start in range(0, flat.size, _CHUNK):  # chunked like _areas
                 np.minimum.at(floor, flat[start : start + _CHUNK], probs_flat[start : start + _CHUNK])
         graph = _RegionGraph(
-            areas, *region_adjacency(flat.reshape(label_map.shape), boundary_probs, m), floor=floor
+            areas, *_region_adjacency(flat.reshape(label_map.shape), boundary_probs, m), floor=floor
         )
         if min_area > 1 or order == "smallest_region":
             _merge_smallest_first(graph, target if order == "smallest_region" else graph.num_alive, min_area)

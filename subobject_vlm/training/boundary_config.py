@@ -10,7 +10,15 @@ from typing import Any
 
 from ..segmentation.losses import CLASS_BALANCE
 from .boundary_data import BoundaryItem, bsds_items, folder_items, hf_items
-from .config import ConfigError, build_dataclass, check_trainer_section, load_yaml_config
+from .config import (
+    MAX_SEED,
+    ConfigError,
+    bounded,
+    build_dataclass,
+    check_config_overrides,
+    check_trainer_section,
+    load_yaml_config,
+)
 
 SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b0": {"hidden_sizes": [32, 64, 160, 256], "depths": [2, 2, 2, 2], "decoder_hidden_size": 256},
@@ -20,6 +28,18 @@ SEGFORMER_SIZES: dict[str, dict[str, Any]] = {
     "b4": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 8, 27, 3], "decoder_hidden_size": 768},
     "b5": {"hidden_sizes": [64, 128, 320, 512], "depths": [3, 6, 40, 3], "decoder_hidden_size": 768},
 }
+SEGFORMER_STAGE_KEYS = (  # one value per encoder block
+    "depths",
+    "sr_ratios",
+    "hidden_sizes",
+    "patch_sizes",
+    "strides",
+    "num_attention_heads",
+    "mlp_ratios",
+)
+BOUNDARY_LABELS = {"num_labels": 1, "id2label": {0: "boundary"}, "label2id": {"boundary": 0}}
+MAX_RESOLUTION = 4096  # training crops are resolution^2 per image (DirectSAM's largest public model: 1800 px)
+MAX_SCALE = 8  # the largest zoom of scale_range (an image is scaled to scale x resolution before its crop)
 ARCHITECTURES = ("segformer", "edgenet")
 SOURCE_KINDS = ("bsds", "folders", "hf")
 
@@ -51,12 +71,62 @@ class ModelSection:
             raise ConfigError(f"model.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.architecture == "segformer" and self.pretrained is None and self.size not in SEGFORMER_SIZES:
             raise ConfigError(f"model.size must be one of {list(SEGFORMER_SIZES)}, got {self.size!r}")
-        known = _config_class(self.architecture)().to_dict()
-        unknown = sorted(set(self.overrides) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"model.overrides: unknown {_config_class(self.architecture).__name__} fields {unknown}"
-            )
+        check_config_overrides(self.overrides, _config_class(self.architecture), "model.overrides")
+        if self.architecture == "segformer":
+            self._check_segformer_stages()
+        if self.pretrained is None:
+            self._check_buildable()
+
+    def scratch_config(self):
+        """The config of a model built from scratch: the architecture's (SegFormer: of ``size``) with the
+        overrides, one boundary label."""
+        if self.architecture == "edgenet":
+            return _config_class("edgenet")(**self.overrides)
+        return _config_class("segformer")(
+            **{**SEGFORMER_SIZES[self.size], **self.overrides, **BOUNDARY_LABELS}
+        )
+
+    def _check_segformer_stages(self) -> None:
+        """Every per-block list holds ``num_encoder_blocks`` positive integers, each hidden size a multiple of
+        its block's attention heads (transformers' own errors name no key: an IndexError at build time)."""
+        from transformers import SegformerConfig
+
+        size = {} if self.pretrained is not None else SEGFORMER_SIZES[self.size]
+        merged = {**SegformerConfig().to_dict(), **size, **self.overrides}
+        blocks = merged["num_encoder_blocks"]
+        if blocks < 1:
+            raise ConfigError(f"model.overrides.num_encoder_blocks must be >= 1, got {blocks}")
+        for key in SEGFORMER_STAGE_KEYS:
+            values = list(merged[key])
+            if key not in self.overrides and len(values) != blocks:
+                raise ConfigError(
+                    f"model.overrides.num_encoder_blocks is {blocks} but {key} has {len(values)} values "
+                    f"{values}: override {key} too, one value per encoder block"
+                )
+            if len(values) != blocks or min(values) < 1:
+                raise ConfigError(
+                    f"model.overrides.{key} must be {blocks} positive integers (one per encoder block, "
+                    f"num_encoder_blocks={blocks}), got {values!r}"
+                )
+        for i, (hidden, heads) in enumerate(zip(merged["hidden_sizes"], merged["num_attention_heads"])):
+            if hidden % heads:
+                raise ConfigError(
+                    f"model.overrides: hidden_sizes[{i}] = {hidden} is not a multiple of "
+                    f"num_attention_heads[{i}] = {heads}"
+                )
+
+    def _check_buildable(self) -> None:
+        """Build the model from scratch on the meta device (no memory, no weights): any other inconsistency of
+        the overrides is one line here, not a traceback after the data is loaded."""
+        import torch
+        from transformers import AutoModelForSemanticSegmentation
+
+        try:
+            with torch.device("meta"):
+                AutoModelForSemanticSegmentation.from_config(self.scratch_config())
+        except Exception as error:  # noqa: BLE001 - whatever the library raises, one line naming the section
+            message = " ".join(str(error).split())
+            raise ConfigError(f"model.overrides: cannot build the model from them ({message})") from None
 
 
 @dataclass
@@ -74,13 +144,11 @@ class DataSource:
     image_column: str = "image"
     masks_column: str | None = None
     label_map_column: str | None = None
-    limit: int | None = None
+    limit: int | None = bounded(None, 1)
 
     def validate(self, where: str) -> None:
         if self.kind not in SOURCE_KINDS:
             raise ConfigError(f"{where}.kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"{where}.limit must be >= 1, got {self.limit}")
         if self.kind == "folders":
             for key in ("images", "labels"):
                 folder = getattr(self, key)
@@ -123,32 +191,24 @@ class DataSource:
 class DataSection:
     train: list[DataSource]
     val: list[DataSource] = field(default_factory=list)
-    resolution: int = 512
-    crop_size: int | None = None
-    thickness: int = 3
+    resolution: int = bounded(512, 32, MAX_RESOLUTION, multiple_of=32)
+    crop_size: int | None = bounded(None, 32, MAX_RESOLUTION, multiple_of=32)
+    thickness: int = bounded(3, 1, 64)
     annotators: str = "union"
     scale_range: tuple[float, float] = (0.75, 1.5)
     hflip: bool = True
-    color_jitter: float = 0.3
+    color_jitter: float = bounded(0.3, 0, 1, open_high=True)
 
     def validate(self) -> None:
         if not self.train:
             raise ConfigError("data.train needs at least one source")
-        if self.resolution < 32 or self.resolution % 32:
-            raise ConfigError(f"data.resolution must be a multiple of 32 (>= 32), got {self.resolution}")
-        if self.crop_size is not None and (self.crop_size < 32 or self.crop_size % 32):
-            raise ConfigError(f"data.crop_size must be a multiple of 32 (>= 32), got {self.crop_size}")
-        if self.thickness < 1:
-            raise ConfigError(f"data.thickness must be >= 1, got {self.thickness}")
         if self.annotators not in ("union", "soft"):
             raise ConfigError(f"data.annotators must be 'union' or 'soft', got {self.annotators!r}")
         low, high = self.scale_range
-        if not 0 < low <= high:
+        if not 0 < low <= high <= MAX_SCALE:
             raise ConfigError(
-                f"data.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}"
+                f"data.scale_range must be [low, high] with 0 < low <= high <= {MAX_SCALE}, got {self.scale_range}"
             )
-        if not 0 <= self.color_jitter < 1:
-            raise ConfigError(f"data.color_jitter must be in [0, 1), got {self.color_jitter}")
         for split in ("train", "val"):
             for i, source in enumerate(getattr(self, split)):
                 source.validate(f"data.{split}[{i}]")
@@ -162,21 +222,15 @@ class LossSection:
     x1.1). ``side_weight``: weight of the deep-supervision losses of models with side outputs (EdgeNet)."""
 
     class_balance: str = "none"
-    max_pos_weight: float = 10.0
-    positive_threshold: float = 0.3
-    side_weight: float = 0.5
+    max_pos_weight: float = bounded(10.0, 1)
+    positive_threshold: float = bounded(0.3, 0, 1, open_low=True)
+    side_weight: float = bounded(0.5, 0)
 
     def validate(self) -> None:
         if self.class_balance not in CLASS_BALANCE:
             raise ConfigError(
                 f"loss.class_balance must be one of {CLASS_BALANCE}, got {self.class_balance!r}"
             )
-        if self.max_pos_weight < 1:
-            raise ConfigError(f"loss.max_pos_weight must be >= 1, got {self.max_pos_weight}")
-        if not 0 < self.positive_threshold <= 1:
-            raise ConfigError(f"loss.positive_threshold must be in (0, 1], got {self.positive_threshold}")
-        if self.side_weight < 0:
-            raise ConfigError(f"loss.side_weight must be >= 0, got {self.side_weight}")
 
 
 @dataclass
@@ -186,16 +240,15 @@ class BoundaryTrainingConfig:
     model: ModelSection = field(default_factory=ModelSection)
     loss: LossSection = field(default_factory=LossSection)
     training: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    torch_threads: int | None = None
+    seed: int = bounded(0, 0, MAX_SEED)
+    torch_threads: int | None = bounded(None, 1)
     resume_from_checkpoint: bool | str | None = None
 
     def validate(self) -> None:
-
         self.model.validate()
         self.data.validate()
         self.loss.validate()
-        check_trainer_section(self.training, self.torch_threads)
+        check_trainer_section(self.training)
 
 
 def _convert(cls, name: str, value: Any, path: str) -> Any:
@@ -221,6 +274,7 @@ def load_config(config: str | os.PathLike | dict) -> BoundaryTrainingConfig:
 
 __all__ = [
     "ARCHITECTURES",
+    "BOUNDARY_LABELS",
     "BoundaryTrainingConfig",
     "ConfigError",
     "DataSection",

@@ -38,8 +38,9 @@ def describe_type(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation in _NOUNS:
         return _NOUNS[annotation]
-    if _is_union(annotation):
-        return " or ".join(describe_type(a) for a in sorted(args, key=lambda a: a is type(None)))
+    if _is_union(annotation):  # list[int] | tuple[int, ...] reads "a list of integers" once
+        words = [describe_type(a) for a in sorted(args, key=lambda a: a is type(None))]
+        return " or ".join(dict.fromkeys(words))
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if annotation is list or origin is list:
@@ -122,6 +123,61 @@ def _coerce(value: Any, annotation: Any) -> Any:
     return value  # a typing construct no YAML value is checked against (a TypeVar, a Callable): accepted
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric config key may take: ``low <= value <= high`` (``None``: unbounded; ``open_low`` /
+    ``open_high`` make a bound strict), a multiple of ``multiple_of`` if given. ``None`` always passes (the
+    type decides whether it is allowed). Declared with :func:`bounded`, checked by ``build_dataclass``."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    multiple_of: int | None = None
+
+    def describe(self) -> str:
+        """``">= 1"``, ``"in [0, 1)"``, ``"a multiple of 32 in [32, 4096]"``."""
+        multiple = f"a multiple of {self.multiple_of} " if self.multiple_of else ""
+        low, high = (f"{v:g}" if isinstance(v, float) else str(v) for v in (self.low, self.high))
+        if self.high is None:
+            return f"{multiple}{'>' if self.open_low else '>='} {low}"
+        if self.low is None:
+            return f"{multiple}{'<' if self.open_high else '<='} {high}"
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"{multiple}in {left}{low}, {high}{right}"
+
+    def check(self, value: Any, path: str) -> None:
+        """``ConfigError`` naming ``path``, the bounds and ``value`` when a number lies outside them."""
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        inside = (
+            (self.low is None or (value > self.low if self.open_low else value >= self.low))
+            and (self.high is None or (value < self.high if self.open_high else value <= self.high))
+            and (self.multiple_of is None or value % self.multiple_of == 0)
+        )
+        if not inside:
+            raise ConfigError(f"{path} must be {self.describe()}, got {value!r}")
+
+
+def bounded(
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    multiple_of: int | None = None,
+) -> Any:
+    """A dataclass field with ``default`` whose values must lie within :class:`Bounds` (the one place a
+    config states the range of a number): ``r: int = bounded(16, 1)``, ``dropout: float = bounded(0.05, 0, 1,
+    open_high=True)``."""
+    bounds = Bounds(low, high, open_low, open_high, multiple_of)
+    return dataclasses.field(default=default, metadata={"bounds": bounds})
+
+
+MAX_SEED = 2**32 - 1  # what numpy's and torch's generators accept
+
+
 def check_type(value: Any, annotation: Any, path: str) -> Any:
     """``value`` checked against the dataclass field type ``annotation`` (and converted as ``_coerce`` does);
     ``ConfigError`` naming ``path`` and the expected type otherwise:
@@ -138,6 +194,35 @@ def check_type(value: Any, annotation: Any, path: str) -> Any:
         raise ConfigError(f"{path} must be {describe_type(annotation)}, got {shown}") from None
 
 
+def _type_of(default: Any) -> Any:
+    """The type a value must have, judged by a default without annotation: ``[16, 32]`` -> ``list[int]``,
+    ``[1.0, 2]`` -> ``list[float]``; ``None`` -> anything."""
+    if default is None:
+        return Any
+    if isinstance(default, list | tuple):
+        kinds = {type(item) for item in default}
+        item = float if kinds == {int, float} else kinds.pop() if len(kinds) == 1 else Any
+        return list[item]
+    return dict if isinstance(default, dict) else type(default)
+
+
+def check_config_overrides(overrides: dict, config_class: type, where: str) -> None:
+    """``overrides`` of a transformers config's fields (``SegformerConfig``, ``EdgeNetConfig``,
+    ``SubobjectLlavaConfig``): known fields only, each value of its field's type (the annotation, else the type
+    of its default, e.g. a list of integers), converted in place; ``ConfigError`` naming ``where.key``, the
+    expected type and the value otherwise (``model.overrides.hidden_sizes must be a list of integers, ...``)."""
+    import torch
+
+    defaults = config_class().to_dict()
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {config_class.__name__} fields {unknown}")
+    hints = typing.get_type_hints(config_class, localns={"torch": torch})  # 'torch.dtype' annotations
+    for key, value in overrides.items():
+        annotation = hints.get(key, _type_of(defaults[key]))
+        overrides[key] = check_type(value, annotation, f"{where}.{key}")
+
+
 @functools.cache
 def field_types(cls: type) -> dict[str, Any]:
     """The resolved field types of dataclass ``cls`` (string annotations evaluated)."""
@@ -146,8 +231,9 @@ def field_types(cls: type) -> dict[str, Any]:
 
 
 def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert | None = None) -> T:
-    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name and values of
-    the wrong type by name and expected type (``check_type`` against the field's annotation).
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown and missing keys by name, values of
+    the wrong type by name and expected type (``check_type`` against the field's annotation) and numbers
+    outside their field's :class:`Bounds` (:func:`bounded`) by name and range.
 
     ``convert(cls, name, value, path)`` may turn a raw value into its typed form (e.g. a nested section,
     built with ``build_dataclass`` again); ``path`` is the key's dotted location for error messages.
@@ -164,6 +250,9 @@ def build_dataclass(cls: type[T], values: Any, where: str = "", convert: Convert
         path = f"{where}.{name}" if where else name
         value = convert(cls, name, value, path) if convert is not None else value
         kwargs[name] = check_type(value, types_[name], path)
+        bounds = fields[name].metadata.get("bounds")
+        if bounds is not None:
+            bounds.check(kwargs[name], path)
     missing = sorted(
         name
         for name, f in fields.items()
@@ -201,10 +290,10 @@ def load_yaml_config(config: str | os.PathLike | dict, cls: type[T], convert: Co
     return parsed
 
 
-def check_trainer_section(training: dict, torch_threads: int | None) -> None:
+def check_trainer_section(training: dict) -> None:
     """The ``training`` mapping must hold ``TrainingArguments`` fields only, minus the ones a config sets at its
     top level (``output_dir``, ``seed``, ``resume_from_checkpoint``), each of its field's type
-    (``check_type``, values converted in place); ``torch_threads`` must be positive."""
+    (``check_type``, values converted in place)."""
     from transformers import TrainingArguments
 
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -217,8 +306,6 @@ def check_trainer_section(training: dict, torch_threads: int | None) -> None:
     types_ = field_types(TrainingArguments)
     for name, value in training.items():  # in place: "2e-4" (a string to PyYAML) becomes 0.0002
         training[name] = check_type(value, types_[name], f"training.{name}")
-    if torch_threads is not None and torch_threads < 1:
-        raise ConfigError(f"torch_threads must be >= 1, got {torch_threads}")
 
 
 def make_training_arguments(defaults: dict, training: dict, output_dir: str, seed: int):
@@ -305,8 +392,12 @@ def run_training_command(train: Callable[[Any], Path], config: Any) -> int:
 
 
 __all__ = [
+    "MAX_SEED",
+    "Bounds",
     "ConfigError",
+    "bounded",
     "build_dataclass",
+    "check_config_overrides",
     "check_trainer_section",
     "check_type",
     "describe_type",

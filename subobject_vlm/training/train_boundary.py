@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from ..segmentation.losses import supervised_loss
-from .boundary_config import SEGFORMER_SIZES, BoundaryTrainingConfig, LossSection, ModelSection, load_config
+from .boundary_config import BOUNDARY_LABELS, BoundaryTrainingConfig, LossSection, ModelSection, load_config
 from .boundary_data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -56,22 +56,24 @@ from .loss_history import save_loss_history
 
 def build_model(section: ModelSection):
     """A one-label boundary model (SegFormer or EdgeNet), from scratch or from a checkpoint."""
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+    from transformers import SegformerForSemanticSegmentation
 
     if section.architecture == "edgenet":
-        from ..segmentation.edgenet import EdgeNetConfig, EdgeNetForBoundaryDetection
+        from ..segmentation.edgenet import EdgeNetForBoundaryDetection
 
         if section.pretrained is None:
-            return EdgeNetForBoundaryDetection(EdgeNetConfig(**section.overrides))
+            return EdgeNetForBoundaryDetection(section.scratch_config())
         return EdgeNetForBoundaryDetection.from_pretrained(
             section.pretrained, use_safetensors=True, **section.overrides
         )
-    labels = {"num_labels": 1, "id2label": {0: "boundary"}, "label2id": {"boundary": 0}}
     if section.pretrained is None:
-        config = SegformerConfig(**{**SEGFORMER_SIZES[section.size], **section.overrides, **labels})
-        return SegformerForSemanticSegmentation(config)
+        return SegformerForSemanticSegmentation(section.scratch_config())
     return SegformerForSemanticSegmentation.from_pretrained(
-        section.pretrained, ignore_mismatched_sizes=True, use_safetensors=True, **section.overrides, **labels
+        section.pretrained,
+        ignore_mismatched_sizes=True,
+        use_safetensors=True,
+        **section.overrides,
+        **BOUNDARY_LABELS,
     )
 
 

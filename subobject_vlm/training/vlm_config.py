@@ -5,7 +5,6 @@ See ``training/train_vlm.py`` for the layout of the YAML file.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
@@ -14,8 +13,12 @@ from typing import Any
 
 from ..devices import DTYPES
 from .config import (
+    MAX_SEED,
+    Bounds,
     ConfigError,
+    bounded,
     build_dataclass,
+    check_config_overrides,
     check_trainer_section,
     check_type,
     load_yaml_config,
@@ -23,6 +26,7 @@ from .config import (
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TRAINED_MODULES = ("multi_modal_projector", "image_boundary_embeddings")
+SYNTHETIC_BOUNDS = {"num_images": Bounds(1), "size": Bounds(8, 4096), "seed": Bounds(0, MAX_SEED)}
 
 
 @dataclass
@@ -50,27 +54,20 @@ class ModelSection:
             raise ConfigError(f"model.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         from ..configuration_subobject_llava import SubobjectLlavaConfig
 
-        known = {f.name for f in dataclasses.fields(SubobjectLlavaConfig)}
-        unknown = sorted(set(self.config_overrides) - known)
-        if unknown:
-            raise ConfigError(f"model.config_overrides: unknown SubobjectLlavaConfig fields {unknown}")
+        check_config_overrides(self.config_overrides, SubobjectLlavaConfig, "model.config_overrides")
 
 
 @dataclass
 class LoraSection:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = bounded(16, 1)
+    alpha: int = bounded(32, 1)
+    dropout: float = bounded(0.05, 0, 1, open_high=True)
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     modules_to_save: list[str] = field(default_factory=list)
     """Extra modules trained in full, e.g. ``lm_head`` for a random tiny model (whose head is too weak to learn
     through adapters alone); the embedding and start/end vectors always are."""
 
     def validate(self) -> None:
-        if self.r < 1:
-            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
         if not self.target_modules or not all(
             isinstance(t, str) and t.isidentifier() for t in self.target_modules
         ):
@@ -88,20 +85,21 @@ class DataSource:
     split: str = "train"
     image_column: str = "image"
     conversations_column: str = "conversations"
-    limit: int | None = None
+    limit: int | None = bounded(None, 1)
     synthetic: dict[str, Any] | None = None
 
     def validate(self, where: str) -> None:
         if (self.path is None) == (self.synthetic is None):
             raise ConfigError(f"{where}: set exactly one of 'path' or 'synthetic'")
         if self.synthetic is not None:
-            unknown = sorted(set(self.synthetic) - {"num_images", "size", "seed"})
+            unknown = sorted(set(self.synthetic) - set(SYNTHETIC_BOUNDS))
             if unknown:
                 raise ConfigError(
                     f"{where}.synthetic: unknown keys {unknown} (known: num_images, size, seed)"
                 )
             for key, value in self.synthetic.items():
                 check_type(value, int, f"{where}.synthetic.{key}")
+                SYNTHETIC_BOUNDS[key].check(value, f"{where}.synthetic.{key}")
         if (
             self.path is not None
             and Path(self.path).suffix in (".json", ".jsonl")
@@ -110,17 +108,15 @@ class DataSource:
             raise ConfigError(f"{where}.path: conversation file {self.path} does not exist")
         if self.image_folder is not None and not Path(self.image_folder).is_dir():
             raise ConfigError(f"{where}.image_folder: {self.image_folder} is not a folder")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"{where}.limit must be >= 1, got {self.limit}")
 
 
 @dataclass
 class DataSection:
     train: DataSource
     val: DataSource | None = None
-    max_length: int | None = 2048
-    segment_batch_size: int = 16
-    num_proc: int | None = None
+    max_length: int | None = bounded(2048, 8)
+    segment_batch_size: int = bounded(16, 1)
+    num_proc: int | None = bounded(None, 1)
     precomputed: str | None = None
     """A ``subobject-vlm precompute`` output holding the label maps of the train (and val) images: training then
     reads them and never runs the boundary model."""
@@ -134,8 +130,6 @@ class DataSection:
                 f"data.precomputed: {self.precomputed} has no precompute.json (run subobject-vlm precompute, "
                 "and precompute-merge after a sharded run)"
             )
-        if self.max_length is not None and self.max_length < 8:
-            raise ConfigError(f"data.max_length must be >= 8, got {self.max_length}")
 
 
 @dataclass
@@ -147,18 +141,17 @@ class VLMTrainingConfig:
     lora: LoraSection = field(default_factory=LoraSection)
     training: dict[str, Any] = field(default_factory=dict)
     merge: bool = False
-    seed: int = 0
-    torch_threads: int | None = None
+    seed: int = bounded(0, 0, MAX_SEED)
+    torch_threads: int | None = bounded(None, 1)
     resume_from_checkpoint: bool | str | None = None
 
     def validate(self) -> None:
-
         from ..image_processing_subobject import SubobjectImageProcessor
 
         self.model.validate()
         self.lora.validate()
         self.data.validate()
-        check_trainer_section(self.training, self.torch_threads)
+        check_trainer_section(self.training)
         kwarg_types = typing.get_type_hints(SubobjectImageProcessor.valid_kwargs)
         bad = sorted(set(self.image_processor) - set(kwarg_types))
         if bad:
@@ -168,6 +161,11 @@ class VLMTrainingConfig:
             value,
         ) in self.image_processor.items():  # None: the processor's default, as for every HF kwarg
             self.image_processor[key] = check_type(value, kwarg_types[key] | None, f"image_processor.{key}")
+        settings = {key: value for key, value in self.image_processor.items() if value is not None}
+        try:  # its own checks (sizes, EPOC options, tokenizer name): cheap, nothing is loaded
+            SubobjectImageProcessor(**settings)
+        except ValueError as error:
+            raise ConfigError(f"image_processor: {error}") from None
 
 
 _NESTED = {
