@@ -83,7 +83,7 @@ def test_the_checkpoint_loads_with_the_auto_classes_and_generates_greedy_sampled
         {"do_sample": True, "top_k": 5},
         {"num_beams": 2, "do_sample": False},
     ):
-        assert model.generate(**inputs, max_new_tokens=2, **settings).shape == (1, length + 2)
+        assert model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **settings).shape == (1, length + 2)
 
 
 def test_a_save_and_load_round_trip_gives_identical_greedy_generations(pair, tmp_path):
