@@ -106,10 +106,18 @@ class SegmentationSettings:
         )
         if self.pad_color is not None:
             color = self.pad_color
-            if isinstance(color, (str, bytes)) or not hasattr(color, "__len__") or len(color) != 3 or not all(
-                isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255 for c in color
+            if (
+                isinstance(color, (str, bytes))
+                or not hasattr(color, "__len__")
+                or len(color) != 3
+                or not all(
+                    isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255
+                    for c in color
+                )
             ):
-                raise ValueError(f"pad_color must be None or three integers in [0, 255] (r, g, b), got {color!r}")
+                raise ValueError(
+                    f"pad_color must be None or three integers in [0, 255] (r, g, b), got {color!r}"
+                )
             object.__setattr__(self, "pad_color", tuple(int(c) for c in color))
 
     @property
