@@ -14,8 +14,8 @@ start as the family's projector layers, acting on the content columns (zeros on 
 region token then starts as the family's projection of the region's mean feature (for LLaVA: ``linear_1``,
 ``linear_2``). Otherwise the embedding is initialised at random with a last layer scaled to the word
 embeddings. The start/end-of-image vectors are drawn with the word embeddings' mean and spread. Tokenizer,
-chat template and an equivalent image processor (the source's side, mean, std and resampling) are saved with
-the model as safetensors.
+chat template (its assistant turns marked ``{% generation %}``) and an equivalent image processor (the source's
+side, mean, std, resampling and LLaVA-1.5's pad-to-square) are saved with the model as safetensors.
 """
 
 from __future__ import annotations
