@@ -49,10 +49,14 @@ class VLMFamily:
             or ``None`` where ``feature_fn`` fixes it.
         image_patches: for a tower without a fixed input size, the processor's square side in patches;
             ``None``: the source processor's crop size, else the vision config's ``image_size``.
-        pad_to_square: the source pads images to a square (background: the mean colour) before resizing.
+        pad_to_square: the source pads images to a square (background: the mean colour) before resizing; the
+            converted image processor does too (``do_pad``), for its pixels and its label maps alike.
         image_token: the token the family's chat template writes for one image (the processor expands it
             into ``n + 2`` placeholders, which the model fills with ``[start, regions..., end]``).
-        chat_template: the template to use where the source ships none.
+        chat_template: the template to use where the source ships none. Either way the converted checkpoint's
+            template marks assistant turns ``{% generation %}`` (wrapping a template that has no markers, see
+            :func:`~subobject_vlm.processing_subobject_llava.with_generation_markers`), for TRL's
+            ``assistant_only_loss``.
     """
 
     name: str
