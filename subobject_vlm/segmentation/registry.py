@@ -27,8 +27,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def has_embedded_weights() -> bool:
-    """Whether the package ships learned boundary weights in ``weights/default`` (else ``default`` is the
-    classical gradient model)."""
+    """Whether the package ships its learned boundary weights in ``weights/default`` (without them ``default``
+    cannot load: it is an error, never a silent swap to another model)."""
     return (DEFAULT_WEIGHTS_DIR / "config.json").is_file() and (
         DEFAULT_WEIGHTS_DIR / "model.safetensors"
     ).is_file()
@@ -137,9 +137,13 @@ def create_boundary_model(name: str | os.PathLike, **options):
 
 @register_boundary_model("default")
 def _default(**options):
-    """The embedded EdgeNet (``weights/default``); the classical gradients if a build ships no weights."""
+    """The embedded EdgeNet (``weights/default``)."""
     if not has_embedded_weights():
-        return _gradient(**options)
+        raise FileNotFoundError(
+            f"the embedded default boundary model is missing from {DEFAULT_WEIGHTS_DIR} (config.json and "
+            "model.safetensors; a build without the package data?): reinstall subobject-vlm, or name another "
+            "model (e.g. --model gradient, the classical colour gradients)"
+        )
     from .directsam import DirectSAM
 
     return DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, **options)
