@@ -14,8 +14,8 @@ start as the family's projector layers, acting on the content columns (zeros on 
 region token then starts as the family's projection of the region's mean feature (for LLaVA: ``linear_1``,
 ``linear_2``). Otherwise the embedding is initialised at random with a last layer scaled to the word
 embeddings. The start/end-of-image vectors are drawn with the word embeddings' mean and spread. Tokenizer,
-chat template and an equivalent image processor (the source's side, mean, std and resampling) are saved with
-the model as safetensors.
+chat template (its assistant turns marked ``{% generation %}``) and an equivalent image processor (the source's
+side, mean, std, resampling and LLaVA-1.5's pad-to-square) are saved with the model as safetensors.
 """
 
 from __future__ import annotations
@@ -308,6 +308,34 @@ def _image_side(family: VLMFamily, source_image_processor, vision_config) -> int
     return crop.get("height") or vision_config.image_size
 
 
+def chat_template_with_generation_markers(
+    tokenizer, family: VLMFamily, src: str | Path = "the source"
+) -> str:
+    """The converted checkpoint's chat template: the source tokenizer's (else the family spec's), with its
+    assistant turns marked ``{% generation %}`` (:func:`~subobject_vlm.processing_subobject_llava.with_generation_markers`)
+    so that TRL's ``assistant_only_loss`` trains on the replies only. A template that cannot be marked is kept as
+    it is, with a one-line warning."""
+    import warnings
+
+    from .processing_subobject_llava import with_generation_markers
+
+    template = tokenizer.chat_template or family.chat_template
+    if not isinstance(template, str):  # several named templates: kept as they are
+        return template
+    tokens = {
+        name: getattr(tokenizer, name) for name in ("bos_token", "eos_token") if getattr(tokenizer, name)
+    }
+    marked = with_generation_markers(template, **tokens)
+    if marked is None:
+        warnings.warn(
+            f"the chat template of {src} could not be given {{% generation %}} markers (its earlier turns change as "
+            "turns are added): kept as it is, so assistant_only_loss cannot tell the replies apart",
+            stacklevel=2,
+        )
+        return template
+    return marked
+
+
 def convert_checkpoint(
     src: str | Path,
     dst: str | Path,
@@ -433,11 +461,14 @@ def convert_checkpoint(
         resample=_torchvision_resample(source_images.resample),
         max_tokens=max_tokens,
         boundary_model=boundary_model,
+        do_pad=family.pad_to_square,
     )
+    chat_template = chat_template_with_generation_markers(tokenizer, family, src)
+    tokenizer.chat_template = chat_template  # the tokenizer saved with it says the same
     processor = SubobjectLlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template or family.chat_template,
+        chat_template=chat_template,
         image_token=family.image_token,
     )
     processor.save_pretrained(dst)
@@ -446,6 +477,7 @@ def convert_checkpoint(
 
 __all__ = [
     "available_memory_bytes",
+    "chat_template_with_generation_markers",
     "check_mapped_state",
     "check_memory_for_conversion",
     "convert_checkpoint",

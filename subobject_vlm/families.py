@@ -16,7 +16,7 @@ Adding a family means adding a spec here and its tiny-model test (``tests/test_f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 VISION_TOWER_PREFIX = "model.vision_tower."
 LANGUAGE_MODEL_PREFIX = "model.language_model."
@@ -49,10 +49,14 @@ class VLMFamily:
             or ``None`` where ``feature_fn`` fixes it.
         image_patches: for a tower without a fixed input size, the processor's square side in patches;
             ``None``: the source processor's crop size, else the vision config's ``image_size``.
-        pad_to_square: the source pads images to a square (background: the mean colour) before resizing.
+        pad_to_square: the source pads images to a square (background: the mean colour) before resizing; the
+            converted image processor does too (``do_pad``), for its pixels and its label maps alike.
         image_token: the token the family's chat template writes for one image (the processor expands it
             into ``n + 2`` placeholders, which the model fills with ``[start, regions..., end]``).
-        chat_template: the template to use where the source ships none.
+        chat_template: the template to use where the source ships none. Either way the converted checkpoint's
+            template marks assistant turns ``{% generation %}`` (wrapping a template that has no markers, see
+            :func:`~subobject_vlm.processing_subobject_llava.with_generation_markers`), for TRL's
+            ``assistant_only_loss``.
     """
 
     name: str
@@ -86,34 +90,18 @@ LLAVA = VLMFamily(
 """LLaVA-1.5 (``llava-hf/llava-1.5-*-hf``, BakLLaVA, ...): CLIP ViT-L/14-336 hidden state -2 with its CLS
 dropped, a GELU MLP projector, Vicuna / Mistral. LLaVA-1.5 pads an image to a square before resizing."""
 
-LLAVA_NEXT = VLMFamily(
+LLAVA_NEXT = replace(
+    LLAVA,
     name="llava_next",
     model_types=("llava_next",),
-    vision_prefix=VISION_TOWER_PREFIX,
-    text_prefix=LANGUAGE_MODEL_PREFIX,
-    projector_prefix=PROJECTOR_PREFIX,
-    projector_layers=("linear_1", "linear_2"),
-    projector_act=None,
     unused=("model.image_newline",),
-    feature_fn="hidden_states",
-    feature_layer="vision_feature_layer",
+    pad_to_square=False,
 )
 """LLaVA-NeXT / 1.6 (``llava-hf/llava-v1.6-*-hf``): LLaVA-1.5's tower and projector. Its any-resolution tiles
 and their ``image_newline`` are not used: the regions of one whole image, resized to the tower's side, are
 the image tokens."""
 
-LLAVA_ONEVISION = VLMFamily(
-    name="llava_onevision",
-    model_types=("llava_onevision",),
-    vision_prefix=VISION_TOWER_PREFIX,
-    text_prefix=LANGUAGE_MODEL_PREFIX,
-    projector_prefix=PROJECTOR_PREFIX,
-    projector_layers=("linear_1", "linear_2"),
-    projector_act=None,
-    unused=("model.image_newline",),
-    feature_fn="hidden_states",
-    feature_layer="vision_feature_layer",
-)
+LLAVA_ONEVISION = replace(LLAVA_NEXT, name="llava_onevision", model_types=("llava_onevision",))
 """LLaVA-OneVision (``llava-hf/llava-onevision-qwen2-*-ov-hf``): SigLIP so400m (no CLS) hidden state -1,
 an MLP projector, Qwen2. Any-resolution tiles and ``image_newline`` are not used, as for LLaVA-NeXT."""
 

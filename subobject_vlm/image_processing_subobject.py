@@ -38,6 +38,8 @@ SEGMENTATION_KEYS = (
     "assign",
     "seeds",
     "label_size",
+    "do_pad",
+    "pad_color",
 )
 
 
@@ -56,6 +58,10 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
         (only the components under the threshold: the count adapts to the image).
     label_size (`dict`): `{"height", "width"}` of the returned label maps.
     do_segment (`bool`): segment the images (default); `False` returns `pixel_values` only.
+    do_pad (`bool`): pad each image to a square (centred, LLaVA-1.5's `expand2square`) before it is resized and
+        segmented, so pixels and label maps cover the same padded extent (default `False`: squashed).
+    pad_color (`list[int]`): the padding colour, 0-255 RGB; default (with `do_pad`): the mean colour
+        `int(255 * m)` per channel, as transformers' `LlavaImageProcessor(do_pad=True)`. Given, images are padded.
     """
 
     boundary_model: str
@@ -68,6 +74,8 @@ class SubobjectImageProcessorKwargs(ImagesKwargs, total=False):
     seeds: str
     label_size: dict
     do_segment: bool
+    do_pad: bool
+    pad_color: list
 
 
 MIN_PIXEL_SIDE = 2  # of pixel_values, and why:
@@ -101,6 +109,20 @@ def _flatten_images(images) -> list:
     if (isinstance(images, np.ndarray) or isinstance(images, torch.Tensor)) and images.ndim == 4:
         return list(images)
     return [images]
+
+
+def pad_to_square(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(S, S, 3)``, ``S = max(H, W)``: the image centred on ``color`` (the odd pixel of
+    padding goes right / below, as LLaVA-1.5's ``expand2square`` and transformers' ``pad_to_square``)."""
+    height, width = image.shape[:2]
+    if height == width:
+        return image
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padded = np.empty((side, side, 3), np.uint8)
+    padded[:] = color
+    padded[top : top + height, left : left + width] = image
+    return padded
 
 
 def _check_label_maps(label_maps, count: int, label_size: tuple[int, int]) -> list[np.ndarray]:
@@ -151,6 +173,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
     seeds = DEFAULT_SEEDS
     label_size = {"height": 336, "width": 336}
     do_segment = True
+    do_pad = False
+    pad_color = None
 
     def __init__(self, cache_size: int = 1024, **kwargs: Unpack[SubobjectImageProcessorKwargs]):
         if isinstance(kwargs.get("size"), dict):  # before transformers reads it (an int N means N x N)
@@ -169,6 +193,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
     def _settings(self, overrides: dict) -> tuple[SegmentationSettings, tuple[int, int]]:
         """The segmentation settings (attributes, then ``overrides``), validated: ``(settings, (h, w))``."""
         values = {key: overrides.get(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        if values.pop("do_pad") and values["pad_color"] is None:  # LLaVA-1.5 / transformers: the mean colour
+            values["pad_color"] = [int(m * 255) for m in overrides.get("image_mean") or self.image_mean]
         label_size = _size_pair(values.pop("label_size"), "label_size")
         check_tokenizer_name(values["boundary_model"])  # a mistyped name fails here, listing the valid ones
         return SegmentationSettings(**values), label_size
@@ -197,6 +223,8 @@ class SubobjectImageProcessor(TorchvisionBackend):
     ) -> list[np.ndarray]:
         """Label maps at ``label_size`` for RGB images: cached ones, the rest through ``segment_image``."""
         label_h, label_w = label_size
+        if settings.pad_color is not None:  # before anything reads the image: digests key the padded image
+            rgb_images = [pad_to_square(image, settings.pad_color) for image in rgb_images]
         image_digests = [image_digest(image) for image in rgb_images]
         keys = [f"{digest}:{settings!r}:{label_size}" for digest in image_digests]
         # hits first; results stay here too, since a small cache may evict them before we return
@@ -261,17 +289,19 @@ class SubobjectImageProcessor(TorchvisionBackend):
             _size_pair(kwargs["size"], "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
         do_segment = kwargs.pop("do_segment", True)
         settings = {key: kwargs.pop(key, getattr(self, key)) for key in SEGMENTATION_KEYS}
+        settings, label_size = self._settings({**settings, "image_mean": kwargs.get("image_mean")})
+        if settings.pad_color is not None:  # pixels and label maps both cover the padded square
+            rgb_images = [pad_to_square(image, settings.pad_color) for image in rgb_images]
         return_tensors = kwargs.pop("return_tensors", None)
         tensors = [
             torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in rgb_images
         ]  # (3, H, W) uint8
-        pixel_values = self._preprocess(tensors, *args, return_tensors=return_tensors, **kwargs)[
-            "pixel_values"
-        ]
+        pixel_values = self._preprocess(
+            tensors, *args, do_pad=False, return_tensors=return_tensors, **kwargs
+        )["pixel_values"]  # padded above (the backend's do_pad pads a batch to its largest image)
         if not do_segment:
             return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
-        settings, label_size = self._settings(settings)
         if label_maps is None:
             label_maps = self._segment_rgb(rgb_images, settings, label_size)
         else:

@@ -55,6 +55,75 @@ Assistant turns are marked ``{% generation %}``, so ``return_assistant_tokens_ma
 ``assistant_only_loss`` see exactly the tokens to learn (the reply and its end-of-sequence token)."""
 
 
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+_ASSISTANT_MASKED = (
+    "{%- macro __source(messages, add_generation_prompt) +%}SOURCE{%+ endmacro -%}"
+    "{%- set __state = namespace(before='') -%}"
+    "{%- for message in messages -%}"
+    "{%- set __after = __source(messages[:loop.index], false) -%}"
+    "{%- set __piece = __after[__state.before | length:] -%}"
+    "{%- if message['role'] == 'assistant' and not loop.first -%}"
+    "{%- set __header = __source(messages[:loop.index0], true)[__state.before | length:] -%}"
+    "{%- if __piece.startswith(__header) -%}"
+    "{{ __header }}{%- set __piece = __piece[__header | length:] -%}"
+    "{%- endif -%}"
+    "{% generation %}{{ __piece }}{% endgeneration %}"
+    "{%- else -%}{{ __piece }}{%- endif -%}"
+    "{%- set __state.before = __after -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ __source(messages, true)[__state.before | length:] }}{%- endif -%}"
+)
+
+_PROBE = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the image ?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "A red square"}]},
+    {"role": "user", "content": [{"type": "text", "text": "And its colour ?"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "Red"}]},
+]
+
+
+def with_generation_markers(chat_template: str, **tokens: str) -> str | None:
+    """``chat_template`` with each assistant turn marked ``{% generation %}`` (what ``return_assistant_tokens_mask``
+    and TRL's ``assistant_only_loss`` read): as it is where it has the markers; else wrapped so that it renders
+    exactly as before, each assistant turn's text after the template's own generation prompt (the reply and its
+    end-of-turn tokens) being marked. ``None`` where the wrapped template does not render a probe chat exactly as
+    the source (a template whose earlier turns change as turns are added). ``tokens``: ``bos_token``, ... for
+    the probe.
+
+    The wrapper renders the source once per prefix of the chat: turn ``i`` is what ``messages[:i + 1]`` adds to
+    ``messages[:i]``, and the assistant's reply is what follows the source's generation prompt for ``messages[:i]``.
+    """
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    if _GENERATION_TAG.search(chat_template):
+        return chat_template
+    wrapped = _ASSISTANT_MASKED.replace("SOURCE", chat_template)
+    try:
+        for chat, prompt in ((_PROBE, False), (_PROBE[:3], True)):
+            [[source], _] = render_jinja_template(
+                [chat], chat_template=chat_template, add_generation_prompt=prompt, **tokens
+            )
+            [[ours], [spans]] = render_jinja_template(
+                [chat],
+                chat_template=wrapped,
+                add_generation_prompt=prompt,
+                return_assistant_tokens_mask=True,
+                **tokens,
+            )
+            replies = [m["content"][0]["text"] for m in chat if m["role"] == "assistant"]
+            marked = [ours[start:end] for start, end in spans]
+            if (
+                ours != source
+                or len(marked) != len(replies)
+                or not all(text.lstrip().startswith(reply) for text, reply in zip(marked, replies))
+            ):
+                return None
+    except Exception:  # noqa: BLE001 - a template the wrapper cannot carry: the caller keeps the source's
+        return None
+    return wrapped
+
+
 def image_token_id(tokenizer, token: str) -> int | None:
     """Id of ``token`` if the tokenizer encodes it as exactly one token, else ``None``."""
     ids = tokenizer.encode(token, add_special_tokens=False)
@@ -186,6 +255,7 @@ __all__ = [
     "SubobjectLlavaProcessor",
     "add_image_token",
     "image_token_id",
+    "with_generation_markers",
 ]
 
 from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package

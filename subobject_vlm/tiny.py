@@ -102,15 +102,27 @@ def tiny_tokenizer(words: list[str] | None = None, named_tokens: dict[str, str] 
 
 
 _TINY_NAMED_TOKENS = {
-    "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>",
+               "sot_token": "<start_of_turn>", "eot_token": "<end_of_turn>"},
     "qwen2_vl": {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                 "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+                 "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>",
+                 "im_start_token": "<|im_start|>", "im_end_token": "<|im_end|>"},
     "idefics3": {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
-                 "end_of_utterance_token": "<end_of_utterance>"},
+                 "end_of_utterance_token": "<end_of_utterance>", "im_start_token": "<|im_start|>"},
 }  # fmt: skip
+_CHAT_WORDS = ["system", "user", "assistant", "model", "User", "Assistant", "You", "are", "a", "helpful"]
 _TINY_NAMED_TOKENS["qwen2_5_vl"] = _TINY_NAMED_TOKENS["qwen2_vl"]
 _TINY_NAMED_TOKENS["smolvlm"] = _TINY_NAMED_TOKENS["idefics3"]
 TINY_SOURCE_MEAN, TINY_SOURCE_STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+
+# The chat templates the hub ships with these families (none has ``{% generation %}`` markers; llava-hf's do, as
+# ``DEFAULT_CHAT_TEMPLATE``; PaliGemma ships none): ``HuggingFaceTB/SmolVLM-256M-Instruct``,
+# ``Qwen/Qwen2-VL-2B-Instruct``, ``google/gemma-3-4b-it``.
+HUB_CHAT_TEMPLATES = {
+    "smolvlm": "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}",
+    "qwen2_vl": "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}\n",
+    "gemma3": "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n",
+}
 
 
 def _tiny_text(config_class, vocab_size: int, tokenizer, **extra):
@@ -150,7 +162,8 @@ def save_tiny_source_vlm(model_type: str, folder) -> None:
 
     Width 32, one layer per tower, 32-pixel images with 8-pixel patches (Qwen2-VL: 2-pixel patches), the
     word-level :func:`tiny_tokenizer` with the family's special tokens, images normalised with
-    ``TINY_SOURCE_MEAN`` / ``TINY_SOURCE_STD``; PaliGemma's tokenizer has no chat template, as on the hub.
+    ``TINY_SOURCE_MEAN`` / ``TINY_SOURCE_STD``, the family's hub chat template (``HUB_CHAT_TEMPLATES``; LLaVA's:
+    ``DEFAULT_CHAT_TEMPLATE``); PaliGemma's tokenizer has no chat template, as on the hub.
     """
     model, tokenizer, image_processor = _tiny_source_parts(model_type)
     model.save_pretrained(folder)
@@ -162,16 +175,26 @@ def _tiny_source_parts(model_type: str):
     """(model, tokenizer, image processor) of a tiny VLM of ``model_type`` (see :func:`save_tiny_source_vlm`)."""
     import transformers as tf
 
+    from .data.synthetic_shapes import synthetic_vocabulary
     from .processing_subobject_llava import DEFAULT_CHAT_TEMPLATE
 
-    tokenizer = tiny_tokenizer(named_tokens=_TINY_NAMED_TOKENS.get(model_type))
+    words = synthetic_vocabulary() + _CHAT_WORDS  # the chat templates' own words too
+    tokenizer = tiny_tokenizer(words, named_tokens=_TINY_NAMED_TOKENS.get(model_type))
     vocab = len(tokenizer)
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     norm = {"image_mean": TINY_SOURCE_MEAN, "image_std": TINY_SOURCE_STD}
     square = {"height": 32, "width": 32}
-    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE  # writes <image> for an image, as LLaVA's does
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE  # llava-hf's: <image> for an image, generation markers
 
-    if model_type in ("llava_next", "llava_onevision"):
+    if model_type == "llava":
+        config = tf.LlavaConfig(
+            vision_config=_tiny_vit(tf.CLIPVisionConfig),
+            text_config=_tiny_text(tf.LlamaConfig, vocab, tokenizer),
+            image_token_index=image_token_id,
+            pad_token_id=tokenizer.pad_token_id,  # at the top level, as llava-hf saves it
+        )
+        images = tf.LlavaImageProcessor(size={"shortest_edge": 32}, crop_size=square, **norm)
+    elif model_type in ("llava_next", "llava_onevision"):
         next_ = model_type == "llava_next"
         config = (tf.LlavaNextConfig if next_ else tf.LlavaOnevisionConfig)(
             vision_config=_tiny_vit(tf.CLIPVisionConfig if next_ else tf.SiglipVisionConfig),
@@ -196,6 +219,7 @@ def _tiny_source_parts(model_type: str):
         images = (tf.SmolVLMImageProcessor if smol else tf.Idefics3ImageProcessor)(
             size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, **norm
         )
+        tokenizer.chat_template = HUB_CHAT_TEMPLATES["smolvlm"]
     elif model_type == "paligemma":
         tokenizer.chat_template = None
         config = tf.PaliGemmaConfig(
@@ -215,7 +239,7 @@ def _tiny_source_parts(model_type: str):
             image_token_index=tokenizer.image_token_id,
         )
         images = tf.Gemma3ImageProcessor(size=square, **norm)
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE.replace("'<image>", "'<start_of_image>")
+        tokenizer.chat_template = HUB_CHAT_TEMPLATES["gemma3"]
     elif model_type in ("qwen2_vl", "qwen2_5_vl"):
         qwen2 = model_type == "qwen2_vl"
         vision = {
@@ -242,15 +266,14 @@ def _tiny_source_parts(model_type: str):
         )
         pixels = {"shortest_edge": 32 * 32, "longest_edge": 64 * 64}
         images = tf.Qwen2VLImageProcessor(size=pixels, patch_size=2, merge_size=2, **norm)
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE.replace(
-            "'<image>", "'<|vision_start|><|image_pad|><|vision_end|>"
-        )
+        tokenizer.chat_template = HUB_CHAT_TEMPLATES["qwen2_vl"]
     else:
         raise ValueError(f"no tiny source builder for model_type {model_type!r}")
     return tf.AutoModelForImageTextToText.from_config(config), tokenizer, images
 
 
 __all__ = [
+    "HUB_CHAT_TEMPLATES",
     "build_tiny_model",
     "save_tiny_source_vlm",
     "tiny_text_config",

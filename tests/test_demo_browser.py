@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from subobject_vlm.segmentation.settings import DEFAULT_MAX_TOKENS
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -134,7 +136,7 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
             upload(page, photo)
             expect(page.locator("#status")).to_contain_text("coffee.jpg · 600×400 px · boundary model")
             count = token_count(page, "ours-overlay")
-            assert 8 <= count <= 64  # the budget caps it
+            assert 8 <= count <= DEFAULT_MAX_TOKENS  # the default budget caps it
             for elem_id in ("patch", "slic", "felzenszwalb"):  # the baselines at our count
                 expect(page.locator(f"#{elem_id}")).to_contain_text(f" {count} tokens")
             before = rendered_sources(page)

@@ -1,6 +1,8 @@
 """Every VLM family converts: a tiny random source of each family, built from its own config class and saved in
 the hub's format, becomes a SubobjectLlava that keeps its towers weight for weight, loads with the Auto
-classes, generates, trains with LoRA and round-trips through save/load."""
+classes, generates, runs in ``pipeline("image-text-to-text")``, trains with LoRA and with ``subobject-vlm train``,
+round-trips through save/load, is taken by ``precompute``, marks its assistant replies for ``assistant_only_loss``
+and keeps its family's image convention (LLaVA-1.5's pad-to-square)."""
 
 from pathlib import Path
 
@@ -11,23 +13,28 @@ from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from subobject_vlm.conversion import convert_checkpoint, split_source_state
-from subobject_vlm.families import FAMILIES, family_of
+from subobject_vlm.families import family_of, supported_model_types
 from subobject_vlm.modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
-from subobject_vlm.tiny import save_tiny_source_vlm
+from subobject_vlm.tiny import TINY_SOURCE_MEAN, TINY_SOURCE_STD, save_tiny_source_vlm
 
-MODEL_TYPES = [t for family in FAMILIES for t in family.model_types if t != "llava"]  # llava: test_conversion
+MODEL_TYPES = supported_model_types()  # llava's conversion in detail: test_conversion
+
+
+def convert_tiny_source(model_type: str, tmp_path_factory) -> tuple[str, Path, Path]:
+    """(model_type, source folder, converted folder) for a tiny source of ``model_type``, converted."""
+    torch.manual_seed(0)
+    source = tmp_path_factory.mktemp(model_type)
+    save_tiny_source_vlm(model_type, source)
+    converted = convert_checkpoint(
+        source, tmp_path_factory.mktemp(f"{model_type}-subobject"), max_tokens=6, boundary_model="patch"
+    )
+    return model_type, source, converted
 
 
 @pytest.fixture(scope="module", params=MODEL_TYPES)
 def pair(request, tmp_path_factory):
-    """(model_type, source folder, converted folder) for one tiny source of each family."""
-    torch.manual_seed(0)
-    source = tmp_path_factory.mktemp(request.param)
-    save_tiny_source_vlm(request.param, source)
-    converted = convert_checkpoint(
-        source, tmp_path_factory.mktemp(f"{request.param}-subobject"), max_tokens=6, boundary_model="patch"
-    )
-    return request.param, source, converted
+    """(model_type, source folder, converted folder) for one tiny source of each family, built once."""
+    return convert_tiny_source(request.param, tmp_path_factory)
 
 
 def image(seed: int = 0) -> np.ndarray:
@@ -83,7 +90,10 @@ def test_the_checkpoint_loads_with_the_auto_classes_and_generates_greedy_sampled
         {"do_sample": True, "top_k": 5},
         {"num_beams": 2, "do_sample": False},
     ):
-        assert model.generate(**inputs, max_new_tokens=2, **settings).shape == (1, length + 2)
+        assert model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **settings).shape == (
+            1,
+            length + 2,
+        )
 
 
 def test_a_save_and_load_round_trip_gives_identical_greedy_generations(pair, tmp_path):
@@ -287,8 +297,153 @@ def test_a_source_missing_or_misshaping_one_of_its_own_tensors_is_refused_naming
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("pair", ["gemma3", "qwen2_vl"], indirect=True)  # image tokens other than <image>
-def test_vlm_training_takes_a_converted_checkpoint_with_its_familys_image_token(pair, tmp_path):
+# the family's image convention: LLaVA-1.5 pads to a square
+
+
+def two_colour_strip() -> np.ndarray:
+    """A 16 x 32 (h x w) image: red left half, blue right half."""
+    strip = np.zeros((16, 32, 3), np.uint8)
+    strip[:, :16] = (220, 20, 20)
+    strip[:, 16:] = (20, 20, 220)
+    return strip
+
+
+@pytest.mark.parametrize("pair", ["llava"], indirect=True)
+def test_a_converted_llava_processor_pads_to_a_square_exactly_as_llava_image_processor_does(pair):
+    from transformers import LlavaImageProcessor
+
+    _, _, converted = pair
+    image_processor = AutoProcessor.from_pretrained(converted).image_processor
+    strip = two_colour_strip()
+    ours = image_processor(strip, return_tensors="pt")["pixel_values"]
+    llava = LlavaImageProcessor(
+        do_pad=True,
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        image_mean=TINY_SOURCE_MEAN,
+        image_std=TINY_SOURCE_STD,
+    )(strip, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(ours, llava, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("pair", ["llava"], indirect=True)
+def test_a_padded_images_label_map_covers_the_square_with_the_content_where_the_pixels_put_it(pair):
+    _, _, converted = pair
+    image_processor = AutoProcessor.from_pretrained(converted).image_processor
+    [label_map] = image_processor(two_colour_strip(), boundary_model="gradient", max_tokens=8)["label_maps"]
+    assert label_map.shape == (32, 32)  # the square's extent, at the label size
+    assert set(np.unique(label_map)) == set(range(label_map.max() + 1))  # every pixel labelled
+    # the padding: 8 rows above and below the content; both read 2 pixels from where they meet (watershed seams)
+    band = np.concatenate([label_map[:6], label_map[26:]])
+    left, right = label_map[10:22, 2:14], label_map[10:22, 18:30]
+    assert len(np.unique(left)) == len(np.unique(right)) == 1 and left[0, 0] != right[0, 0]
+    assert not set(np.unique(band)) & {left[0, 0], right[0, 0]}  # the mean-colour band is not the content
+
+
+@pytest.mark.parametrize("pair", ["llava", "llava_onevision"], indirect=True)
+def test_padding_to_a_square_is_saved_with_the_processor_and_only_for_llava_1_5(pair):
+    model_type, _, converted = pair
+    image_processor = AutoProcessor.from_pretrained(converted).image_processor
+    settings, _ = image_processor.segmentation_settings()
+    if model_type == "llava":
+        assert image_processor.do_pad and settings.pad_color == tuple(int(255 * m) for m in TINY_SOURCE_MEAN)
+    else:
+        assert not image_processor.do_pad and settings.pad_color is None
+
+
+def test_padding_is_part_of_the_segmentation_cache_key():
+    from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+
+    processor = SubobjectImageProcessor(
+        boundary_model="gradient", max_tokens=8, do_pad=True, label_size={"height": 32, "width": 32}
+    )
+    strip = two_colour_strip()
+    [padded] = processor.segment(strip)
+    [squashed] = processor.segment(strip, do_pad=False)  # the same image, cached padded: not reused
+    [fresh] = SubobjectImageProcessor(
+        boundary_model="gradient", max_tokens=8, label_size=processor.label_size
+    ).segment(strip)
+    np.testing.assert_array_equal(squashed, fresh)
+    assert not np.array_equal(padded, squashed)
+
+
+@pytest.mark.parametrize("color", [(1, 2), (0, 0, 256), "red", (0.5, 0, 0)])
+def test_a_pad_colour_that_is_not_three_bytes_is_refused_in_one_line(color):
+    from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+
+    with pytest.raises(ValueError, match=r"pad_color must be None or three integers in \[0, 255\]") as error:
+        SubobjectImageProcessor(do_pad=True, pad_color=color)
+    assert "\n" not in str(error.value)
+
+
+# assistant-only loss, pipeline, precompute and train on every family
+
+CHAT = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is red"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "red square"}]},
+]
+
+
+def test_the_chat_template_marks_exactly_the_assistant_reply_and_its_end_of_turn(pair):
+    from PIL import Image
+
+    _, _, converted = pair
+    processor = AutoProcessor.from_pretrained(converted)
+    picture = Image.fromarray(image())
+    chat = [{**CHAT[0], "content": [{"type": "image", "image": picture}, CHAT[0]["content"][1]]}, CHAT[1]]
+    settings = {"tokenize": True, "return_dict": True}
+    whole = processor.apply_chat_template(chat, return_assistant_tokens_mask=True, **settings)
+    prompt = processor.apply_chat_template(chat[:1], add_generation_prompt=True, **settings)
+    ids, mask = whole["input_ids"][0], whole["assistant_masks"][0]
+    length = len(prompt["input_ids"][0])
+    assert ids[:length] == prompt["input_ids"][0]  # the prompt up to the generation prompt: not learned
+    assert not any(mask[:length]) and all(mask[length:]) and len(ids) > length + 2
+    assert processor.decode(ids[length:]).startswith("red square")  # the reply, then its end-of-turn token(s)
+
+
+def test_a_converted_checkpoint_runs_in_the_image_text_to_text_pipeline(pair):
+    from PIL import Image
+    from transformers import pipeline
+
+    _, _, converted = pair
+    generator = pipeline("image-text-to-text", model=str(converted))
+    chat = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": Image.fromarray(image())}, CHAT[0]["content"][1]],
+        }
+    ]
+    [out] = generator(
+        text=chat, generate_kwargs={"max_new_tokens": 2, "min_new_tokens": 2, "do_sample": False}
+    )
+    assert out["generated_text"][-1]["role"] == "assistant"
+    assert isinstance(generator.model, SubobjectLlavaForConditionalGeneration)
+
+
+def test_precompute_takes_a_converted_checkpoints_processor_and_makes_its_label_maps(pair, tmp_path):
+    from PIL import Image
+
+    from subobject_vlm.commands import main
+    from subobject_vlm.data.precompute import decode_label_map, load_precomputed
+
+    _, _, converted = pair
+    (tmp_path / "images").mkdir()
+    pictures = {"a.png": two_colour_strip(), "b.png": image(3)}
+    for name, picture in pictures.items():
+        Image.fromarray(picture).save(tmp_path / "images" / name)
+    out = tmp_path / "tokens"
+    command = ["precompute", str(tmp_path / "images"), "--out", str(out), "--processor", str(converted)]
+    assert main([*command, "--model", "gradient"]) == 0  # gradients: the map depends on the padded pixels
+    image_processor = AutoProcessor.from_pretrained(converted).image_processor
+    rows = {row["key"]: row for row in load_precomputed(out)}
+    for name, picture in pictures.items():
+        [expected] = image_processor(picture, boundary_model="gradient")["label_maps"]
+        np.testing.assert_array_equal(decode_label_map(rows[name]["label_map"]), expected)
+
+
+def test_vlm_training_runs_two_steps_on_a_converted_checkpoint_with_its_familys_image_token(pair, tmp_path):
+    import json
+
     import yaml
     from conftest import REPO_ROOT
 
@@ -300,8 +455,26 @@ def test_vlm_training_takes_a_converted_checkpoint_with_its_familys_image_token(
     config["model"] = {"pretrained": str(converted)}
     config["image_processor"] = {}  # the converted checkpoint's own
     config["data"]["train"] = {"synthetic": {"num_images": 4, "size": 32, "seed": 0}}
-    config["training"].update(max_steps=1, save_steps=1, per_device_train_batch_size=2, disable_tqdm=True)
-    merged = train_vlm(config) / "merged"
-    assert isinstance(
-        AutoModelForImageTextToText.from_pretrained(merged), SubobjectLlavaForConditionalGeneration
+    config["training"].update(
+        max_steps=2, save_steps=2, logging_steps=1, per_device_train_batch_size=2, disable_tqdm=True
     )
+    run = train_vlm(config)
+    losses = [e["loss"] for e in json.loads((run / "log_history.json").read_text()) if "loss" in e]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    assert isinstance(
+        AutoModelForImageTextToText.from_pretrained(run / "merged"), SubobjectLlavaForConditionalGeneration
+    )
+
+
+def test_a_chat_template_whose_earlier_turns_change_is_kept_with_a_one_line_warning():
+    from subobject_vlm.conversion import chat_template_with_generation_markers
+    from subobject_vlm.families import family_of
+    from subobject_vlm.tiny import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = (  # the last turn is tagged: a prefix of the chat does not render as a prefix
+        "{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m['content'][0]['text'] }} {% endfor %}"
+    )
+    with pytest.warns(UserWarning, match="could not be given {% generation %} markers") as caught:
+        kept = chat_template_with_generation_markers(tokenizer, family_of("smolvlm"), "src")
+    assert kept == tokenizer.chat_template and "\n" not in str(caught[0].message)

@@ -1,4 +1,5 @@
-"""TRL's SFTTrainer fine-tunes a SubobjectLlava (full and LoRA) from messages + images, assistant tokens only."""
+"""TRL's SFTTrainer fine-tunes a SubobjectLlava (full and LoRA) from messages + images, assistant tokens only,
+the default model and a converted checkpoint of every family."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image
 trl = pytest.importorskip("trl", reason="TRL is a test extra: pip install -e '.[test]'")
 
 from conftest import tiny_vlm  # noqa: E402
+from test_families import MODEL_TYPES, convert_tiny_source  # noqa: E402
 
 
 def messages_dataset(count: int = 6):
@@ -26,6 +28,21 @@ def messages_dataset(count: int = 6):
     return datasets.Dataset.from_list(rows)
 
 
+@pytest.fixture(scope="module", params=MODEL_TYPES)
+def converted(request, tmp_path_factory):
+    """A converted tiny checkpoint of each family, built once."""
+    return convert_tiny_source(request.param, tmp_path_factory)[2]
+
+
+def sft_config(output_dir, **settings):
+    """Few CPU steps with assistant-only loss."""
+    defaults = dict(
+        max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3, max_length=None, assistant_only_loss=True,
+        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1, dataloader_pin_memory=False,
+    )  # fmt: skip
+    return trl.SFTConfig(output_dir=str(output_dir), **{**defaults, **settings})
+
+
 @pytest.mark.parametrize("lora", [False, True])
 def test_sft_trainer_trains_saves_and_reloads(lora, tmp_path):
     from transformers import AutoModelForImageTextToText
@@ -42,14 +59,9 @@ def test_sft_trainer_trains_saves_and_reloads(lora, tmp_path):
             target_modules=r".*language_model.*\.(q_proj|v_proj)",
             modules_to_save=["multi_modal_projector", "image_boundary_embeddings"],  # new: trained in full
         )
-    args = trl.SFTConfig(
-        output_dir=str(tmp_path / "run"), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3,
-        max_length=None, assistant_only_loss=True, report_to="none", use_cpu=True, save_strategy="no",
-        logging_steps=1, dataloader_pin_memory=False,
-    )  # fmt: skip
     trainer = trl.SFTTrainer(
         model=model,
-        args=args,
+        args=sft_config(tmp_path / "run"),
         train_dataset=messages_dataset(),
         processing_class=processor,
         peft_config=peft_config,
@@ -72,3 +84,26 @@ def test_sft_trainer_trains_saves_and_reloads(lora, tmp_path):
         reloaded.generate(**batch, max_new_tokens=2, min_new_tokens=2).shape[1]
         == batch["input_ids"].shape[1] + 2
     )
+
+
+def test_sft_trainer_trains_a_converted_checkpoint_of_every_family_on_its_assistant_replies_only(
+    converted, tmp_path
+):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(converted)
+    trainer = trl.SFTTrainer(
+        model=AutoModelForImageTextToText.from_pretrained(converted),
+        args=sft_config(tmp_path / "run", max_steps=1),
+        train_dataset=messages_dataset(2),
+        processing_class=processor,
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    replies = {"a red square", "a blue square"}
+    for labels in batch["labels"]:
+        text = processor.decode(labels[labels != -100])
+        assert any(text.startswith(reply) for reply in replies), text  # the reply (and its end of turn) only
+        assert "What" not in text
+    trainer.train()
+    [loss] = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    assert np.isfinite(loss)

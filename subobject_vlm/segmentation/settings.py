@@ -82,6 +82,8 @@ class SegmentationSettings:
             ``dtype``, ``batch_size``, ...); a dict is accepted and kept as sorted ``(key, value)`` pairs.
         threshold, max_tokens, min_area, merge, assign, seeds: EPOC's options (see ``epoc``); for a baseline
             ``max_tokens`` is the exact number of regions (``DEFAULT_MAX_TOKENS`` when ``None``).
+        pad_color: ``(r, g, b)`` 0-255: the image processor pads each image to a square of this colour (centred,
+            LLaVA-1.5's pad-to-square) before it is segmented; ``None`` (default): not padded.
     """
 
     boundary_model: str = "default"
@@ -92,6 +94,7 @@ class SegmentationSettings:
     merge: str = "weakest_boundary"
     assign: str = "watershed"
     seeds: str = DEFAULT_SEEDS
+    pad_color: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         model = self.boundary_model
@@ -113,6 +116,21 @@ class SegmentationSettings:
         check_epoc_options(
             self.threshold, self.max_tokens, self.min_area, self.merge, self.assign, self.seeds
         )
+        if self.pad_color is not None:
+            color = self.pad_color
+            if (
+                isinstance(color, (str, bytes))
+                or not hasattr(color, "__len__")
+                or len(color) != 3
+                or not all(
+                    isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c <= 255
+                    for c in color
+                )
+            ):
+                raise ValueError(
+                    f"pad_color must be None or three integers in [0, 255] (r, g, b), got {color!r}"
+                )
+            object.__setattr__(self, "pad_color", tuple(int(c) for c in color))
 
     @property
     def is_baseline(self) -> bool:
@@ -160,8 +178,14 @@ class SegmentationSettings:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (options as a dict)."""
-        return {**asdict(self), "boundary_model_options": self.model_options}
+        """JSON-ready settings (options as a dict; ``pad_color`` only where images are padded, so records of
+        unpadded label maps are as before)."""
+        record = {**asdict(self), "boundary_model_options": self.model_options}
+        if self.pad_color is None:
+            del record["pad_color"]
+        else:
+            record["pad_color"] = list(self.pad_color)
+        return record
 
 
 __all__ = [
