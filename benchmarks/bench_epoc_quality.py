@@ -34,7 +34,7 @@ from subobject_vlm.segmentation import load_boundary_model
 def skimage_reference(probs: np.ndarray, threshold: float, max_tokens: int) -> np.ndarray:
     """Seeds as EPOC, boundary pixels by scikit-image's watershed, then the same budget merge."""
     _, seeds = cv2.connectedComponents((probs <= threshold).astype(np.uint8), connectivity=4)
-    return merge_regions(watershed(probs, markers=seeds), probs, max_regions=max_tokens)
+    return merge_regions(watershed(probs, markers=seeds), probs, max_tokens=max_tokens)
 
 
 def main() -> None:

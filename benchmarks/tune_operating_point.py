@@ -65,7 +65,7 @@ def main() -> None:
             for m in METRICS:
                 entry[m].append(metrics[m])
             if args.baseline:
-                baseline = segment(image, args.baseline, num_tokens=metrics["tokens"])
+                baseline = segment(image, args.baseline, max_tokens=metrics["tokens"])
                 base = segmentation_metrics(baseline, sample.segmentations, sample.boundaries)
                 for m in METRICS[1:]:
                     entry.setdefault(f"{args.baseline}_{m}", []).append(base[m])

@@ -30,7 +30,7 @@ print(
 )
 
 # the same budget with the Felzenszwalb baseline, for comparison
-baseline = segment(image, "felzenszwalb", num_tokens=len(areas))
+baseline = segment(image, "felzenszwalb", max_tokens=len(areas))
 
 out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)

@@ -102,7 +102,7 @@ def test_merge_regions_refuses_a_boundary_map_of_another_shape_naming_both():
     for probs in (np.zeros((5, 4), np.float32), np.zeros((4, 6), np.float32)):
         shapes = rf"boundary_probs has shape {re.escape(str(probs.shape))}.* label_map has shape \(4, 5\)"
         with pytest.raises(ValueError, match=shapes):
-            merge_regions(label_map, probs, max_regions=2)
+            merge_regions(label_map, probs, max_tokens=2)
     with pytest.raises(ValueError, match="boundary_probs has shape"):
         merge_regions(label_map, np.zeros((2, 10), np.float32))  # nothing to merge: refused all the same
 
@@ -128,4 +128,4 @@ def test_label_map_functions_refuse_maps_that_are_not_2d_integer_labels(label_ma
     with pytest.raises((ValueError, TypeError), match=message):
         relabel_by_area(label_map)
     with pytest.raises((ValueError, TypeError), match=message):
-        merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_regions=1)
+        merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_tokens=1)

@@ -41,5 +41,5 @@ def test_segment_dispatches_baselines_and_rejects_exact_counts_for_boundary_mode
 def test_unknown_baseline_and_bad_counts_are_rejected(small_photo):
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baseline("quickshift", small_photo, 8)
-    with pytest.raises(ValueError, match="num_tokens"):
+    with pytest.raises(ValueError, match="max_tokens"):
         run_baseline("patch", small_photo, 0)

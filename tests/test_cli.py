@@ -105,7 +105,7 @@ def test_eval_bsds_runs_from_the_command_line(bsds_root, tmp_path, capsys):
             "1",
             "--thresholds",
             "3",
-            "--budgets",
+            "--max-tokens",
             "8",
             "--baselines",
             "patch",
@@ -124,7 +124,9 @@ def test_eval_bsds_runs_from_the_command_line(bsds_root, tmp_path, capsys):
     report = json.loads((out / "metrics.json").read_text())
     assert report["boundary"]["ODS"]["f"] > 0 and (out / "pr_curve.png").exists()
     assert report["config"]["nms"] is False
-    assert report["config"]["segment_options"] == {"seeds": "minima", "min_area": 20}
+    assert report["config"]["segment_options"] == {  # every EPOC option the run used, the given ones included
+        "threshold": 0.1, "min_area": 20, "merge": "weakest_boundary", "assign": "watershed", "seeds": "minima"
+    }  # fmt: skip
     assert "patch" in capsys.readouterr().out
 
 

@@ -268,7 +268,7 @@ def test_the_shipped_default_reaches_ods_0_70_on_bsds_val(tmp_path):
     from subobject_vlm.evaluation import eval_bsds
 
     report = eval_bsds(
-        split="val", budgets=(64,), baselines=(), out_dir=tmp_path, thresholds=33, progress=False
+        split="val", max_tokens=(64,), baselines=(), out_dir=tmp_path, thresholds=33, progress=False
     )
     assert report["boundary"]["ODS"]["f"] >= 0.70
 

@@ -178,13 +178,13 @@ def test_relabel_by_area_breaks_ties_by_input_id():
 def test_merged_regions_of_equal_area_are_ordered_by_their_smallest_input_id():
     label_map = np.array([[3, 3, 4, 4, 0, 0, 0, 0]])
     probs = np.array([[0, 0, 0, 1, 1, 0, 0, 0]], np.float32)  # weak border 3|4, strong border 4|0
-    merged = merge_regions(label_map, probs, max_regions=2)
+    merged = merge_regions(label_map, probs, max_tokens=2)
     assert merged.tolist() == [[1, 1, 1, 1, 0, 0, 0, 0]]  # {3, 4} and {0} tie at 4 pixels: id 0 first
 
 
 def test_merge_regions_rejects_unknown_order():
     with pytest.raises(ValueError, match="order"):
-        merge_regions(np.zeros((3, 3), int), np.zeros((3, 3)), max_regions=1, order="largest")
+        merge_regions(np.zeros((3, 3), int), np.zeros((3, 3)), max_tokens=1, order="largest")
 
 
 def test_nearest_assignment_gives_boundary_pixels_to_the_closest_seed():
@@ -274,7 +274,7 @@ def test_relabel_and_merge_of_maps_larger_than_one_chunk_match_a_direct_computat
     order = np.lexsort((np.arange(len(areas)), -areas))  # area descending, ties by id
     expected = np.argsort(order)[label_map]
     assert np.array_equal(relabel_by_area(label_map), expected)
-    merged = merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_regions=50)
+    merged = merge_regions(label_map, np.zeros(label_map.shape, np.float32), max_tokens=50)
     assert np.array_equal(merged, expected)  # nothing to merge: the same relabelling
 
 
@@ -345,7 +345,7 @@ def test_weakest_boundary_merge_equals_a_plain_reference_implementation(seed):
     label_map = rng.integers(0, int(rng.integers(2, 40)), (h, w))  # scattered regions: many borders
     probs = (rng.integers(0, 4, (h, w)) / 3 if seed % 2 else rng.random((h, w))).astype(np.float32)  # ties
     budget = int(rng.integers(1, 12))
-    merged = merge_regions(label_map, probs, max_regions=budget)
+    merged = merge_regions(label_map, probs, max_tokens=budget)
     np.testing.assert_array_equal(merged, reference_weakest_first(label_map, probs, budget))
 
 

@@ -323,7 +323,7 @@ def test_eval_bsds_writes_metrics_json_and_plots_on_two_images(bsds_root, tmp_pa
     report = eval_bsds(
         bsds_root,
         "val",
-        budgets=(16, 48),
+        max_tokens=(16, 48),
         baselines=("patch", "slic"),
         out_dir=tmp_path,
         limit=2,
@@ -347,7 +347,7 @@ def test_eval_bsds_runs_baselines_at_our_exact_per_image_token_counts(bsds_root,
     report = eval_bsds(
         bsds_root,
         "val",
-        budgets=(32,),
+        max_tokens=(32,),
         baselines=("patch", "slic"),
         out_dir=tmp_path,
         limit=2,
@@ -370,7 +370,7 @@ def test_eval_bsds_with_a_baseline_model_has_no_boundary_benchmark(bsds_root, tm
         bsds_root,
         "val",
         model="patch",
-        budgets=(24,),
+        max_tokens=(24,),
         baselines=("patch",),
         out_dir=tmp_path,
         limit=1,
@@ -419,7 +419,7 @@ def test_benchmark_with_a_process_pool_equals_the_in_process_run(bsds_root):
 def test_nms_changes_the_boundary_benchmark_but_never_the_tokens(bsds_root, tmp_path):
     from subobject_vlm.evaluation import eval_bsds
 
-    options = dict(budgets=(16,), baselines=(), limit=1, thresholds=9, boundary_probs_fn=sobel_probs)
+    options = dict(max_tokens=(16,), baselines=(), limit=1, thresholds=9, boundary_probs_fn=sobel_probs)
     options.update(workers=0, progress=False)
     raw = eval_bsds(bsds_root, "val", out_dir=tmp_path / "raw", nms=False, **options)
     thinned = eval_bsds(bsds_root, "val", out_dir=tmp_path / "nms", **options)

@@ -205,7 +205,7 @@ def test_infinities_are_clipped_and_nan_is_refused(probs, options):
 def test_weakest_boundary_merge_equals_the_plain_reference(label_map, data):
     probs = data.draw(arrays(np.float32, label_map.shape, elements=st.sampled_from([0.0, 0.25, 0.5, 1.0])))
     budget = data.draw(st.integers(1, 10))
-    merged = merge_regions(label_map, probs, max_regions=budget)
+    merged = merge_regions(label_map, probs, max_tokens=budget)
     np.testing.assert_array_equal(merged, reference_weakest_first(label_map, probs, budget))
 
 

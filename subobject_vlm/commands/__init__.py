@@ -79,8 +79,6 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
         prog = args.prog
-        if getattr(args, "max_tokens", None) is not None and args.max_tokens < 1:
-            raise ValueError(f"--max-tokens must be a positive integer, got {args.max_tokens}")
         return args.func(args)
     except (ValueError, OSError) as error:  # bad model name, unreadable checkpoint, ...: one clear line
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -1,51 +1,35 @@
-"""What the image commands share: the tokenizer options, the model they load, and the walk over input files."""
+"""What the image commands share: their file arguments, the model they load, and the walk over input files."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..segmentation.settings import SegmentationSettings
 
 DTYPE_NAMES = (
     "float32",
     "bfloat16",
     "float16",
 )  # devices.DTYPES, named without importing torch (tested equal)
-DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")  # the devices a boundary model can run on, by name
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> None:
-    from ..segmentation.registry import describe_names
-
+def add_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs and ``--out`` of a command that walks over image files."""
     parser.add_argument("inputs", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--model", default="default", help=f"tokenizer: {describe_names(baselines)}")
-    parser.add_argument(
-        "--resolution",
-        type=int,
-        default=None,
-        help="boundary model input size (default: the checkpoint's own)",
-    )
-    parser.add_argument(
-        "--keep-aspect",
-        action="store_true",
-        default=None,
-        help="resize keeping the aspect ratio (default: the checkpoint's choice; EdgeNet keeps it)",
-    )
-    parser.add_argument(
-        "--pyramid-layers", type=int, default=0, help="extra crop-pyramid passes of the boundary model"
-    )
-    parser.add_argument(
-        "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps, xpu"
-    )
-    parser.add_argument("--dtype", default="float32", choices=DTYPE_NAMES,
-                        help="boundary model dtype (half precision only pays on a GPU)")  # fmt: skip
+
+
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--allow-inputs-in-out`` of ``run_over_files``."""
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -56,30 +40,6 @@ def add_model_arguments(parser: argparse.ArgumentParser, baselines: bool) -> Non
         action="store_true",
         help="accept an --out folder that holds inputs (they are never overwritten)",
     )
-
-
-def check_model_arguments(args: argparse.Namespace, baselines: bool) -> None:
-    """``--model`` and ``--device`` checked by name, at once: a mistyped name fails before torch loads (which
-    takes seconds). Whether the device is on this machine needs torch: ``load_model`` asks it first thing."""
-    from ..segmentation.registry import check_tokenizer_name
-    from ..segmentation.settings import BASELINES
-
-    check_tokenizer_name(args.model)
-    if not baselines and args.model in BASELINES:
-        raise ValueError(f"{args.model} is a baseline tokenizer and has no boundary map")
-    if not DEVICE_NAME.match(args.device):
-        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {args.device!r}")
-
-
-def model_options(args: argparse.Namespace) -> dict:
-    options = {"device": args.device, "dtype": args.dtype}
-    if args.keep_aspect is not None:
-        options["keep_aspect"] = args.keep_aspect
-    if args.resolution is not None:
-        options["resolution"] = args.resolution
-    if args.pyramid_layers:
-        options["pyramid_layers"] = args.pyramid_layers
-    return options
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -209,16 +169,14 @@ def quiet_third_parties() -> None:
     warnings.filterwarnings("ignore", message=".*NumPy array is not writable.*")
 
 
-def load_model(args: argparse.Namespace):
-    """The boundary model of ``--model`` (``None`` for a baseline); the device is checked before it loads."""
-    from ..segmentation.settings import BASELINES
-
-    if args.model in BASELINES:
+def load_model(settings: SegmentationSettings):
+    """The boundary model of ``settings`` (``None`` for a baseline); the device is checked before it loads."""
+    if settings.is_baseline:
         return None
     from ..devices import check_device
 
-    check_device(args.device)  # right after torch loads: before transformers and the weights
+    check_device(settings.model_options.get("device", "cpu"))  # right after torch loads: before the weights
     from ..segmentation import load_boundary_model
 
     quiet_third_parties()
-    return load_boundary_model(args.model, **model_options(args))
+    return load_boundary_model(settings.boundary_model, **settings.model_options)

@@ -7,32 +7,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import (
-    add_model_arguments,
-    check_model_arguments,
-    collect_inputs,
-    load_model,
-    model_options,
-    run_over_files,
-)
+from ._files import add_file_arguments, add_resume_arguments, collect_inputs, load_model, run_over_files
+from ._options import add_segmentation_arguments
 
 NAME = "boundary"
 HELP = "write 8-bit boundary probability maps"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser, baselines=False)
+    add_file_arguments(parser)
+    add_segmentation_arguments(parser, baselines=False, epoc=False)
+    add_resume_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_model_arguments(args, baselines=False)  # before anything heavy loads
+    from ..segmentation.settings import SegmentationSettings
+
+    settings = SegmentationSettings.from_args(args)  # before anything heavy loads
+    if settings.is_baseline:
+        raise ValueError(f"{settings.boundary_model} is a baseline tokenizer and has no boundary map")
+    paths = collect_inputs(args.inputs)  # before any model loads
     from PIL import Image
 
     from ..atomic import save_image
     from ..image_utils import load_image
 
-    paths = collect_inputs(args.inputs)  # before any model loads
-    model = load_model(args)
+    model = load_model(settings)
 
     def process(path: Path, outputs: list[Path]) -> dict:
         image = load_image(path)
@@ -40,8 +40,11 @@ def run(args: argparse.Namespace) -> int:
         save_image(outputs[0], Image.fromarray(np.round(probs * 255).astype(np.uint8)))
         return {"height": image.shape[0], "width": image.shape[1]}
 
-    settings = {"boundary_model": args.model, "boundary_model_options": model_options(args)}
-    result = run_over_files(args, paths, process, "boundary", [".png"], settings)
+    model_settings = {
+        "boundary_model": settings.boundary_model,
+        "boundary_model_options": settings.model_options,
+    }
+    result = run_over_files(args, paths, process, "boundary", [".png"], model_settings)
     return result.report()
 
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..segmentation.settings import BASELINES
+from ._options import add_segmentation_arguments
 
 NAME = "eval-bsds"
 HELP = "BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines at equal counts"
@@ -17,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--root", default=None, help="BSDS500 folder (default: $BSDS500_ROOT or ../shared/data)"
     )
     parser.add_argument("--split", default="val", help="train, val or test")
-    parser.add_argument("--model", default="default", help="boundary model name / path, or a baseline name")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[64, 128, 256], help="max_tokens values")
+    add_segmentation_arguments(parser, max_tokens_sweep=[64, 128, 256])
+    # --budgets: the old name of --max-tokens here, kept working
+    parser.add_argument("--budgets", dest="max_tokens", type=int, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument(
         "--baselines",
         nargs="*",
@@ -28,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--out", default="eval_bsds", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--thresholds", type=int, default=99, help="boundary benchmark thresholds (0: skip)")
-    parser.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold")
-    parser.add_argument("--seeds", choices=("threshold", "minima"), default=None, help="EPOC seeds")
-    parser.add_argument("--min-area", type=int, default=None, help="EPOC min_area (pixels)")
     parser.add_argument(
         "--no-nms",
         dest="nms",
@@ -40,45 +39,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--matcher", choices=("exact", "csa"), default="exact",
                         help="pixel matching: exact (fast) or pyEdgeEval CSA (the reference, needs .[eval])")  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
-    parser.add_argument("--resolution", type=int, default=None, help="DirectSAM input resolution")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eval_bsds`` from parsed arguments; prints the headline numbers. Returns the exit status."""
+    from ..segmentation.settings import SegmentationSettings
+
+    # every option but the budget, which eval_bsds sweeps over args.max_tokens (and checks, building the settings)
+    settings = SegmentationSettings.from_args(args, max_tokens=None)
     from ..evaluation.bsds_eval import eval_bsds
 
-    model_options = {"resolution": args.resolution} if args.resolution else {}
     report = eval_bsds(
         args.root,
         args.split,
-        args.model,
-        args.budgets,
+        settings.boundary_model,
+        args.max_tokens,
         args.baselines,
         args.out,
         args.limit,
         args.thresholds or None,
-        segment_options={
-            key: value
-            for key, value in (
-                ("threshold", args.threshold),
-                ("seeds", args.seeds),
-                ("min_area", args.min_area),
-            )
-            if value is not None
-        },
+        segment_options={k: v for k, v in settings.epoc_options.items() if k != "max_tokens"},
         nms=args.nms,
         matcher=args.matcher,
         workers=args.workers,
-        **model_options,
+        **settings.model_options,
     )
     if report["boundary"]:
         b = report["boundary"]
         print(f"boundary ODS {b['ODS']['f']:.4f}  OIS {b['OIS']['f']:.4f}  AP {b['AP']:.4f}")
-    for name, per_budget in report["tokens"].items():
-        for budget, m in per_budget.items():
+    for name, per_max_tokens in report["tokens"].items():
+        for max_tokens, m in per_max_tokens.items():
             print(
-                f"{name:>14s} @{budget:>4s}: tokens {m['tokens']:.1f}  BR {m['boundary_recall']:.3f}  "
+                f"{name:>14s} @{max_tokens:>4s}: tokens {m['tokens']:.1f}  BR {m['boundary_recall']:.3f}  "
                 f"BP {m['boundary_precision']:.3f}  UE {m['undersegmentation_error']:.3f}  "
                 f"ASA {m['achievable_segmentation_accuracy']:.3f}"
             )

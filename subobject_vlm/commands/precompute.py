@@ -16,8 +16,8 @@ import signal
 import sys
 import threading
 
-from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
-from ._files import DTYPE_NAMES
+from ..segmentation.settings import MERGE_ORDERS, SegmentationSettings
+from ._options import add_segmentation_arguments
 
 NAME = "precompute"
 HELP = "segment a dataset once (image folder, LLaVA JSON/JSONL, HF dataset) into sharded Arrow label maps"
@@ -25,8 +25,6 @@ DESCRIPTION = __doc__.split("\n\n", 1)[1].strip().replace("``", "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..segmentation.registry import describe_names
-
     parser.add_argument(
         "input", help="an image folder, a LLaVA .json/.jsonl file, or an HF dataset folder/name"
     )
@@ -39,27 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--key-column", default=None, help="HF dataset: a column of unique ids (default: row index)"
     )
-    tokenizer = parser.add_argument_group("tokenizer (default: the SubobjectImageProcessor defaults)")
+    tokenizer = parser.add_argument_group(
+        "tokenizer (default: a saved --processor's settings, else those shown)"
+    )
     tokenizer.add_argument("--processor", default=None, help="take every setting from a saved image processor "
                            "or model checkpoint folder (the options below override it)")  # fmt: skip
-    tokenizer.add_argument("--model", default=None, help=f"tokenizer: {describe_names(True)}")
-    tokenizer.add_argument(
-        "--max-tokens", type=int, default=None, help=f"at most N tokens ({DEFAULT_MAX_TOKENS})"
-    )
-    tokenizer.add_argument("--threshold", type=float, default=None, help="EPOC boundary threshold (0.1)")
-    tokenizer.add_argument("--min-area", type=int, default=None, help="merge regions under N pixels (0)")
-    tokenizer.add_argument("--merge-order", default=None, choices=["weakest_boundary", "smallest_region"],
-                           help="which regions merge first to meet --max-tokens")  # fmt: skip
-    tokenizer.add_argument("--assign", default=None, choices=["watershed", "nearest"], help="EPOC assignment")
-    tokenizer.add_argument(
-        "--seeds", default=None, choices=["threshold", "minima"], help=f"EPOC seeds ({DEFAULT_SEEDS})"
-    )
+    add_segmentation_arguments(tokenizer)
+    # --merge-order: the old name of --merge here, kept working
+    tokenizer.add_argument("--merge-order", dest="merge", choices=MERGE_ORDERS, help=argparse.SUPPRESS)
     tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="SIZE",
-                           help="label map size: H (square) or H W (336 336)")  # fmt: skip
-    tokenizer.add_argument("--resolution", type=int, default=None, help="boundary model input size")
-    tokenizer.add_argument("--device", default=None, help="boundary model device: cpu, cuda (cuda:LOCAL_RANK "
-                           "under torchrun), cuda:N")  # fmt: skip
-    tokenizer.add_argument("--dtype", default=None, choices=DTYPE_NAMES, help="boundary model dtype")
+                           help="label map size: H (square) or H W (default: 336 336)")  # fmt: skip
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--num-workers", type=int, default=1, help="processes on this machine")
     run_group.add_argument("--shard", default=None, metavar="I/N", help="this machine's part (default: RANK / "
@@ -70,47 +57,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--threads", type=int, default=None, help="torch threads per worker")
 
 
-def _processor_settings(args: argparse.Namespace) -> dict:
-    """The SubobjectImageProcessor settings: the saved processor's (if any), then the options given."""
-    settings: dict = {}
-    if args.processor is not None:
+def _settings(args: argparse.Namespace) -> tuple[SegmentationSettings, tuple[int, int]]:
+    """How the label maps are made: a saved processor's settings (``--processor``, else the processor's
+    defaults), the options given replacing theirs; ``(settings, (label_height, label_width))``."""
+    from ..image_processing_subobject import SubobjectImageProcessor
+
+    if args.processor is None:
+        processor = SubobjectImageProcessor(cache_size=0)
+    else:
         from transformers import AutoImageProcessor
 
         import subobject_vlm  # noqa: F401 - registers the Auto classes
 
-        from ..image_processing_subobject import SEGMENTATION_KEYS
-
-        saved = AutoImageProcessor.from_pretrained(args.processor)
-        if not hasattr(saved, "segmentation_settings"):
+        processor = AutoImageProcessor.from_pretrained(args.processor)
+        if not hasattr(processor, "segmentation_settings"):
             raise ValueError(
-                f"{args.processor} holds a {type(saved).__name__}, not a SubobjectImageProcessor"
+                f"{args.processor} holds a {type(processor).__name__}, not a SubobjectImageProcessor"
             )
-        settings = {key: getattr(saved, key) for key in SEGMENTATION_KEYS}
-    given = {
-        "boundary_model": args.model,
-        "max_tokens": args.max_tokens,
-        "threshold": args.threshold,
-        "min_area": args.min_area,
-        "merge": args.merge_order,
-        "assign": args.assign,
-        "seeds": args.seeds,
-    }
-    settings.update({key: value for key, value in given.items() if value is not None})
-    if args.label_size is not None:
-        if len(args.label_size) not in (1, 2):
-            raise ValueError(f"--label-size takes H or H W, got {args.label_size}")
-        height, width = (args.label_size * 2)[:2]
-        settings["label_size"] = {"height": height, "width": width}
-    options = dict(settings.get("boundary_model_options") or {})
+    base, label_size = processor.segmentation_settings()
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per torchrun process
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    for key, value in (("resolution", args.resolution), ("device", device), ("dtype", args.dtype)):
-        if value is not None:
-            options[key] = value
-    if options:
-        settings["boundary_model_options"] = options
-    return settings
+    settings = SegmentationSettings.from_args(args, base=base, device=device)
+    if args.label_size is not None:
+        if len(args.label_size) not in (1, 2) or min(args.label_size) < 1:
+            raise ValueError(
+                f"--label-size takes H or H W, positive numbers of pixels, got {args.label_size}"
+            )
+        label_size = tuple((args.label_size * 2)[:2])
+    return settings, label_size
 
 
 def _check_run_numbers(args: argparse.Namespace) -> None:
@@ -147,18 +122,17 @@ def _sigterm_stops_the_run():
 def run(args: argparse.Namespace) -> int:
     _check_run_numbers(args)
     from ..data.precompute import open_source, precompute, resolve_rank
-    from ..image_processing_subobject import SubobjectImageProcessor
     from ._files import quiet_third_parties
 
     rank, world_size = resolve_rank(args.shard)
-    processor = SubobjectImageProcessor(cache_size=0, **_processor_settings(args))  # validated here
+    settings = _settings(args)  # validated here, before any image is read
     source = open_source(args.input, args.image_folder, args.split, args.image_column, args.key_column)
     quiet_third_parties()
     with _sigterm_stops_the_run():
         summary = precompute(
             source,
             args.out,
-            processor.segmentation_settings(),
+            settings,
             shard_size=args.shard_size,
             batch_size=args.batch_size,
             num_workers=args.num_workers,

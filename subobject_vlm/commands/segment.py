@@ -9,15 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
-from ._files import (
-    add_model_arguments,
-    check_model_arguments,
-    collect_inputs,
-    load_model,
-    model_options,
-    run_over_files,
-)
+from ._files import add_file_arguments, add_resume_arguments, collect_inputs, load_model, run_over_files
+from ._options import add_segmentation_arguments
 
 if TYPE_CHECKING:
     from ..segmentation.settings import SegmentationSettings
@@ -27,26 +20,9 @@ HELP = "segment images into subobjects; writes PNGs, label maps, summary.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser, baselines=True)
-    parser.add_argument(
-        "--max-tokens",
-        type=int,
-        default=DEFAULT_MAX_TOKENS,
-        help="at most N tokens per image, a cap (regions are merged, never dropped); the baselines make "
-        "exactly N",
-    )
-    parser.add_argument("--threshold", type=float, default=0.1, help="EPOC boundary threshold")
-    parser.add_argument("--min-area", type=int, default=0, help="merge regions smaller than this many pixels")
-    parser.add_argument("--merge", default="weakest_boundary", choices=["weakest_boundary", "smallest_region"],
-                        help="which regions merge first to meet --max-tokens")  # fmt: skip
-    parser.add_argument("--assign", default="watershed", choices=["watershed", "nearest"],
-                        help="how boundary pixels join a region: flooding the map, or the nearest seed")  # fmt: skip
-    parser.add_argument(
-        "--seeds",
-        default=DEFAULT_SEEDS,
-        choices=["threshold", "minima"],
-        help="EPOC seeds: components under the threshold, or also every regional minimum (fills the budget)",
-    )
+    add_file_arguments(parser)
+    add_segmentation_arguments(parser)
+    add_resume_arguments(parser)
     parser.add_argument(
         "--save-labels",
         choices=["npy", "png"],
@@ -56,24 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_model_arguments(args, baselines=True)  # before anything heavy loads
+    from ..segmentation.settings import SegmentationSettings
+
+    settings = SegmentationSettings.from_args(args)  # validated before torch, any model or any file loads
+    paths = collect_inputs(args.inputs)  # before any model loads
     from ..atomic import save_npy, write_bytes
     from ..image_utils import encode_label_map, load_image
-    from ..segmentation import SegmentationSettings, segment_image
+    from ..segmentation import segment_image
     from ..segmentation.visualize import save_composite
 
-    settings = SegmentationSettings(  # validated before any model loads or file is read
-        args.model,
-        model_options(args),
-        threshold=args.threshold,
-        max_tokens=args.max_tokens,
-        min_area=args.min_area,
-        merge=args.merge,
-        assign=args.assign,
-        seeds=args.seeds,
-    )
-    paths = collect_inputs(args.inputs)  # before any model loads
-    model = load_model(args)
+    model = load_model(settings)
 
     def process(path: Path, outputs: list[Path]) -> dict:
         image = load_image(path)
@@ -87,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             except ValueError as error:
                 raise ValueError(f"{path}: {error}; use --save-labels npy") from None
             write_bytes(outputs[1], png)
-        save_composite(outputs[0], image, label_map, probs, args.threshold)
+        save_composite(outputs[0], image, label_map, probs, settings.threshold)
         return {"tokens": int(label_map.max()) + 1, "height": image.shape[0], "width": image.shape[1]}
 
     suffixes = [".png"] + {"npy": [".npy"], "png": ["_labels.png"], None: []}[args.save_labels]

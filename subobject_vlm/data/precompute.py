@@ -49,7 +49,7 @@ import numpy as np
 from ..atomic import atomic_open, remove_stale_temporaries, write_json
 from ..caching import digest
 from ..image_utils import IMAGE_EXTENSIONS, MAX_PNG_LABELS, decode_label_map, encode_label_map, to_rgb_uint8  # noqa: F401 - also ours
-from ..segmentation.settings import SegmentationSettings, output_options
+from ..segmentation.settings import DEFAULT_MAX_TOKENS, SegmentationSettings, output_options
 
 FORMAT = "subobject_vlm.precompute/2"  # 2: each row and failure holds its file's fingerprint
 PLAN_NAME = "precompute-plan.json"
@@ -690,8 +690,8 @@ def precompute(
     for name, value in numbers:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    budget = segmentation.max_tokens or (256 if segmentation.is_baseline else None)
-    if (budget is None or budget > MAX_PNG_LABELS) and label_size[0] * label_size[1] > MAX_PNG_LABELS:
+    max_tokens = segmentation.max_tokens or (DEFAULT_MAX_TOKENS if segmentation.is_baseline else None)
+    if (max_tokens is None or max_tokens > MAX_PNG_LABELS) and label_size[0] * label_size[1] > MAX_PNG_LABELS:
         raise ValueError(
             f"label maps are stored as 16-bit PNGs (at most {MAX_PNG_LABELS} regions): set max_tokens <= "
             f"{MAX_PNG_LABELS} (got {segmentation.max_tokens})"

@@ -117,7 +117,7 @@ def build_demo(
     examples = [str(path) for path in example_photos()]
     model_names = [name for name in registered_names() if name not in BASELINES]
 
-    def update(photo, model_name, budget, threshold, seeds, min_area, resolution, ground_truth, view):
+    def update(photo, model_name, max_tokens, threshold, seeds, min_area, resolution, ground_truth, view):
         """Ours first (the boundary map cached: a new budget costs EPOC only), then the baselines at our count:
         a generator, so the page shows each step as soon as it is done."""
         if not photo:
@@ -133,7 +133,7 @@ def build_demo(
                 check_boundary_model_name(model_name),
                 options,
                 threshold=float(threshold),
-                max_tokens=int(budget),
+                max_tokens=int(max_tokens),
                 min_area=int(min_area or 0),
                 seeds=seeds,
             )
@@ -213,7 +213,7 @@ def build_demo(
                     label="photo", file_types=["image"], value=examples[0], elem_id="photo", height=110
                 )
                 gr.Examples([[path] for path in examples], inputs=[photo], label="example photos")
-                budget = gr.Slider(
+                max_tokens = gr.Slider(
                     1,
                     512,
                     value=DEFAULT_MAX_TOKENS,
@@ -283,7 +283,7 @@ def build_demo(
                         elem_id="downloads",
                     )
 
-        inputs = [photo, model_box, budget, threshold, seeds, min_area, resolution, ground_truth, view]
+        inputs = [photo, model_box, max_tokens, threshold, seeds, min_area, resolution, ground_truth, view]
         outputs = [
             state,
             boundary_map,

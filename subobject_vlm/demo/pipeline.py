@@ -110,12 +110,12 @@ class BoundaryMapCache:
             self._maps.put(key, probs)
             return probs, time.perf_counter() - start
 
-    def baseline(self, image: np.ndarray, name: str, num_tokens: int) -> np.ndarray:
-        """Label map of baseline ``name`` with exactly ``num_tokens`` regions."""
-        key = (image_digest(image), name, num_tokens)
+    def baseline(self, image: np.ndarray, name: str, max_tokens: int) -> np.ndarray:
+        """Label map of baseline ``name`` with exactly ``max_tokens`` regions."""
+        key = (image_digest(image), name, max_tokens)
         cached = self._baselines.get(key)
         if cached is None:
-            cached = segment_image(image, SegmentationSettings(name, max_tokens=num_tokens))
+            cached = segment_image(image, SegmentationSettings(name, max_tokens=max_tokens))
             self._baselines.put(key, cached)
         return cached
 

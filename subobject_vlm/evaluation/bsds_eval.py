@@ -7,7 +7,7 @@
 2. in a process pool: the BSDS boundary benchmark of that map (99 thresholds, ODS / OIS / AP; after
    non-maximum suppression by default, as edge detectors are evaluated), and at each
    token budget ``N`` our tokenizer ``segment(image, model, max_tokens=N)`` plus every baseline at exactly
-   the per-image token count ``n_i`` our tokenizer produced (``segment(image, "slic", num_tokens=n_i)``),
+   the per-image token count ``n_i`` our tokenizer produced (``segment(image, "slic", max_tokens=n_i)``),
    each scored with ``segmentation_metrics``;
 
 then writes ``metrics.json``, ``pr_curve.png`` and ``token_metrics.png`` to ``out_dir``.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json
-from ..segmentation.settings import BASELINES
+from ..segmentation.settings import BASELINES, SegmentationSettings
 from .boundary_benchmark import (
     bsds_thresholds,
     default_workers,
@@ -52,8 +52,8 @@ def _token_metric_names(tolerance: float) -> list[str]:
 
 
 def _evaluate_sample(task: dict) -> dict:
-    """Everything for one image (runs in a worker): boundary counts and token metrics per budget."""
-    from ..segmentation import SegmentationSettings, segment_image
+    """Everything for one image (runs in a worker): boundary counts and token metrics per ``max_tokens``."""
+    from ..segmentation import segment_image
 
     image, probs, segs, bdrys = task["image"], task["probs"], task["segmentations"], task["boundaries"]
     result: dict = {"name": task["name"], "boundary_counts": None, "tokens": {}}
@@ -63,11 +63,7 @@ def _evaluate_sample(task: dict) -> dict:
             benchmarked, bdrys, task["thresholds"], task["max_dist"], matcher=task["matcher"]
         ).tolist()
     ours, baselines = task["ours"], task["baselines"]
-    for budget in task["budgets"]:
-        if probs is not None:
-            settings = SegmentationSettings(ours, max_tokens=budget, **task["segment_options"])
-        else:  # the tokenizer under test is itself a baseline: exactly `budget` tokens
-            settings = SegmentationSettings(ours, max_tokens=budget)
+    for settings in task["tokenizer"]:  # one per max_tokens
         labels = segment_image(image, settings, boundary_probs=probs)
         metrics = {ours: segmentation_metrics(labels, segs, bdrys, task["tolerance"], task["max_dist"])}
         count = metrics[ours]["tokens"]
@@ -76,23 +72,23 @@ def _evaluate_sample(task: dict) -> dict:
             metrics[name] = segmentation_metrics(
                 baseline_labels, segs, bdrys, task["tolerance"], task["max_dist"]
             )
-        result["tokens"][str(budget)] = metrics
+        result["tokens"][str(settings.max_tokens)] = metrics
     return result
 
 
 def _summarize_tokens(
-    per_image: list[dict], names: list[str], budgets: Sequence[int], tolerance: float
+    per_image: list[dict], names: list[str], max_tokens: Sequence[int], tolerance: float
 ) -> dict:
-    """tokenizer -> budget -> dataset means of every token metric, plus BSDS-pooled boundary P / R / F."""
+    """tokenizer -> max_tokens -> dataset means of every token metric, plus BSDS-pooled boundary P / R / F."""
     summary: dict = {}
     for name in names:
         summary[name] = {}
-        for budget in budgets:
-            rows = [r["tokens"][str(budget)][name] for r in per_image]
+        for cap in max_tokens:
+            rows = [r["tokens"][str(cap)][name] for r in per_image]
             entry = {m: float(np.mean([row[m] for row in rows])) for m in _token_metric_names(tolerance)}
             recall, precision, f = precision_recall_f(np.sum([row["counts"] for row in rows], axis=0))
             entry["pooled"] = {"recall": float(recall), "precision": float(precision), "f": float(f)}
-            summary[name][str(budget)] = entry
+            summary[name][str(cap)] = entry
     return summary
 
 
@@ -100,7 +96,7 @@ def eval_bsds(
     root: str | os.PathLike | None = None,
     split: str = "val",
     model: str | object = "default",
-    budgets: Sequence[int] = (64, 128, 256),
+    max_tokens: Sequence[int] = (64, 128, 256),
     baselines: Sequence[str] = BASELINES,
     out_dir: str | os.PathLike = "eval_bsds",
     limit: int | None = None,
@@ -122,14 +118,14 @@ def eval_bsds(
         root: BSDS folder (default: ``find_bsds_root``); any split present there, ``test`` included.
         split: ``train``, ``val`` or ``test``.
         model: boundary model name / path / object (see ``load_boundary_model``) or a baseline name
-            (``patch``, ``slic``, ``felzenszwalb``: no boundary benchmark, exactly ``budget`` tokens).
-        budgets: ``max_tokens`` values for our tokenizer.
+            (``patch``, ``slic``, ``felzenszwalb``: no boundary benchmark, exactly ``max_tokens`` tokens).
+        max_tokens: the token budgets of our tokenizer, one run each.
         baselines: baselines run at exactly our per-image token count (the model itself is skipped).
         out_dir: output folder (created).
         limit: first ``limit`` images only.
         thresholds: boundary benchmark thresholds (number or sequence); ``None`` skips the benchmark.
         boundary_probs_fn: any ``(H, W, 3) uint8 -> (H, W) float [0, 1]`` function used instead of ``model``.
-        segment_options: extra EPOC options for ``segment`` (``threshold``, ``min_area``, ...).
+        segment_options: EPOC's other options (``threshold``, ``min_area``, ...; default: the settings').
         nms: benchmark the map after ``non_maximum_suppression`` (the edge-detection protocol of HED, RCF,
             Structured Edges); the tokenizer always segments the raw map.
         max_dist: BSDS matching tolerance (fraction of the diagonal).
@@ -141,7 +137,7 @@ def eval_bsds(
 
     Returns:
         The dict written to ``metrics.json``: ``config``, ``boundary`` (ODS / OIS / AP / R50 / curve, or
-        ``None``), ``tokens`` (tokenizer -> budget -> metric means), ``per_image`` and ``seconds``.
+        ``None``), ``tokens`` (tokenizer -> max_tokens -> metric means), ``per_image`` and ``seconds``.
     """
     from tqdm.auto import tqdm
 
@@ -149,30 +145,34 @@ def eval_bsds(
     from ..image_utils import load_image
 
     started = time.perf_counter()
-    budgets = [int(b) for b in budgets]
-    if not budgets or min(budgets) < 1:
-        raise ValueError(f"budgets must be positive token counts, got {budgets}")
+    if not max_tokens:
+        raise ValueError("max_tokens must list at least one token budget")
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
+    is_baseline = isinstance(model, str) and model in BASELINES and boundary_probs_fn is None
+    if boundary_probs_fn is not None:
+        ours = getattr(boundary_probs_fn, "__name__", "custom")
+    else:
+        ours = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+    epoc_options = {} if is_baseline else segment_options or {}  # a baseline makes exactly max_tokens
+    # one tokenizer per max_tokens, checked here, once
+    tokenizer = [SegmentationSettings(ours, max_tokens=cap, **epoc_options) for cap in max_tokens]
     root = find_bsds_root(root)
     samples = load_bsds(root, split, limit)
     if not samples:
         raise FileNotFoundError(f"no images in {root} split {split!r}")
 
-    is_baseline = isinstance(model, str) and model in BASELINES and boundary_probs_fn is None
     if boundary_probs_fn is not None:
-        ours = getattr(boundary_probs_fn, "__name__", "custom")
         probs_fn = boundary_probs_fn
     elif is_baseline:
-        ours, probs_fn = str(model), None
+        probs_fn = None
     else:
         from ..segmentation import load_boundary_model
 
         boundary_model = (
             load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
         )
-        ours = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
         probs_fn = lambda image: boundary_model.predict([image])[0]  # noqa: E731
     baselines = [b for b in baselines if b != ours]
     thresholds = None if thresholds is None or probs_fn is None else bsds_thresholds(thresholds)
@@ -196,10 +196,9 @@ def eval_bsds(
             "max_dist": max_dist,
             "matcher": matcher,
             "tolerance": tolerance,
-            "budgets": budgets,
+            "tokenizer": tokenizer,
             "ours": ours,
             "baselines": baselines,
-            "segment_options": segment_options or {},
         }
 
     bar = tqdm(total=len(samples), desc=f"eval-bsds {split}", unit="img", disable=not progress)
@@ -234,7 +233,7 @@ def eval_bsds(
             "split": split,
             "num_images": len(results),
             "model": ours,
-            "budgets": budgets,
+            "budgets": [int(settings.max_tokens) for settings in tokenizer],  # (the key of earlier reports)
             "baselines": baselines,
             "thresholds": None if thresholds is None else len(thresholds),
             "nms": nms,
@@ -253,7 +252,7 @@ def eval_bsds(
             },
         },
         "boundary": boundary,
-        "tokens": _summarize_tokens(results, tokenizers, budgets, tolerance),
+        "tokens": _summarize_tokens(results, tokenizers, [t.max_tokens for t in tokenizer], tolerance),
         "per_image": [{"name": r["name"], "tokens": r["tokens"]} for r in results],
         "seconds": round(time.perf_counter() - started, 2),
     }

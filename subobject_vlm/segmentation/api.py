@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from typing import Protocol
 
 import numpy as np
 
 from .baselines import run_baseline
-from .epoc import epoc
+from .epoc import epoc_with
 from .registry import DEFAULT_WEIGHTS_DIR, check_tokenizer_name, create_boundary_model, has_embedded_weights
 from .settings import BASELINES, DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
 
@@ -70,14 +71,14 @@ def segment_image(
     if settings.is_baseline:
         if image is None:
             raise ValueError(f"the baseline {settings.boundary_model!r} segments the image: pass image")
-        return run_baseline(settings.boundary_model, image, settings.max_tokens or DEFAULT_MAX_TOKENS)
+        return run_baseline(settings.boundary_model, image, settings.max_tokens)
     if boundary_probs is None:
         if image is None:
             raise ValueError("pass an image or its boundary_probs")
         [boundary_probs] = load_boundary_model(settings.boundary_model, **settings.model_options).predict(
             [image]
         )
-    return epoc(boundary_probs, **settings.epoc_options)
+    return epoc_with(boundary_probs, settings)  # the options were checked once, by the settings
 
 
 def segment(
@@ -85,12 +86,12 @@ def segment(
     model: str | BoundaryModel = "default",
     *,
     threshold: float = 0.1,
-    max_tokens: int | None = None,
-    num_tokens: int | None = None,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
     min_area: int = 0,
     merge: str = "weakest_boundary",
     assign: str = "watershed",
     seeds: str = DEFAULT_SEEDS,
+    num_tokens: int | None = None,
     **model_options,
 ) -> np.ndarray:
     """Segment one image into subobjects (a convenience over :func:`segment_image`).
@@ -98,29 +99,31 @@ def segment(
     Args:
         image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
         model: a boundary model or its name (see ``load_boundary_model``), or a baseline name.
-        threshold, max_tokens, min_area, merge, assign, seeds: EPOC options (see ``epoc``).
-        num_tokens: baselines only: the exact number of regions (default ``max_tokens`` or ``DEFAULT_MAX_TOKENS``).
+        threshold, max_tokens, min_area, merge, assign, seeds: EPOC options (see ``epoc``); the defaults are
+            ``SegmentationSettings``'. A baseline makes exactly ``max_tokens`` regions.
+        num_tokens: the old name of ``max_tokens`` for a baseline (deprecated; a boundary model refuses it).
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
-    is_baseline = isinstance(model, str) and model in BASELINES
-    if num_tokens is not None and not is_baseline:
-        raise ValueError(
-            "num_tokens (an exact count) is only for baselines; use max_tokens for boundary models"
+    if num_tokens is not None:
+        if not (isinstance(model, str) and model in BASELINES):
+            raise ValueError("num_tokens (the old name of max_tokens) is only for baselines; use max_tokens")
+        warnings.warn(
+            "segment(num_tokens=...) is deprecated: use max_tokens", DeprecationWarning, stacklevel=2
         )
+        max_tokens = num_tokens
     epoc_options = {
         "threshold": threshold,
+        "max_tokens": max_tokens,
         "min_area": min_area,
         "merge": merge,
         "assign": assign,
         "seeds": seeds,
     }
-    if isinstance(model, (str, os.PathLike)):  # a name: a baseline's exact count, or a boundary model's cap
-        count = num_tokens if num_tokens is not None else max_tokens
-        settings = SegmentationSettings(str(model), model_options, max_tokens=count, **epoc_options)
-        return segment_image(image, settings)
-    settings = SegmentationSettings(getattr(model, "name", "custom"), max_tokens=max_tokens, **epoc_options)
+    if isinstance(model, (str, os.PathLike)):
+        return segment_image(image, SegmentationSettings(str(model), model_options, **epoc_options))
+    settings = SegmentationSettings(getattr(model, "name", "custom"), **epoc_options)
     [probs] = model.predict([image])  # a boundary model object
     return segment_image(image, settings, boundary_probs=probs)
 

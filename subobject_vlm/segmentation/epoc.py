@@ -14,8 +14,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .regions import MergeOrder, merge_regions, relabel_by_area
-from .settings import ASSIGN_MODES, SEED_MODES, check_epoc_options
+from .regions import MergeOrder, _merge_regions, relabel_by_area
+from .settings import ASSIGN_MODES, SEED_MODES, SegmentationSettings, check_epoc_options
 
 Assign = Literal["watershed", "nearest"]
 Seeds = Literal["threshold", "minima"]
@@ -190,7 +190,25 @@ def epoc(
     """
     probs = as_boundary_probs(boundary_probs)
     check_epoc_options(threshold, max_tokens, min_area, merge, assign, seeds)
+    return _epoc(probs, threshold, max_tokens, min_area, merge, assign, seeds)
 
+
+def epoc_with(boundary_probs, settings: SegmentationSettings) -> np.ndarray:
+    """``epoc(boundary_probs, **settings.epoc_options)`` without checking the options again: ``settings``
+    checked them when it was made (the path of ``segment_image``, the processor and the commands)."""
+    return _epoc(as_boundary_probs(boundary_probs), **settings.epoc_options)
+
+
+def _epoc(
+    probs: np.ndarray,
+    threshold: float,
+    max_tokens: int | None,
+    min_area: int,
+    merge: str,
+    assign: str,
+    seeds: str,
+) -> np.ndarray:
+    """EPOC on a checked ``(H, W)`` float32 map, with checked options."""
     interior = np.less_equal(probs, threshold).view(np.uint8)  # (H, W) uint8, 1 = interior
     if seeds == "minima":
         quantised = cv2.convertScaleAbs(probs, alpha=255.0)  # (H, W) uint8, the flooding's 8 bits
@@ -212,9 +230,7 @@ def epoc(
         labels = np.ascontiguousarray(labels[1:-1, 1:-1])  # (H, W) int32; frees the framed map
     if max_tokens is None and min_area <= 1:
         return relabel_by_area(labels)
-    return merge_regions(
-        labels, probs, max_regions=max_tokens, min_area=min_area, order=merge, contrast=seeds == "minima"
-    )
+    return _merge_regions(labels, probs, max_tokens, min_area, merge, contrast=seeds == "minima")
 
 
-__all__ = ["ASSIGN_MODES", "SEED_MODES", "as_boundary_probs", "epoc"]
+__all__ = ["ASSIGN_MODES", "SEED_MODES", "as_boundary_probs", "epoc", "epoc_with"]

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from .settings import MERGE_ORDERS
+from .settings import MERGE_ORDERS, check_max_tokens
 
 MergeOrder = Literal["weakest_boundary", "smallest_region"]
 
@@ -341,16 +341,16 @@ def merge_regions(
     label_map: np.ndarray,
     boundary_probs: np.ndarray,
     *,
-    max_regions: int | None = None,
+    max_tokens: int | None = None,
     min_area: int = 0,
     order: MergeOrder = "weakest_boundary",
     contrast: bool = False,
 ) -> np.ndarray:
-    """Merge adjacent regions until every region has ``min_area`` pixels and at most ``max_regions`` remain.
+    """Merge adjacent regions until every region has ``min_area`` pixels and at most ``max_tokens`` remain.
 
     No pixel is ever dropped: regions are only unioned with a neighbour. Regions smaller than ``min_area``
     are merged first, smallest first, into the neighbour across their weakest border. Then, while more
-    than ``max_regions`` remain, ``order="weakest_boundary"`` merges the pair of regions whose shared
+    than ``max_tokens`` remain, ``order="weakest_boundary"`` merges the pair of regions whose shared
     border has the lowest mean boundary probability (recomputed as borders merge, like an ultrametric
     contour map), so the strongest boundaries survive; ``order="smallest_region"`` merges the smallest
     region into its weakest-bordered neighbour instead (a baseline).
@@ -364,7 +364,7 @@ def merge_regions(
     Args:
         label_map: ``(H, W)`` integer label map (any ids).
         boundary_probs: ``(H, W)`` float boundary probabilities in ``[0, 1]``.
-        max_regions: region budget (``None``: no budget).
+        max_tokens: the token budget, at most this many regions (``None``: no budget).
         min_area: smallest region area in pixels kept as its own region.
         order: ``"weakest_boundary"`` or ``"smallest_region"``.
         contrast: ``order="weakest_boundary"`` ranks borders by their contrast, the mean probability along the
@@ -383,14 +383,26 @@ def merge_regions(
     boundary_probs = _as_probs_of(boundary_probs, label_map)
     if order not in MERGE_ORDERS:
         raise ValueError(f"order must be one of {MERGE_ORDERS}, got {order!r}")
-    if max_regions is not None and (not _is_integer(max_regions) or max_regions < 1):
-        raise ValueError(f"max_regions must be a positive integer or None, got {max_regions!r}")
+    check_max_tokens(max_tokens)
     if not _is_integer(min_area) or min_area < 0:
         raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
+    return _merge_regions(label_map, boundary_probs, max_tokens, min_area, order, contrast)
+
+
+def _merge_regions(
+    label_map: np.ndarray,
+    boundary_probs: np.ndarray,
+    max_tokens: int | None,
+    min_area: int,
+    order: MergeOrder,
+    contrast: bool,
+) -> np.ndarray:
+    """``merge_regions`` on inputs it has checked, or EPOC and the baselines made (their options checked once,
+    by ``SegmentationSettings`` or at their own public door)."""
     flat, m = _compact(label_map)
     areas = _areas(flat, m)
     num_regions = int((areas > 0).sum())
-    target = num_regions if max_regions is None else max_regions
+    target = num_regions if max_tokens is None else max_tokens
     needs_merge = num_regions > target or (min_area > 1 and areas[areas > 0].min() < min_area)
     if needs_merge:
         floor = None

@@ -5,14 +5,18 @@
 >>> label_map = segment_image(image, settings, boundary_probs=probs)   # a boundary map computed elsewhere
 
 Its ``repr`` names every setting, so it is the cache key of the processor; ``dataclasses.replace`` makes a
-variant (``replace(settings, max_tokens=16)``), validated again.
+variant (``replace(settings, max_tokens=16)``), validated again. A command's options become settings once:
+``SegmentationSettings.from_args(args)`` (the options: ``commands._options.add_segmentation_arguments``).
+
+The token budget has one name everywhere, ``max_tokens``, and one check, ``check_max_tokens``.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 ASSIGN_MODES = ("watershed", "nearest")
@@ -20,6 +24,9 @@ SEED_MODES = ("threshold", "minima")
 MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 BASELINES = ("patch", "slic", "felzenszwalb")
 EXECUTION_OPTIONS = ("device", "batch_size")  # how a boundary model runs, not what it outputs
+EPOC_FIELDS = ("threshold", "max_tokens", "min_area", "merge", "assign", "seeds")  # EPOC's options, by name
+MODEL_OPTION_ARGS = ("resolution", "keep_aspect", "pyramid_layers", "device", "dtype")  # the commands' flags
+DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")  # the devices a boundary model can run on, by name
 
 # The one default tokenizer budget of the processor, the CLI, precompute, convert and the demo. Chosen by
 # measurement on BSDS500 (embedded EdgeNet): minima seeds fill the budget and, up to 128 tokens, beat threshold
@@ -39,16 +46,21 @@ def output_options(model_options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_max_tokens(max_tokens: int | None) -> None:
+    """Raise ``ValueError`` unless ``max_tokens`` is a positive integer or ``None`` (the one check of the budget)."""
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1
+    ):
+        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+
+
 def check_epoc_options(
     threshold: float, max_tokens: int | None, min_area: int, merge: str, assign: str, seeds: str
 ) -> None:
     """Raise ``ValueError`` naming the first EPOC option that cannot work (the one definition of valid)."""
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a number in [0, 1] (a boundary probability), got {threshold!r}")
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1
-    ):
-        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
+    check_max_tokens(max_tokens)
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
     if merge not in MERGE_ORDERS:
@@ -132,8 +144,38 @@ class SegmentationSettings:
     @property
     def epoc_options(self) -> dict[str, Any]:
         """Keyword arguments of ``epoc``."""
-        fields = ("threshold", "max_tokens", "min_area", "merge", "assign", "seeds")
-        return {name: getattr(self, name) for name in fields}
+        return {name: getattr(self, name) for name in EPOC_FIELDS}
+
+    @classmethod
+    def from_args(
+        cls, args: Any, base: SegmentationSettings | None = None, **values: Any
+    ) -> SegmentationSettings:
+        """The settings a command's parsed options name (``commands._options.add_segmentation_arguments``).
+
+        Each option given replaces ``base``'s (default: ``SegmentationSettings()``, the one set of defaults); an
+        option not given (``None``) or that the command lacks keeps it: ``precompute --processor CKPT`` passes
+        the saved processor's settings as ``base``. ``values`` stand for options of ``args`` (``eval-bsds``: one
+        ``max_tokens`` of its sweep). The tokenizer and device names are checked here, before torch loads; the
+        rest by the settings themselves: validated once, here.
+        """
+        given = {**vars(args), **values}
+        base = cls() if base is None else base
+        model = given.get("model")
+        if model is not None:
+            from .registry import check_tokenizer_name  # (imports nothing heavy)
+
+            check_tokenizer_name(model)
+        device = given.get("device")
+        if device is not None and not DEVICE_NAME.match(str(device)):
+            raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {device!r}")
+        options = {**base.model_options}
+        options.update({key: given[key] for key in MODEL_OPTION_ARGS if given.get(key) is not None})
+        return replace(
+            base,
+            boundary_model=base.boundary_model if model is None else model,
+            boundary_model_options=options,
+            **{key: given[key] for key in EPOC_FIELDS if given.get(key) is not None},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (options as a dict; ``pad_color`` only where images are padded, so records of
@@ -151,10 +193,14 @@ __all__ = [
     "BASELINES",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_SEEDS",
+    "DEVICE_NAME",
+    "EPOC_FIELDS",
     "EXECUTION_OPTIONS",
     "MERGE_ORDERS",
+    "MODEL_OPTION_ARGS",
     "SEED_MODES",
     "SegmentationSettings",
     "check_epoc_options",
+    "check_max_tokens",
     "output_options",
 ]

@@ -101,10 +101,10 @@ def settings_digest(*parts: Any) -> str:
 
 
 def segment_split(
-    config: ComparisonConfig, name: str, budget: int, split: str, data: Split, out_dir: Path,
+    config: ComparisonConfig, name: str, max_tokens: int, split: str, data: Split, out_dir: Path,
     counts: np.ndarray | None = None, processor=None,
 ) -> np.ndarray:  # fmt: skip
-    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``budget`` for the images of ``data`` (split name
+    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``max_tokens`` (a budget of the config's ``budgets``) for the images of ``data`` (split name
     ``split``), cached in ``out_dir``.
 
     ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. Each image goes through
@@ -116,22 +116,22 @@ def segment_split(
 
     settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
     key = settings_digest(
-        settings, budget, config.label_size, data.digest, None if counts is None else counts.tolist()
+        settings, max_tokens, config.label_size, data.digest, None if counts is None else counts.tolist()
     )
     images = data.images
-    path = out_dir / f"{name}-{budget}-{split}-{key}.npy"
+    path = out_dir / f"{name}-{max_tokens}-{split}-{key}.npy"
     if path.is_file():
         return np.load(path)
     if processor is None:
         processor = SubobjectImageProcessor(cache_size=len(images) + 1)
     overrides = {
         **settings,
-        "max_tokens": budget,
+        "max_tokens": max_tokens,
         "label_size": {"height": config.label_size, "width": config.label_size},
     }
     maps = np.empty((len(images), config.label_size, config.label_size), np.int16)
     chunk = 16
-    for start in tqdm(range(0, len(images), chunk), desc=f"segment {split} {name}@{budget}", unit="batch",
+    for start in tqdm(range(0, len(images), chunk), desc=f"segment {split} {name}@{max_tokens}", unit="batch",
                       file=sys.stderr, leave=False):  # fmt: skip
         batch = list(images[start : start + chunk])
         if counts is None:

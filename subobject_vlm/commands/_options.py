@@ -1,0 +1,124 @@
+"""The tokenizer options of every command that segments (``segment``, ``boundary``, ``precompute``,
+``eval-bsds``), in one place: one flag, one help text and one default each, and choices from the settings' tuples.
+
+>>> add_segmentation_arguments(parser)                  # in a command's add_arguments
+>>> settings = SegmentationSettings.from_args(args)     # in its run: the options become settings, once
+
+Every option defaults to ``None``, "not given": ``from_args`` then keeps the value of its ``base``, the settings'
+own defaults (``SegmentationSettings()``) or, for ``precompute --processor``, a saved processor's. So the one
+default of each option is the settings' and the help states it. Importing this module loads no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..segmentation.settings import ASSIGN_MODES, MERGE_ORDERS, SEED_MODES, SegmentationSettings
+from ._files import DTYPE_NAMES
+
+DEFAULTS = SegmentationSettings()
+
+
+def add_segmentation_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    baselines: bool = True,
+    epoc: bool = True,
+    max_tokens_sweep: Sequence[int] | None = None,
+) -> None:
+    """Add ``--model``, the boundary model's options and (``epoc``) EPOC's to ``parser`` (or an argument group).
+
+    Args:
+        baselines: whether ``--model`` may name a baseline (``False``: the command needs a boundary map).
+        epoc: add EPOC's options (``--max-tokens``, ``--threshold``, ``--min-area``, ``--merge``, ``--assign``,
+            ``--seeds``); ``boundary`` takes the model's only.
+        max_tokens_sweep: ``--max-tokens`` takes one or more values, these by default (``eval-bsds`` sweeps it).
+    """
+    from ..segmentation.registry import describe_names
+
+    parser.add_argument(
+        "--model",
+        default=None,
+        help=f"tokenizer: {describe_names(baselines)} (default: {DEFAULTS.boundary_model})",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="boundary model input size (default: the checkpoint's own)",
+    )
+    parser.add_argument(
+        "--keep-aspect",
+        action="store_true",
+        default=None,
+        help="resize keeping the aspect ratio (default: the checkpoint's choice; EdgeNet keeps it)",
+    )
+    parser.add_argument(
+        "--pyramid-layers",
+        type=int,
+        default=None,
+        help="extra crop-pyramid passes of the boundary model (default: 0)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="torch device of the boundary model: cpu, cuda, cuda:N, mps, xpu (default: cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=DTYPE_NAMES,
+        help="boundary model dtype; half precision only pays on a GPU (default: float32)",
+    )
+    if not epoc:
+        return
+    budget = (
+        "at most N tokens per image, a cap (regions are merged, never dropped); the baselines make exactly N"
+    )
+    if max_tokens_sweep is None:
+        parser.add_argument(
+            "--max-tokens", type=int, default=None, help=f"{budget} (default: {DEFAULTS.max_tokens})"
+        )
+    else:
+        parser.add_argument(
+            "--max-tokens",
+            type=int,
+            nargs="+",
+            default=list(max_tokens_sweep),
+            help=f"{budget}; one run per value",
+        )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"EPOC boundary threshold (default: {DEFAULTS.threshold})",
+    )
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        default=None,
+        help=f"merge regions smaller than this many pixels first (default: {DEFAULTS.min_area})",
+    )
+    parser.add_argument(
+        "--merge",
+        default=None,
+        choices=MERGE_ORDERS,
+        help=f"which regions merge first to meet --max-tokens (default: {DEFAULTS.merge})",
+    )
+    parser.add_argument(
+        "--assign",
+        default=None,
+        choices=ASSIGN_MODES,
+        help=f"how boundary pixels join a region: flooding the map, or the nearest seed (default: {DEFAULTS.assign})",
+    )
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        choices=SEED_MODES,
+        help="EPOC seeds: components under the threshold, or also every regional minimum (fills the budget) "
+        f"(default: {DEFAULTS.seeds})",
+    )
+
+
+__all__ = ["add_segmentation_arguments"]
