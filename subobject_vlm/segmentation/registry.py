@@ -19,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .settings import BASELINES
-
+BASELINES = ("patch", "slic", "felzenszwalb")  # label-map tokenizers (no boundary map, no EPOC)
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -19,10 +19,11 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from .registry import BASELINES, check_tokenizer_name  # registry imports nothing of ours: one way
+
 ASSIGN_MODES = ("watershed", "nearest")
 SEED_MODES = ("threshold", "minima")
 MERGE_ORDERS = ("weakest_boundary", "smallest_region")
-BASELINES = ("patch", "slic", "felzenszwalb")
 EXECUTION_OPTIONS = ("device", "batch_size")  # how a boundary model runs, not what it outputs
 EPOC_FIELDS = ("threshold", "max_tokens", "min_area", "merge", "assign", "seeds")  # EPOC's options, by name
 MODEL_OPTION_ARGS = ("resolution", "keep_aspect", "pyramid_layers", "device", "dtype")  # the commands' flags
@@ -162,8 +163,6 @@ class SegmentationSettings:
         base = cls() if base is None else base
         model = given.get("model")
         if model is not None:
-            from .registry import check_tokenizer_name  # (imports nothing heavy)
-
             check_tokenizer_name(model)
         device = given.get("device")
         if device is not None and not DEVICE_NAME.match(str(device)):
