@@ -142,13 +142,15 @@ def test_crop_edges_inside_the_image_are_down_weighted_and_image_borders_are_not
     assert weights[0, 0] == 1 and weights[25, 49] == 0 and weights[25, 44] == 0.5 and weights[25, 40] == 1
 
 
-def test_default_switches_to_embedded_directsam_weights_when_they_ship(tiny_checkpoint, monkeypatch):
-    from subobject_vlm.segmentation import GradientBoundaryModel, api, registry
+def test_default_loads_the_embedded_weights_and_a_missing_one_is_an_error_never_a_swap(
+    tiny_checkpoint, monkeypatch
+):
+    from subobject_vlm.segmentation import api, registry
 
-    monkeypatch.setattr(api, "_CACHE", {})
+    monkeypatch.setattr(api, "_CACHE", {})  # not the model an earlier test loaded
     monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint.parent / "no-weights-here")
-    assert isinstance(api.load_boundary_model("default"), GradientBoundaryModel)
-    monkeypatch.setattr(api, "_CACHE", {})
+    with pytest.raises(FileNotFoundError, match=r"default boundary model is missing from .*no-weights-here"):
+        api.load_boundary_model("default")  # (it used to become the gradient model without a word)
     monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
     model = api.load_boundary_model("default")
     assert isinstance(model, DirectSAM) and model.resolution == 64

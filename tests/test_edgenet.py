@@ -291,12 +291,3 @@ def test_forward_with_labels_computes_the_loss_training_optimises():
     plain = EdgeNetForBoundaryDetection(model.config.__class__(widths=[4, 4, 8, 8]))  # no recipe: plain BCE
     plain.load_state_dict(model.state_dict())
     assert not torch.allclose(plain(pixel_values=pixels, labels=labels).loss, trained)
-
-
-def test_missing_default_weights_are_an_error_naming_the_folder_never_a_silent_swap(tmp_path, monkeypatch):
-    from subobject_vlm.segmentation import api, load_boundary_model, registry
-
-    monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tmp_path / "weights" / "default")
-    monkeypatch.setattr(api, "_CACHE", {})  # not the model an earlier test loaded
-    with pytest.raises(FileNotFoundError, match=r"default boundary model is missing from .*weights.default"):
-        load_boundary_model("default")
