@@ -36,12 +36,14 @@ from .config import ComparisonConfig, TrainingSection, budgets_of, load_config
 from .data import (
     Split,
     TokenizedSplit,
+    attribute_token_ids,
     build_text_tokenizer,
     collate,
     load_split,
     segment_split,
     token_counts,
     tokenize_split,
+    word_token_ids,
 )
 from .model import build_model
 from .results import RESULT_FIELDS, results_table, summarize
@@ -55,6 +57,7 @@ __all__ = [
     "Split",
     "TokenizedSplit",
     "TrainingSection",
+    "attribute_token_ids",
     "budgets_of",
     "build_model",
     "build_text_tokenizer",
@@ -69,4 +72,5 @@ __all__ = [
     "summarize",
     "tokenize_split",
     "train_run",
+    "word_token_ids",
 ]
