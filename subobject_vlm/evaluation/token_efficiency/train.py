@@ -92,7 +92,8 @@ def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_tok
 def train_run(
     config: ComparisonConfig, tokenizer, train: RunData, val: RunData, seed: int, desc: str
 ) -> dict:
-    """Train one model from scratch on ``train`` and evaluate it on ``val`` every ``eval_every`` steps.
+    """Train one model from scratch on ``train`` and evaluate it on ``val`` every ``eval_every`` steps: the last
+    evaluation's metrics, the lowest val loss (``best_val_loss``, rounded as in ``curve``) and its ``best_step``.
 
     The initial weights and the batch order depend on ``seed`` only, so runs that differ in the tokenizer see
     the same samples in the same order from the same starting point.
@@ -147,5 +148,7 @@ def train_run(
             curve.append([step, round(train_seconds, 3), round(metrics["val_loss"], 5)])
     progress.close()
     steady = step_times[min(5, len(step_times) - 1) :]  # the first steps warm up allocators and caches
-    return {**metrics, "train_seconds": round(train_seconds, 2), "step_seconds": float(np.median(steady)),
-            "curve": curve}  # fmt: skip
+    losses = np.array([point[2] for point in curve], dtype=float)
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(curve) - 1
+    return {**metrics, "best_val_loss": curve[best][2], "best_step": curve[best][0],
+            "train_seconds": round(train_seconds, 2), "step_seconds": float(np.median(steady)), "curve": curve}  # fmt: skip
