@@ -17,11 +17,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prints the output folder; exit status 2 on a bad config or data."""
+    from functools import partial
+    from pathlib import Path
+
     from ..evaluation.token_efficiency import compare_tokenizers
     from ..training.config import run_config_command
 
     overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
-    return run_config_command(compare_tokenizers, args.config, overrides)
+    run = partial(
+        compare_tokenizers, base_dir=Path(args.config).parent
+    )  # data paths: from the config's folder
+    return run_config_command(run, args.config, overrides)
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.compare_tokenizers ... (e.g. under torchrun)

@@ -9,14 +9,17 @@ tokens go through the same :class:`MaskPooledEmbedding`.
 Outputs in ``output_dir``: ``results.jsonl`` (one line per finished run, appended as runs finish; a rerun skips
 the runs already there), ``results.md`` (a table, mean and spread over seeds), ``perplexity_vs_tokens.png``,
 ``val_loss_vs_steps.png``, ``val_loss_vs_time.png``; ``data/`` (the generated scenes, when synthetic) and
-``segmentations/`` (label maps per tokenizer, budget and split, computed once).
+``segmentations/`` (label maps per tokenizer, budget and split, computed once). ``results.jsonl`` is strict JSON:
+a metric without data (e.g. question accuracy on captions only) is ``null``, shown ``n/a`` in ``results.md``.
+Each run records its last val loss (``val_loss``) and its best (``best_val_loss`` at ``best_step``).
 
 Config layout (unknown keys are errors)::
 
     output_dir: runs/compare_quick
     data:
       synthetic: {train: 1000, val: 100, size: 128, seed: 0}     # CLEVR-like scenes (data/clevr_like.py)
-      # or: train: {path: llava.json, image_folder: images}, val: {path: ...}   (LLaVA JSON/JSONL, HF dataset)
+      # or: train: {path: llava.json, image_folder: images}, val: {path: ...}   (LLaVA JSON/JSONL, HF dataset;
+      #     relative to the config file; record format, attribute_words, reference_words: see config.py)
     image_size: 128                    # pixels for the vision tower
     label_size: 128                    # label maps (every tokenizer)
     tokenizers:                        # name -> SubobjectImageProcessor settings, plus `match`
@@ -36,12 +39,14 @@ from .config import ComparisonConfig, TrainingSection, budgets_of, load_config
 from .data import (
     Split,
     TokenizedSplit,
+    attribute_token_ids,
     build_text_tokenizer,
     collate,
     load_split,
     segment_split,
     token_counts,
     tokenize_split,
+    word_token_ids,
 )
 from .model import build_model
 from .results import RESULT_FIELDS, results_table, summarize
@@ -55,6 +60,7 @@ __all__ = [
     "Split",
     "TokenizedSplit",
     "TrainingSection",
+    "attribute_token_ids",
     "budgets_of",
     "build_model",
     "build_text_tokenizer",
@@ -69,4 +75,5 @@ __all__ = [
     "summarize",
     "tokenize_split",
     "train_run",
+    "word_token_ids",
 ]

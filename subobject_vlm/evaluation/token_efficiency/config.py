@@ -1,15 +1,43 @@
-"""The comparison's YAML config: tokenizers, budgets, seeds, data, model and schedule, validated once."""
+"""The comparison's YAML config: tokenizers, budgets, seeds, data, model and schedule, validated once.
+
+The layout is in the package docstring (:mod:`subobject_vlm.evaluation.token_efficiency`). Your own data::
+
+    data:
+      train: {path: train.json, image_folder: images}   # relative paths: from the config file's folder
+      val: {path: val.jsonl, image_folder: images}      # (output_dir: from the working directory)
+      attribute_words: [red, blue, large, small, top, left]   # scored in captions: attribute_accuracy
+      reference_words: [the]                            # optional; the default
+
+Each record is LLaVA-format, with an optional ``task``: ``caption`` (the default) records give the caption loss
+(``val_loss``, ``val_perplexity``) and ``attribute_accuracy``; any other ``task`` is a question, scored by exact
+answer (``accuracy``, and ``accuracy_by_task`` per task name). Without question records ``accuracy`` is ``null``
+in ``results.jsonl`` and ``n/a`` in ``results.md``::
+
+    {"image": "0.png", "conversations": [{"from": "human", "value": "<image>\nDescribe the image."},
+                                         {"from": "gpt", "value": "a red box at the top left ."}]}
+    {"image": "0.png", "task": "colour", "conversations": [
+        {"from": "human", "value": "<image>\nWhat colour is the box?"}, {"from": "gpt", "value": "red"}]}
+
+``attribute_words`` are matched as the text tokenizer writes them (``red``, ``Ġred``, ``▁red``: any token that
+is the word once spaces are stripped, ignoring case); a word the tokenizer splits into pieces is not scored
+(a warning names it) and none matching is an error. ``attribute_accuracy`` counts every attribute word of a
+caption except copies: a word the caption already said, repeated within two tokens after one of
+``reference_words`` ("a red cube ... left of the red cube"). A word said for the first time always counts, so
+"at the top left" keeps its position words. ``reference_words: []`` scores every repetition too.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ...training.config import (
     ConfigError,
     build_dataclass,
     load_yaml_config,
+    read_yaml_mapping,
 )
 
 VISION_NAMES = ("pixels", "cnn")
@@ -165,9 +193,38 @@ def _convert(cls, name: str, value: Any, path: str) -> Any:
     return value
 
 
-def load_config(config: str | os.PathLike | dict) -> ComparisonConfig:
-    """A YAML file or a dict -> validated :class:`ComparisonConfig` (``ConfigError`` naming the key)."""
-    return load_yaml_config(config, ComparisonConfig, _convert)
+def load_config(
+    config: str | os.PathLike | dict, base_dir: str | os.PathLike | None = None
+) -> ComparisonConfig:
+    """A YAML file or a dict -> validated :class:`ComparisonConfig` (``ConfigError`` naming the key).
+
+    Relative ``data.<split>.path`` and ``image_folder`` are taken from ``base_dir`` (default: the YAML file's
+    folder, or the working directory for a dict); a ``path`` with nothing there stays as written (a dataset
+    name on the Hub), except a missing ``.json`` / ``.jsonl`` file: a ``ConfigError`` naming its key."""
+    if not isinstance(config, dict):
+        base_dir = Path(config).parent if base_dir is None else base_dir
+        config = read_yaml_mapping(config)
+    parsed = load_yaml_config(config, ComparisonConfig, _convert)
+    if "synthetic" not in parsed.data:
+        parsed.data = _resolve_data_paths(parsed.data, Path.cwd() if base_dir is None else Path(base_dir))
+    return parsed
+
+
+def _resolve_data_paths(data: dict, base_dir: Path) -> dict:
+    """A copy of ``data`` with its splits' paths absolute from ``base_dir`` (see :func:`load_config`)."""
+    data = dict(data)
+    for split in ("train", "val"):
+        source = data[split] = dict(data[split])
+        path = base_dir / source["path"]
+        if path.exists():
+            source["path"] = str(path.resolve())
+        elif Path(source["path"]).suffix in (".json", ".jsonl"):
+            raise ConfigError(
+                f"data.{split}.path: no such file {str(path)!r} (relative paths are taken from the config's folder)"
+            )
+        if source.get("image_folder"):
+            source["image_folder"] = str((base_dir / source["image_folder"]).resolve())
+    return data
 
 
 def budgets_of(config: ComparisonConfig, name: str) -> list[int]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...atomic import save_npy
 from ...caching import digest
+from ...training.config import ConfigError
 from .config import ComparisonConfig
 
 
@@ -172,26 +173,49 @@ def build_text_tokenizer(config: ComparisonConfig, train: Split):
     return tiny_tokenizer(sorted(words))
 
 
+def word_token_ids(tokenizer, words: list[str]) -> dict[str, list[int]]:
+    """Per word, every token id that is that word as the tokenizer writes it anywhere in a sentence: the token
+    decodes to the word once surrounding spaces are stripped, ignoring case (word-level ``red``, byte-level BPE
+    ``red`` at the start and ``Ġred`` mid-sentence, SentencePiece ``▁red``). Special tokens never match; a word
+    the tokenizer splits into several pieces has no ids."""
+    wanted = {word.strip().casefold(): word for word in words}
+    special = set(tokenizer.all_special_ids)
+    ids: dict[str, list[int]] = {word: [] for word in words}
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    for i, text in enumerate(texts):
+        word = wanted.get(text.strip().casefold())
+        if word is not None and i not in special:
+            ids[word].append(i)
+    return ids
+
+
 def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
-    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the words that name what is in the image
-    (``data.attribute_words``; for the synthetic scenes: counts, sizes, materials, colours, shapes) and the
-    words after which they are copies (``data.reference_words``, default ``["the"]``). Only words that are a
-    single token count; ``(None, None)`` when there are none."""
+    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the token ids (:func:`word_token_ids`) of
+    the words that name what is in the image (``data.attribute_words``; for the synthetic scenes: counts, sizes,
+    materials, colours, shapes) and of the words after which a repeated word is a copy (``data.reference_words``,
+    default ``["the"]``; see the config module). ``(None, None)`` when no attribute words are configured;
+    ``ConfigError`` when none of them is a token of ``tokenizer``; a one-line warning names those that are not."""
     import torch
 
     from ...data.clevr_like import ATTRIBUTE_WORDS
 
     words = config.data.get("attribute_words", list(ATTRIBUTE_WORDS) if "synthetic" in config.data else [])
-    references = config.data.get("reference_words", ["the"])
-
-    def single_token_ids(candidates: list[str]) -> Any:
-        ids = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in candidates]
-        return torch.tensor(sorted({i[0] for i in ids if len(i) == 1 and i[0] != tokenizer.unk_token_id}))
-
-    attribute_ids = single_token_ids(words)
-    if attribute_ids.numel() == 0:
+    if not words:
         return None, None
-    return attribute_ids, single_token_ids(references)
+    references = config.data.get("reference_words", ["the"])
+    found = word_token_ids(tokenizer, words)
+    missing = [word for word, ids in found.items() if not ids]
+    if len(missing) == len(words):
+        raise ConfigError(
+            f"data.attribute_words: none of {words} is a single token of the text tokenizer, so attribute "
+            "accuracy cannot be measured; name words the tokenizer keeps whole"
+        )
+    if missing:
+        print(f"warning: data.attribute_words {missing} are not single tokens of the text tokenizer and are "
+              "not scored", file=sys.stderr)  # fmt: skip
+    attribute_ids = sorted({i for ids in found.values() for i in ids})
+    reference_ids = sorted({i for ids in word_token_ids(tokenizer, references).values() for i in ids})
+    return torch.tensor(attribute_ids, dtype=torch.long), torch.tensor(reference_ids, dtype=torch.long)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from .results import append_result, read_results, results_table
 from .train import RunData, train_run
 
 EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
+MAX_EPOCHS = 10  # more passes over the training set than this are warned about (over-fitting)
 
 
 def _run_order(config: ComparisonConfig) -> list[str]:
@@ -33,9 +34,12 @@ def _run_order(config: ComparisonConfig) -> list[str]:
     return sorted(config.tokenizers, key=lambda name: config.tokenizers[name].get("match") is not None)
 
 
-def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
+def compare_tokenizers(config: str | os.PathLike | dict, base_dir: str | os.PathLike | None = None) -> Path:
     """Run every (tokenizer, budget, seed) of ``config`` not already in ``results.jsonl``; write the table and
-    the plots; return the output folder. Raises ``ConfigError`` / ``DataError`` before any training."""
+    the plots; return the output folder. Raises ``ConfigError`` / ``DataError`` before any training.
+
+    ``base_dir``: the folder relative data paths are taken from (default: the config file's folder, or the
+    working directory for a dict); see :func:`load_config`."""
     import cv2
     import torch
 
@@ -43,7 +47,7 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
     from ...processing_subobject_llava import DEFAULT_CHAT_TEMPLATE, SubobjectLlavaProcessor
     from ..plots import plot_token_efficiency, plot_tokenizer_examples
 
-    config = load_config(config)
+    config = load_config(config, base_dir)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     out_dir = Path(config.output_dir)
@@ -55,6 +59,11 @@ def compare_tokenizers(config: str | os.PathLike | dict) -> Path:
             if r.get("fingerprint") == fingerprint}  # fmt: skip
 
     splits = {s: load_split(config, s, out_dir / "data") for s in ("train", "val")}
+    epochs = config.training.steps * config.training.batch_size / len(splits["train"].conversations)
+    if epochs > MAX_EPOCHS:
+        print(f"warning: training.steps x batch_size is {epochs:.1f} epochs of the {len(splits['train'].conversations)} "
+              f"training samples (> {MAX_EPOCHS}): the last val loss may measure over-fitting; compare best_val_loss "
+              "and best_step in results.jsonl", file=sys.stderr)  # fmt: skip
     tokenizer = build_text_tokenizer(config, splits["train"])
     pixel_processor = SubobjectImageProcessor(
         size={"height": config.image_size, "width": config.image_size}, do_segment=False

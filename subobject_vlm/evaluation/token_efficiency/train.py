@@ -31,8 +31,9 @@ class RunData:
 def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_token_id: int, device) -> dict:
     """Mean NLL per caption token (``val_loss``), its ``exp`` (``val_perplexity``), exact-match accuracy of the
     answers to questions (teacher forcing: every answer token the arg-max, so greedy decoding gives it), and
-    ``attribute_accuracy``: the arg-max is right on the caption's attribute words (``data.attribute_ids``) where
-    they are first named, i.e. not within two tokens after a reference word such as "the" (a copy, not a look)."""
+    ``attribute_accuracy``: the arg-max is right on the caption's attribute words (``data.attribute_ids``) except
+    copies: a word the caption already said, repeated within two tokens after a reference word such as "the"
+    ("a red cube ... left of the red cube"). A word said for the first time always counts ("at the top left")."""
     import torch
 
     model.eval()
@@ -55,9 +56,15 @@ def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_tok
             if data.attribute_ids is not None:
                 ids = targets.clamp(min=0)
                 before = torch.nn.functional.pad(ids, (2, 0), value=-1)  # (B, L+1): two previous targets
-                copied = torch.isin(before[:, 1:-1], data.reference_ids) | torch.isin(
+                after_reference = torch.isin(before[:, 1:-1], data.reference_ids) | torch.isin(
                     before[:, :-2], data.reference_ids
                 )
+                answer = torch.where(valid, ids, -1)  # (B, L-1) answer tokens, -1 elsewhere
+                earlier = torch.ones(
+                    answer.shape[1], answer.shape[1], dtype=torch.bool, device=ids.device
+                ).tril(-1)
+                repeated = ((answer[:, :, None] == answer[:, None, :]) & earlier).any(-1)  # (B, L-1)
+                copied = after_reference & repeated  # "left of the red cube" after "a red cube": a copy
                 caption_rows = torch.tensor(
                     [data.split.tasks[i] == "caption" for i in indices], device=ids.device
                 )
@@ -85,7 +92,8 @@ def evaluate(model, data: RunData, batch_size: int, image_token_id: int, pad_tok
 def train_run(
     config: ComparisonConfig, tokenizer, train: RunData, val: RunData, seed: int, desc: str
 ) -> dict:
-    """Train one model from scratch on ``train`` and evaluate it on ``val`` every ``eval_every`` steps.
+    """Train one model from scratch on ``train`` and evaluate it on ``val`` every ``eval_every`` steps: the last
+    evaluation's metrics, the lowest val loss (``best_val_loss``, rounded as in ``curve``) and its ``best_step``.
 
     The initial weights and the batch order depend on ``seed`` only, so runs that differ in the tokenizer see
     the same samples in the same order from the same starting point.
@@ -140,5 +148,7 @@ def train_run(
             curve.append([step, round(train_seconds, 3), round(metrics["val_loss"], 5)])
     progress.close()
     steady = step_times[min(5, len(step_times) - 1) :]  # the first steps warm up allocators and caches
-    return {**metrics, "train_seconds": round(train_seconds, 2), "step_seconds": float(np.median(steady)),
-            "curve": curve}  # fmt: skip
+    losses = np.array([point[2] for point in curve], dtype=float)
+    best = int(np.nanargmin(losses)) if np.isfinite(losses).any() else len(curve) - 1
+    return {**metrics, "best_val_loss": curve[best][2], "best_step": curve[best][0],
+            "train_seconds": round(train_seconds, 2), "step_seconds": float(np.median(steady)), "curve": curve}  # fmt: skip
