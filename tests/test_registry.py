@@ -80,3 +80,16 @@ def test_a_registered_boundary_model_is_a_tokenizer_everywhere(astronaut):
     assert processor.segment([image])[0].max() + 1 == 4
     with pytest.raises(ValueError, match="baseline"):
         register_boundary_model("slic", lambda **options: Stripes())
+
+
+def test_hf_hub_prefix_always_means_the_hub_even_where_a_local_folder_has_that_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "name").mkdir(parents=True)  # a local folder spelled like the hub id
+    assert not is_hub_id("owner/name") and is_hub_id("hf-hub:owner/name")
+    assert not is_hub_id("hf-hub:no-slash")
+    assert check_tokenizer_name("hf-hub:owner/name") == "hf-hub:owner/name"
+    with pytest.raises(ValueError, match="no config.json"):  # the bare name is the local folder
+        create_boundary_model("owner/name")
+    with pytest.raises(ValueError, match="'owner/name' is not in the local Hugging Face cache"):
+        create_boundary_model("hf-hub:owner/name")  # the prefix: the hub, never the folder

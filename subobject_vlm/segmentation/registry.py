@@ -23,6 +23,7 @@ BASELINES = ("patch", "slic", "felzenszwalb")  # label-map tokenizers (no bounda
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
 _FACTORIES: dict[str, Callable[..., Any]] = {}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_PREFIX = "hf-hub:"  # as timm's: "hf-hub:owner/name" is always the hub, never a local folder of that name
 
 
 def has_embedded_weights() -> bool:
@@ -55,11 +56,16 @@ def describe_names(baselines: bool = True) -> str:
     listed = f"{', '.join(_FACTORIES)} (boundary models), "
     if baselines:
         listed += f"{', '.join(BASELINES)} (baselines), "
-    return listed + "a local checkpoint folder, or a hub id such as chendelong/DirectSAM-1800px-0424"
+    return listed + (
+        "a local checkpoint folder, or a hub id such as chendelong/DirectSAM-1800px-0424 "
+        "(hf-hub:owner/name is always the hub, even where a local folder has that name)"
+    )
 
 
 def is_hub_id(name: str) -> bool:
-    """``owner/name`` that is not an existing local path."""
+    """``hf-hub:owner/name``, or ``owner/name`` that is not an existing local path."""
+    if name.startswith(HUB_PREFIX):
+        return bool(_HUB_ID.match(name.removeprefix(HUB_PREFIX)))
     return bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
 
 
@@ -127,6 +133,8 @@ def create_boundary_model(name: str | os.PathLike, **options):
         return _FACTORIES[name](**options)
     from .directsam import DirectSAM
 
+    if name.startswith(HUB_PREFIX):
+        return DirectSAM.from_pretrained(_resolve_hub_id(name.removeprefix(HUB_PREFIX)), **options)
     path = Path(name).expanduser()
     if path.exists():
         check_checkpoint_folder(path)
@@ -158,6 +166,7 @@ def _gradient(**options):
 
 __all__ = [
     "DEFAULT_WEIGHTS_DIR",
+    "HUB_PREFIX",
     "check_checkpoint_folder",
     "check_tokenizer_name",
     "create_boundary_model",
