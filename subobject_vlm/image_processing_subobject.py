@@ -5,15 +5,16 @@
 >>> batch["pixel_values"].shape, batch["label_maps"].shape, batch["num_tokens"]
 (torch.Size([2, 3, 336, 336]), torch.Size([2, 336, 336]), tensor([256, 187]))
 
-Segmentation is preprocessing: the boundary model and EPOC run once per distinct image (cached by image
-content and segmentation settings) and are never stored in the processor's JSON.
+Segmentation is preprocessing, done by a ``segmentation.Segmenter`` (``processor.segmenter()``): the boundary
+model and EPOC run once per distinct image (cached by image content and segmentation settings), and neither the
+engine nor its caches are stored in the processor's JSON. The processor keeps the transformers side: settings
+as attributes, save / load, backbone pixels.
 """
 
 from __future__ import annotations
 
 import numbers
 
-import cv2
 import numpy as np
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
@@ -21,12 +22,11 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
 
-from .caching import LRUCache, image_digest
 from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
-from .segmentation import SegmentationSettings, load_boundary_model, segment_image
 from .segmentation.registry import check_tokenizer_name
-from .segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS
+from .segmentation.segmenter import Segmenter, pad_to_square
+from .segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
 
 SEGMENTATION_KEYS = (
     "boundary_model",
@@ -111,20 +111,6 @@ def _flatten_images(images) -> list:
     return [images]
 
 
-def pad_to_square(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
-    """``(H, W, 3)`` uint8 -> ``(S, S, 3)``, ``S = max(H, W)``: the image centred on ``color`` (the odd pixel of
-    padding goes right / below, as LLaVA-1.5's ``expand2square`` and transformers' ``pad_to_square``)."""
-    height, width = image.shape[:2]
-    if height == width:
-        return image
-    side = max(height, width)
-    top, left = (side - height) // 2, (side - width) // 2
-    padded = np.empty((side, side, 3), np.uint8)
-    padded[:] = color
-    padded[top : top + height, left : left + width] = image
-    return padded
-
-
 def _check_label_maps(label_maps, count: int, label_size: tuple[int, int]) -> list[np.ndarray]:
     """Precomputed label maps -> list of ``(h, w)`` int arrays, checked against the images and ``label_size``."""
     maps = [np.asarray(m.cpu() if isinstance(m, torch.Tensor) else m) for m in label_maps]
@@ -180,12 +166,9 @@ class SubobjectImageProcessor(TorchvisionBackend):
         if isinstance(kwargs.get("size"), dict):  # before transformers reads it (an int N means N x N)
             _size_pair(kwargs["size"], "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
         super().__init__(**kwargs)
-        if not isinstance(cache_size, int) or cache_size < 0:
-            raise ValueError(
-                f"cache_size must be a non-negative integer (0 disables the cache), got {cache_size!r}"
-            )
-        self._cache = LRUCache(cache_size)  # label maps, by image and all segmentation settings
-        self._boundary_cache = LRUCache(cache_size)  # (h, w) boundary maps, by image, model and label size
+        # the engine: one Segmenter per distinct settings and label size, all sharing the first one's caches
+        self._segmenter = Segmenter(SegmentationSettings(), cache_size=cache_size)  # checks cache_size
+        self._segmenters: dict[tuple[SegmentationSettings, tuple[int, int]], Segmenter] = {}
         # validate now: a bad setting fails here, not at the first image
         _size_pair(self.size, "size", MIN_PIXEL_SIDE, PIXEL_SIDE_REASON)
         self._settings({})
@@ -212,53 +195,23 @@ class SubobjectImageProcessor(TorchvisionBackend):
     # --- segmentation -------------------------------------------------------------------------------
     def segment(self, images, **overrides) -> list[np.ndarray]:
         """Label maps for one or more images at ``label_size``: list of ``(h, w)`` int32 (cached)."""
-        settings, label_size = self._settings(overrides)
-        rgb_images = [
-            to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(_flatten_images(images))
-        ]
-        return self._segment_rgb(rgb_images, settings, label_size)
+        return self.segmenter(**overrides).label_maps(_flatten_images(images))
 
-    def _segment_rgb(
-        self, rgb_images: list[np.ndarray], settings: SegmentationSettings, label_size: tuple[int, int]
-    ) -> list[np.ndarray]:
-        """Label maps at ``label_size`` for RGB images: cached ones, the rest through ``segment_image``."""
-        label_h, label_w = label_size
-        if settings.pad_color is not None:  # before anything reads the image: digests key the padded image
-            rgb_images = [pad_to_square(image, settings.pad_color) for image in rgb_images]
-        image_digests = [image_digest(image) for image in rgb_images]
-        keys = [f"{digest}:{settings!r}:{label_size}" for digest in image_digests]
-        # hits first; results stay here too, since a small cache may evict them before we return
-        computed: dict[int, np.ndarray] = {}
-        for i, key in enumerate(keys):
-            hit = self._cache.get(key)
-            if hit is not None:
-                computed[i] = hit
-        missing = [i for i in range(len(keys)) if i not in computed]
-        boundary_maps: dict[int, np.ndarray | None] = {i: None for i in missing}
-        if missing and not settings.is_baseline:
-            # the boundary map depends on the model and the label size only: EPOC settings reuse it
-            map_key = repr((settings.boundary_model, settings.boundary_model_options, label_size))
-            map_keys = {i: f"{image_digests[i]}:{map_key}" for i in missing}
-            boundary_maps = {i: self._boundary_cache.get(map_keys[i]) for i in missing}
-            to_predict = [i for i in missing if boundary_maps[i] is None]
-            if to_predict:  # one batched call of the boundary model
-                model = load_boundary_model(settings.boundary_model, **settings.model_options)
-                for i, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict])):
-                    # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
-                    boundary_maps[i] = cv2.resize(probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
-                    self._boundary_cache.put(map_keys[i], boundary_maps[i])
-        for i in missing:
-            small = None
-            if settings.is_baseline:
-                small = cv2.resize(rgb_images[i], (label_w, label_h), interpolation=cv2.INTER_AREA)
-            computed[i] = segment_image(small, settings, boundary_probs=boundary_maps[i])
-            self._cache.put(keys[i], computed[i])
-        return [computed[i].copy() for i in range(len(keys))]  # callers never share the cached arrays
+    def segmenter(self, **overrides) -> Segmenter:
+        """The ``Segmenter`` that makes this processor's label maps (with ``overrides``, e.g. ``max_tokens``)."""
+        return self._segmenter_for(*self._settings(overrides))
+
+    def _segmenter_for(self, settings: SegmentationSettings, label_size: tuple[int, int]) -> Segmenter:
+        """One ``Segmenter`` per distinct settings and label size, kept; all share one pair of caches, so other
+        EPOC settings reuse the boundary maps."""
+        key = (settings, label_size)
+        if key not in self._segmenters:
+            self._segmenters[key] = self._segmenter.with_settings(settings, label_size)
+        return self._segmenters[key]
 
     def clear_cache(self) -> None:
         """Forget cached segmentations and boundary maps."""
-        self._cache.clear()
-        self._boundary_cache.clear()
+        self._segmenter.clear_cache()
 
     def pixel_values(self, images, return_tensors: str | None = "pt"):
         """Backbone pixels only, without segmenting: ``(B, 3, H, W)`` float (e.g. when label maps were
@@ -303,7 +256,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
             return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=return_tensors)
 
         if label_maps is None:
-            label_maps = self._segment_rgb(rgb_images, settings, label_size)
+            label_maps = self._segmenter_for(settings, label_size).label_maps(rgb_images)
         else:
             label_maps = _check_label_maps(label_maps, len(rgb_images), label_size)
         label_maps_tensor = torch.stack(

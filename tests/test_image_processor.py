@@ -189,7 +189,7 @@ def test_a_processor_pickles_and_copies_without_its_cache(astronaut):
     processor = SubobjectImageProcessor(cache_size=7, max_tokens=16)
     processor.segment([astronaut])
     for clone in (pickle.loads(pickle.dumps(processor)), copy.deepcopy(processor)):  # DataLoader workers
-        assert len(clone._cache) == 0 and clone._cache.size == 7
+        assert len(clone.segmenter()._label_cache) == 0 and clone.segmenter()._label_cache.size == 7
         assert clone.max_tokens == 16
     assert not any(k.startswith("_") for k in processor.to_dict())
 

@@ -29,7 +29,7 @@ from subobject_vlm.data.precompute import (
     resolve_rank,
 )
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
-from subobject_vlm.segmentation import SegmentationSettings
+from subobject_vlm.segmentation import SegmentationSettings, Segmenter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
@@ -111,7 +111,7 @@ def test_the_processor_takes_precomputed_label_maps_and_segments_nothing(images,
         boundary_model="gradient", max_tokens=16, label_size={"height": 32, "width": 32}, cache_size=0
     )
     expected = processor(str(folder / keys[0]), return_tensors="pt")
-    monkeypatch.setattr(SubobjectImageProcessor, "_segment_rgb", lambda *a: pytest.fail("segmented"))
+    monkeypatch.setattr(Segmenter, "label_maps", lambda *a: pytest.fail("segmented"))
     label_map = decode_label_map(rows_by_key(tmp_path / "out")[keys[0]]["label_map"])
     given = processor(str(folder / keys[0]), label_maps=[label_map], return_tensors="pt")
     for name in ("pixel_values", "label_maps", "num_tokens", "boxes"):

@@ -51,15 +51,15 @@ def image_processor() -> SubobjectImageProcessor:
 @pytest.fixture()
 def no_boundary_model(monkeypatch):
     """Any attempt to segment (load a boundary model, run EPOC or a baseline) fails the test."""
-    import subobject_vlm.image_processing_subobject as processing
     import subobject_vlm.segmentation.api as api
+    import subobject_vlm.segmentation.segmenter as segmenter
 
     def refuse(*args, **kwargs):
         raise AssertionError("the boundary model was used although the label maps are precomputed")
 
-    for module, name in ((api, "load_boundary_model"), (processing, "load_boundary_model")):
+    for module, name in ((api, "load_boundary_model"), (segmenter, "load_boundary_model")):
         monkeypatch.setattr(module, name, refuse)
-    for module, name in ((api, "segment_image"), (processing, "segment_image")):
+    for module, name in ((api, "segment_image"), (segmenter, "segment_image")):
         monkeypatch.setattr(module, name, refuse)
 
 

@@ -334,10 +334,10 @@ class _Job:
 
 
 class _Worker:
-    """Makes whole shards; holds the image processor (and so the boundary model) for the process's life."""
+    """Makes whole shards; holds the segmenter (and so the boundary model) for the process's life."""
 
     def __init__(self, job: _Job, progress=None) -> None:
-        from ..image_processing_subobject import SubobjectImageProcessor
+        from ..segmentation.segmenter import Segmenter
 
         if job.torch_threads:
             import torch
@@ -346,20 +346,12 @@ class _Worker:
         self.job = job
         self.progress = progress  # callable(count) or a queue
         settings = job.settings
-        self.processor = SubobjectImageProcessor(
-            cache_size=0,  # every image once: a cache would only hold memory
-            **{k: v for k, v in asdict(settings).items() if k != "boundary_model_options"},
-            boundary_model_options=settings.model_options,
-            label_size={"height": job.label_size[0], "width": job.label_size[1]},
-        )
-        if self.processor.segmentation_settings() != (settings, tuple(job.label_size)):
-            raise ValueError(f"the image processor cannot express {settings!r}")
-        if (
-            not settings.is_baseline
-        ):  # now: a model that cannot load stops the run instead of failing every image
+        self.segmenter = Segmenter(settings, job.label_size, cache_size=0)  # every image once: no cache
+        if not settings.is_baseline:
+            # now: a model that cannot load stops the run instead of failing every image
             from ..segmentation import load_boundary_model
 
-            load_boundary_model(settings.boundary_model, **settings.model_options)  # cached for the processor
+            load_boundary_model(settings.boundary_model, **settings.model_options)  # cached for the segmenter
         self.dataset = job.source.open_dataset() if job.source.kind == "dataset" else None
 
     def _report(self, count: int) -> None:
@@ -385,12 +377,12 @@ class _Worker:
     def _segment(self, images: list[np.ndarray]) -> list[np.ndarray | str]:
         """Label maps of a batch (one batched call); if it fails, image by image: a map or the error."""
         try:
-            return self.processor.segment(images)
+            return self.segmenter.label_maps(images)
         except Exception:  # noqa: BLE001 - find the image that fails; the others go on
             results: list[np.ndarray | str] = []
             for image in images:
                 try:
-                    results.append(self.processor.segment([image])[0])
+                    results.append(self.segmenter.label_maps([image])[0])
                 except Exception as error:  # noqa: BLE001
                     results.append(_one_line(error))
             return results

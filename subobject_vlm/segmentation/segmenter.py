@@ -1,0 +1,159 @@
+"""``Segmenter``: the segmentation engine below the image processor (after segment-anything's predictor): the
+boundary model runs once per image, its map is kept, and every later label map of that image costs EPOC only.
+
+>>> segmenter = Segmenter(SegmentationSettings("default", max_tokens=64), label_size=(336, 336))
+>>> label_maps = segmenter.label_maps([image_a, image_b])      # (336, 336) int32 each, cached
+>>> probs = segmenter.boundary_maps([image_a])                 # (336, 336) float32 each, cached
+>>> segmenter.with_settings(replace(segmenter.settings, max_tokens=16)).label_maps([image_a])  # EPOC only
+
+Two caches, both shared by every ``with_settings`` variant and safe to share between threads: label maps by
+image content and all settings, boundary maps by image content, boundary model, its ``output_options`` (the
+options that decide its output: not the device or batch size) and label size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..caching import LRUCache, image_digest
+from ..image_utils import to_rgb_uint8
+from .api import load_boundary_model, segment_image
+from .settings import SegmentationSettings, output_options
+
+
+def pad_to_square(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(S, S, 3)``, ``S = max(H, W)``: the image centred on ``color`` (the odd pixel of
+    padding goes right / below, as LLaVA-1.5's ``expand2square`` and transformers' ``pad_to_square``)."""
+    height, width = image.shape[:2]
+    if height == width:
+        return image
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    padded = np.empty((side, side, 3), np.uint8)
+    padded[:] = color
+    padded[top : top + height, left : left + width] = image
+    return padded
+
+
+class Segmenter:
+    """Images -> boundary maps and label maps for one ``SegmentationSettings`` and label size, cached.
+
+    Args:
+        settings: the tokenizer and its options (with ``pad_color``, images are padded to a square first).
+        label_size: ``(height, width)`` of the maps returned (EPOC runs there, on the area-averaged boundary
+            map; a baseline segments the area-averaged image); ``None``: each image's own size.
+        cache_size: label maps (and, separately, boundary maps) kept; 0 keeps none.
+    """
+
+    def __init__(
+        self,
+        settings: SegmentationSettings,
+        label_size: tuple[int, int] | None = None,
+        cache_size: int = 1024,
+    ) -> None:
+        if not isinstance(settings, SegmentationSettings):
+            raise TypeError(f"settings must be a SegmentationSettings, got {type(settings).__name__}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(
+                f"cache_size must be a non-negative integer (0 disables the cache), got {cache_size!r}"
+            )
+        self.settings = settings
+        self.label_size = None if label_size is None else (int(label_size[0]), int(label_size[1]))
+        self._label_cache = LRUCache(cache_size)  # label maps, by image and all settings
+        self._boundary_cache = LRUCache(cache_size)  # boundary maps, by image, model output and label size
+
+    def with_settings(
+        self, settings: SegmentationSettings, label_size: tuple[int, int] | None = None
+    ) -> Segmenter:
+        """A segmenter for ``settings`` (and ``label_size``) sharing this one's caches (their keys name every
+        setting): a new budget or EPOC option reuses the boundary maps already computed."""
+        other = Segmenter(settings, label_size, cache_size=0)
+        other._label_cache, other._boundary_cache = self._label_cache, self._boundary_cache
+        return other
+
+    def clear_cache(self) -> None:
+        """Forget cached label maps and boundary maps (of every segmenter sharing them)."""
+        self._label_cache.clear()
+        self._boundary_cache.clear()
+
+    def boundary_maps(self, images: list[Any]) -> list[np.ndarray]:
+        """Boundary probabilities of ``images`` (anything ``to_rgb_uint8`` reads): ``(h, w)`` float32 each, at
+        ``label_size`` (area-averaged) or the image's size; the boundary model runs once, batched, on the images
+        not cached. A baseline has none: ``ValueError``."""
+        if self.settings.is_baseline:
+            raise ValueError(
+                f"the baseline {self.settings.boundary_model!r} makes label maps directly: it has no boundary map"
+            )
+        rgb_images = self._prepare(images)
+        digests = [image_digest(image) for image in rgb_images]
+        return [probs.copy() for probs in self._boundary_maps(rgb_images, digests, range(len(rgb_images)))]
+
+    def label_maps(self, images: list[Any]) -> list[np.ndarray]:
+        """Label maps of ``images`` (anything ``to_rgb_uint8`` reads): ``(h, w)`` int32 each, ids ``0..n-1``
+        in area-descending order, at ``label_size`` or the image's size; computed once per image and settings."""
+        rgb_images = self._prepare(images)
+        digests = [image_digest(image) for image in rgb_images]
+        keys = [f"{digest}:{self.settings!r}:{self.label_size}" for digest in digests]
+        # hits first; results stay here too, since a small cache may evict them before we return
+        computed: dict[int, np.ndarray] = {}
+        for i, key in enumerate(keys):
+            hit = self._label_cache.get(key)
+            if hit is not None:
+                computed[i] = hit
+        missing = [i for i in range(len(keys)) if i not in computed]
+        if missing and self.settings.is_baseline:
+            for i in missing:
+                computed[i] = segment_image(self._at_label_size(rgb_images[i]), self.settings)
+                self._label_cache.put(keys[i], computed[i])
+        elif missing:
+            boundary_maps = self._boundary_maps(rgb_images, digests, missing)
+            for i, probs in zip(missing, boundary_maps):
+                computed[i] = segment_image(None, self.settings, boundary_probs=probs)
+                self._label_cache.put(keys[i], computed[i])
+        return [computed[i].copy() for i in range(len(keys))]  # callers never share the cached arrays
+
+    def _prepare(self, images: list[Any]) -> list[np.ndarray]:
+        """``(H, W, 3)`` uint8 RGB arrays, padded to a square with ``pad_color`` before anything reads them
+        (digests key the padded image)."""
+        rgb_images = [to_rgb_uint8(image, name=f"images[{i}]") for i, image in enumerate(images)]
+        if self.settings.pad_color is not None:
+            rgb_images = [pad_to_square(image, self.settings.pad_color) for image in rgb_images]
+        return rgb_images
+
+    def _at_label_size(self, image: np.ndarray) -> np.ndarray:
+        """``image`` area-averaged to ``label_size`` (itself without one)."""
+        if self.label_size is None:
+            return image
+        label_h, label_w = self.label_size
+        return cv2.resize(image, (label_w, label_h), interpolation=cv2.INTER_AREA)
+
+    def _boundary_maps(self, rgb_images: list[np.ndarray], digests: list[str], indices) -> list[np.ndarray]:
+        """The (cached) boundary maps of ``rgb_images[i]`` for ``i`` in ``indices``; one batched model call for
+        those not cached. The arrays are the cache's own: callers copy before handing them out."""
+        settings = self.settings
+        model_key = repr(
+            (
+                settings.boundary_model,
+                tuple(sorted(output_options(settings.model_options).items())),
+                self.label_size,
+            )
+        )
+        keys = {i: f"{digests[i]}:{model_key}" for i in indices}
+        maps = {i: self._boundary_cache.get(keys[i]) for i in indices}
+        to_predict = [i for i in indices if maps[i] is None]
+        if to_predict:  # one batched call of the boundary model
+            model = load_boundary_model(settings.boundary_model, **settings.model_options)
+            for i, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict])):
+                if self.label_size is not None:
+                    # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
+                    label_h, label_w = self.label_size
+                    probs = cv2.resize(probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
+                maps[i] = probs
+                self._boundary_cache.put(keys[i], probs)
+        return [maps[i] for i in indices]
+
+
+__all__ = ["Segmenter", "pad_to_square"]
