@@ -1,7 +1,7 @@
 """Caching: content keys (``digest`` of settings, ``image_digest`` of pixels) and a bounded least-recently-used
 cache, safe to share between threads, that never travels with a copy.
 
-Used by the image processor (label maps and boundary maps, by image content and settings), the demo, dataset
+Used by the ``Segmenter`` (label maps and boundary maps, by image content and settings), the demo, dataset
 tokenization (shard and settings digests) and the token-efficiency experiment (its run keys).
 """
 
