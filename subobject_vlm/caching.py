@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -71,4 +72,26 @@ class LRUCache:
         return LRUCache(self.size)
 
 
-__all__ = ["LRUCache", "digest", "image_digest"]
+def file_stat(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file, or ``None`` when it cannot be read: the one rule by which ``segment
+    --resume``, ``precompute`` reruns and training tell that an input file changed since it was used. A stat, not
+    a hash of the content: 0.3 ms per 100 JPEGs of 270 KB against 70-100 ms for blake2b (page cache warm), so a
+    million images are checked in seconds. A copy that keeps neither the size nor the mtime (``cp`` without
+    ``-p``) counts as changed; one that keeps both but alters pixels does not."""
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError, TypeError):  # missing, a name the file system refuses, not a path
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def file_fingerprint(path: str | os.PathLike | int) -> str | None:
+    """:func:`file_stat` as ``"size:mtime_ns"`` (``None`` for anything that is not a readable file path, e.g. the
+    row index of a dataset's image)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return None
+    stat = file_stat(path)
+    return None if stat is None else f"{stat[0]}:{stat[1]}"
+
+
+__all__ = ["LRUCache", "digest", "file_fingerprint", "file_stat", "image_digest"]

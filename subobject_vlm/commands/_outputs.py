@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from ..atomic import remove_stale_temporaries, write_json
+from ..caching import file_stat
 
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".subobject-vlm.lock"  # held briefly, to read-merge-write the summary
@@ -179,8 +180,11 @@ def check_out_holds_no_inputs(inputs: Sequence[Path], out_dir: Path, allowed: bo
 
 
 def input_fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+    """The input's ``caching.file_stat`` as a summary record's fields (``OSError`` when it cannot be read)."""
+    stat = file_stat(path)
+    if stat is None:
+        raise OSError(f"cannot read {path}")
+    return {"input_size": stat[0], "input_mtime_ns": stat[1]}
 
 
 def input_changed(path: Path, fingerprint: dict) -> bool:

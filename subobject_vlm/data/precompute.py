@@ -21,7 +21,7 @@ depends on nothing but the source and the settings: any number of worker process
 and renamed when complete, so a run killed at any point leaves complete shards and temporaries; a rerun removes
 the temporaries of its shards, keeps the complete ones and makes the rest. It checks every shard: one that
 is cut short or unreadable is made again, and so is every batch of images whose file changed since (size or
-modification time, :func:`file_fingerprint`), the rest of its shard kept. The merge checks that every shard is
+modification time, ``caching.file_fingerprint``), the rest of its shard kept. The merge checks that every shard is
 there, readable, made with the same settings, and that every image is in exactly one shard (as a row, or as a
 failure). Worker processes end with the process that started them, however it ends.
 
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_open, remove_stale_temporaries, write_json
-from ..caching import digest
+from ..caching import digest, file_fingerprint
 from ..image_utils import IMAGE_EXTENSIONS, MAX_PNG_LABELS, decode_label_map, encode_label_map, to_rgb_uint8  # noqa: F401 - also ours
 from ..segmentation.settings import DEFAULT_MAX_TOKENS, SegmentationSettings, output_options
 
@@ -76,21 +76,6 @@ def features():
             "fingerprint": datasets.Value("string"),  # file_fingerprint of the image when read (None: a row)
         }
     )
-
-
-def file_fingerprint(reference: str | int) -> str | None:
-    """``"size:mtime_ns"`` of an image file (``None`` if it cannot be read, or for a dataset row): how a rerun and
-    training tell that an image changed since its label map was made (as ``segment --resume`` does). A stat, not
-    a hash of the content: 0.3 ms per 100 JPEGs of 270 KB against 70-100 ms for blake2b (page cache warm), so
-    a million images are checked in seconds, not by reading every file. A copy that keeps neither the size nor
-    the mtime (e.g. ``cp`` without ``-p``) counts as changed; one that keeps both but alters pixels does not."""
-    if not isinstance(reference, str):
-        return None
-    try:
-        stat = os.stat(reference)
-    except (OSError, ValueError):  # missing, or a name the file system refuses
-        return None
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 # ---------------------------------------------------------------------------------------------- settings
@@ -755,7 +740,7 @@ def _why_remake(
     out: Path, shard: int, entries: list[tuple[str, str | int]], plan: dict, settings_digest: str
 ) -> str:
     """Why shard ``shard`` must be made (again): ``"missing"``, unreadable, other settings or images, images changed
-    since (by :func:`file_fingerprint`); ``""`` if it is complete and current."""
+    since (by ``caching.file_fingerprint``); ``""`` if it is complete and current."""
     path = out / shard_name(shard, plan["num_shards"])
     if not path.exists():
         return "missing"
@@ -970,7 +955,6 @@ __all__ = [
     "decode_label_map",
     "encode_label_map",
     "features",
-    "file_fingerprint",
     "load_precomputed",
     "merge_precomputed",
     "open_source",

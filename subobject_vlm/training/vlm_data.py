@@ -153,10 +153,10 @@ def precompute_segmentations(
 
 
 def _files_of(dataset) -> list[str | None]:
-    """:func:`file_fingerprint` of every image file of ``dataset`` (none for an HF dataset's images): part of
+    """``caching.file_fingerprint`` of every image file of ``dataset`` (none for an HF dataset's images): part of
     the cache keys, so that an image changed in place is segmented again (its path, and so the dataset's own
     fingerprint, stay the same)."""
-    from ..data.precompute import file_fingerprint
+    from ..caching import file_fingerprint
 
     if getattr(dataset.features.get("image"), "dtype", None) != "string":
         return []
