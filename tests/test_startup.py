@@ -59,9 +59,10 @@ def test_exported_functions_win_over_same_named_submodules():
 
 
 def test_help_loads_no_torch_and_lists_every_command_with_its_defaults():
+    # not even numpy (0.14 s of the 0.25 s --help took here): the commands import what they use when they run
     code = (
         "import sys, contextlib, io\nfrom subobject_vlm.commands import COMMANDS, build_parser\n"
-        "parser = build_parser()\nprint('torch' in sys.modules, 'transformers' in sys.modules)\n"
+        "parser = build_parser()\nprint('torch' in sys.modules, 'numpy' in sys.modules)\n"
         "out = io.StringIO()\n"
         "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
         "    parser.parse_args(['segment', '--help'])\n"

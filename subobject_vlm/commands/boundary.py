@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ._files import add_file_arguments, add_resume_arguments, collect_inputs, load_model, run_over_files
 from ._options import add_segmentation_arguments
 
@@ -27,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.is_baseline:
         raise ValueError(f"{settings.boundary_model} is a baseline tokenizer and has no boundary map")
     paths = collect_inputs(args.inputs)  # before any model loads
+    import numpy as np
     from PIL import Image
 
     from ..atomic import save_image

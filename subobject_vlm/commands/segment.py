@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ._files import add_file_arguments, add_resume_arguments, collect_inputs, load_model, run_over_files
 from ._options import add_segmentation_arguments
 
@@ -36,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = SegmentationSettings.from_args(args)  # validated before torch, any model or any file loads
     paths = collect_inputs(args.inputs)  # before any model loads
+    import numpy as np
+
     from ..atomic import save_npy, write_bytes
     from ..image_utils import encode_label_map, load_image
     from ..segmentation import segment_image
@@ -75,7 +75,7 @@ def describe_tokens(tokens: list[int], settings: SegmentationSettings) -> str:
     """How many tokens the images got, and what the budget was: ``31-72 tokens per image (mean 50.2;
     --max-tokens 128 is a cap, not reached by 3 of 3)``."""
     low, high = min(tokens), max(tokens)
-    notes = [] if low == high else [f"mean {np.mean(tokens):.1f}"]
+    notes = [] if low == high else [f"mean {sum(tokens) / len(tokens):.1f}"]
     if not settings.is_baseline:  # (a baseline makes exactly --max-tokens regions)
         cap = settings.max_tokens
         fewer = sum(cap is None or count < cap for count in tokens)
