@@ -20,7 +20,7 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 import subobject_vlm.image_processing_subobject as ip
 from subobject_vlm.image_utils import list_image_files, load_image
-from subobject_vlm.segmentation import DirectSAM, api
+from subobject_vlm.segmentation import BoundaryPredictor, api
 from subobject_vlm.segmentation.registry import register_boundary_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def main() -> None:
     results["default"] = profile(ip.SubobjectImageProcessor(max_tokens=256), default, images, args.repeats)
 
     b0 = SegformerConfig(num_labels=1)  # SegFormer-b0 sizes (the public DirectSAM-b0 architecture)
-    directsam = DirectSAM(SegformerForSemanticSegmentation(b0), resolution=1024)
+    directsam = BoundaryPredictor(SegformerForSemanticSegmentation(b0), resolution=1024)
     register_boundary_model("bench-directsam-b0", lambda **options: directsam)
     processor = ip.SubobjectImageProcessor(boundary_model="bench-directsam-b0", max_tokens=256)
     results["directsam_b0_1024"] = profile(processor, directsam, images, args.repeats)

@@ -1,4 +1,4 @@
-"""Boundary (DirectSAM) training: targets, augmentation, data sources, the Trainer loop and its config."""
+"""Boundary-model training: targets, augmentation, data sources, the Trainer loop and its config."""
 
 import json
 import os
@@ -230,9 +230,9 @@ def test_saved_model_reloads_with_segformer_from_pretrained(trained_run):
 
 
 def test_saved_model_loads_as_a_directsam_boundary_model(trained_run, astronaut):
-    from subobject_vlm.segmentation.directsam import DirectSAM
+    from subobject_vlm.segmentation.predictor import BoundaryPredictor
 
-    model = DirectSAM.from_pretrained(trained_run)
+    model = BoundaryPredictor.from_pretrained(trained_run)
     [probs] = model.predict([astronaut[:100, :150]])
     assert model.resolution == 64 and probs.shape == (100, 150)
 

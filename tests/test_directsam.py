@@ -1,4 +1,4 @@
-"""DirectSAM boundary model: loading SegFormer checkpoints and running them."""
+"""BoundaryPredictor: loading DirectSAM SegFormer and EdgeNet checkpoints and running them."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from subobject_vlm.segmentation import DirectSAM, load_boundary_model, segment
-from subobject_vlm.segmentation.directsam import crop_edge_weights, pyramid_crop_boxes
+from subobject_vlm.segmentation import BoundaryPredictor, load_boundary_model, segment
+from subobject_vlm.segmentation.predictor import crop_edge_weights, pyramid_crop_boxes
 
 TINY_SEGFORMER = dict(
     num_channels=3,
@@ -26,7 +26,7 @@ TINY_SEGFORMER = dict(
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    """A tiny random DirectSAM saved the way the public checkpoints are (safetensors + preprocessor config)."""
+    """A tiny random DirectSAM SegFormer saved the way the public checkpoints are (safetensors + preprocessor config)."""
     from transformers import SegformerImageProcessor
 
     torch.manual_seed(0)
@@ -37,7 +37,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_a_locally_saved_checkpoint_loads_and_gives_maps_at_image_size(tiny_checkpoint):
-    model = DirectSAM.from_pretrained(tiny_checkpoint)
+    model = BoundaryPredictor.from_pretrained(tiny_checkpoint)
     assert model.resolution == 64  # read from the checkpoint's preprocessor config
     images = [
         np.full((40, 70, 3), 120, np.uint8),
@@ -49,7 +49,7 @@ def test_a_locally_saved_checkpoint_loads_and_gives_maps_at_image_size(tiny_chec
 
 
 def test_batched_inference_matches_one_image_at_a_time(tiny_checkpoint):
-    model = DirectSAM.from_pretrained(tiny_checkpoint, batch_size=3)
+    model = BoundaryPredictor.from_pretrained(tiny_checkpoint, batch_size=3)
     images = [np.random.default_rng(i).integers(0, 255, (48, 48, 3), np.uint8) for i in range(3)]
     together = model.predict(images)
     alone = [model.predict([image])[0] for image in images]
@@ -59,14 +59,14 @@ def test_batched_inference_matches_one_image_at_a_time(tiny_checkpoint):
 
 @pytest.mark.parametrize("keep_aspect", [False, True])
 def test_extreme_aspect_ratios_and_tiny_images_work(tiny_checkpoint, keep_aspect):
-    model = DirectSAM.from_pretrained(tiny_checkpoint, keep_aspect=keep_aspect)
+    model = BoundaryPredictor.from_pretrained(tiny_checkpoint, keep_aspect=keep_aspect)
     for shape in [(1, 1, 3), (1, 300, 3), (300, 2, 3)]:
         [probs] = model.predict([np.zeros(shape, np.uint8)])
         assert probs.shape == shape[:2] and np.isfinite(probs).all()
 
 
 def test_half_precision_runs(tiny_checkpoint):
-    model = DirectSAM.from_pretrained(tiny_checkpoint, dtype="bfloat16")
+    model = BoundaryPredictor.from_pretrained(tiny_checkpoint, dtype="bfloat16")
     assert model.dtype == torch.bfloat16
     [probs] = model.predict([np.zeros((32, 32, 3), np.uint8)])
     assert probs.dtype == np.float32 and probs.shape == (32, 32)
@@ -77,17 +77,17 @@ def test_a_checkpoint_with_several_labels_is_rejected(tmp_path):
         tmp_path
     )
     with pytest.raises(ValueError, match="num_labels=1"):
-        DirectSAM.from_pretrained(tmp_path)
+        BoundaryPredictor.from_pretrained(tmp_path)
 
 
 def test_a_broken_checkpoint_gives_a_clear_error(tmp_path, tiny_checkpoint):
     (tmp_path / "config.json").write_text((tiny_checkpoint / "config.json").read_text())
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ValueError, match="cannot load DirectSAM checkpoint"):
-        DirectSAM.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="cannot load boundary model checkpoint"):
+        BoundaryPredictor.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("{ broken json")
-    with pytest.raises(ValueError, match="cannot load DirectSAM checkpoint"):
-        DirectSAM.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="cannot load boundary model checkpoint"):
+        BoundaryPredictor.from_pretrained(tmp_path)
 
 
 def test_a_folder_without_config_is_not_taken_for_a_checkpoint(tmp_path):
@@ -121,9 +121,11 @@ def test_pyramid_crops_agree_with_a_single_pass_for_a_translation_equivariant_mo
     torch.manual_seed(0)
     model = PointwiseBoundary()
     image = np.random.default_rng(0).integers(0, 255, (90, 130, 3), np.uint8)
-    single = DirectSAM(model, resolution=None).predict([image])[0]
+    single = BoundaryPredictor(model, resolution=None).predict([image])[0]
     for layers in (1, 2):
-        pyramid = DirectSAM(model, resolution=None, pyramid_layers=layers, overlap=12).predict([image])[0]
+        pyramid = BoundaryPredictor(model, resolution=None, pyramid_layers=layers, overlap=12).predict(
+            [image]
+        )[0]
         np.testing.assert_allclose(pyramid, single, atol=1e-5)
 
 
@@ -153,7 +155,7 @@ def test_default_loads_the_embedded_weights_and_a_missing_one_is_an_error_never_
         api.load_boundary_model("default")  # (it used to become the gradient model without a word)
     monkeypatch.setattr(registry, "DEFAULT_WEIGHTS_DIR", tiny_checkpoint)
     model = api.load_boundary_model("default")
-    assert isinstance(model, DirectSAM) and model.resolution == 64
+    assert isinstance(model, BoundaryPredictor) and model.resolution == 64
 
 
 def test_a_panorama_keeps_the_detail_of_a_normal_photo():
@@ -185,5 +187,5 @@ def test_small_images_are_enlarged_at_most_four_times():
     assert model._input_size(1, 1) == (4, 4)
     assert model._input_size(8, 12) == (32, 48)
     assert model._input_size(321, 481) == (320, 480)  # ordinary photos as before
-    square = DirectSAM(model.model, resolution=1024, keep_aspect=False)
+    square = BoundaryPredictor(model.model, resolution=1024, keep_aspect=False)
     assert square._input_size(10, 10) == (40, 40) and square._input_size(600, 500) == (1024, 1024)

@@ -1,4 +1,4 @@
-"""EdgeNet: its fixed colour-gradient channels, the model, loading through the Auto classes and DirectSAM,
+"""EdgeNet: its fixed colour-gradient channels, the model, loading through the Auto classes and BoundaryPredictor,
 training it with train-boundary, and the non-maximum suppression used by the boundary benchmark."""
 
 import dataclasses
@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForSemanticSegmentation
 
 from subobject_vlm.evaluation import non_maximum_suppression
 from subobject_vlm.segmentation import (
-    DirectSAM,
+    BoundaryPredictor,
     EdgeNetConfig,
     EdgeNetForBoundaryDetection,
     gradient_boundary_probs,
@@ -135,11 +135,11 @@ def test_saved_model_loads_through_the_auto_classes(tmp_path):
 
 def test_directsam_runs_an_edgenet_checkpoint_at_its_trained_scale(tmp_path, astronaut):
     tiny_edgenet(resolution=96, keep_aspect=True).save_pretrained(tmp_path)
-    boundary_model = DirectSAM.from_pretrained(tmp_path)
+    boundary_model = BoundaryPredictor.from_pretrained(tmp_path)
     assert boundary_model.resolution == 96 and boundary_model.keep_aspect
     [probs] = boundary_model.predict([astronaut[:100, :150]])
     assert probs.shape == (100, 150) and probs.dtype == np.float32 and 0 <= probs.min() <= probs.max() <= 1
-    assert DirectSAM.from_pretrained(tmp_path, resolution=None, keep_aspect=False).resolution is None
+    assert BoundaryPredictor.from_pretrained(tmp_path, resolution=None, keep_aspect=False).resolution is None
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -199,7 +199,7 @@ def test_edgenet_trains_with_train_boundary_and_loads_as_a_boundary_model(bsds_r
 
     losses = [e["loss"] for e in json.loads((output_dir / "log_history.json").read_text()) if "loss" in e]
     assert len(losses) == 12 and np.isfinite(losses).all() and np.mean(losses[-4:]) < np.mean(losses[:4])
-    boundary_model = DirectSAM.from_pretrained(output_dir)
+    boundary_model = BoundaryPredictor.from_pretrained(output_dir)
     assert isinstance(boundary_model.model, EdgeNetForBoundaryDetection) and boundary_model.resolution == 64
     [probs] = boundary_model.predict([astronaut[:50, :70]])
     assert probs.shape == (50, 70)
@@ -254,7 +254,7 @@ def test_the_shipped_default_is_a_small_learned_edgenet_that_loads_offline(astro
     assert (DEFAULT_WEIGHTS_DIR / "model.safetensors").stat().st_size <= 20 * 2**20
     assert (DEFAULT_WEIGHTS_DIR / "README.md").is_file()  # the model card
     model = load_boundary_model("default")
-    assert isinstance(model, DirectSAM) and isinstance(model.model, EdgeNetForBoundaryDetection)
+    assert isinstance(model, BoundaryPredictor) and isinstance(model.model, EdgeNetForBoundaryDetection)
     assert model.keep_aspect and model.resolution == model.model.config.resolution
     [probs] = model.predict([astronaut])
     assert probs.shape == astronaut.shape[:2] and probs.dtype == np.float32

@@ -11,7 +11,7 @@ from test_pinned_label_maps import partition_agreement
 from subobject_vlm.image_utils import load_image
 from subobject_vlm.segmentation import (
     DEFAULT_WEIGHTS_DIR,
-    DirectSAM,
+    BoundaryPredictor,
     EdgeNetConfig,
     EdgeNetForBoundaryDetection,
     SegmentationSettings,
@@ -39,10 +39,10 @@ def as_batch(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
 
 
-def tiny_directsam(batch_size: int) -> DirectSAM:
+def tiny_directsam(batch_size: int) -> BoundaryPredictor:
     torch.manual_seed(0)
     model = EdgeNetForBoundaryDetection(EdgeNetConfig(widths=(4, 4, 8, 8)))
-    return DirectSAM(model, resolution=64, keep_aspect=True, batch_size=batch_size)
+    return BoundaryPredictor(model, resolution=64, keep_aspect=True, batch_size=batch_size)
 
 
 # ------------------------------------------------------------------------------ fast CPU path == reference
@@ -119,8 +119,8 @@ HALF_TOLERANCE = {"float32": (1e-3, 0.995), "bfloat16": (5e-3, 0.98), "float16":
 def assert_within_tolerance(images: list[np.ndarray], dtype: str, **options) -> None:
     """The default model with ``options`` (device, dtype, ...) against float32 on the CPU."""
     resolution = options.get("resolution", "auto")
-    expected = DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, resolution=resolution).predict(images)
-    model = DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, dtype=dtype, **options)
+    expected = BoundaryPredictor.from_pretrained(DEFAULT_WEIGHTS_DIR, resolution=resolution).predict(images)
+    model = BoundaryPredictor.from_pretrained(DEFAULT_WEIGHTS_DIR, dtype=dtype, **options)
     max_mean_error, min_agreement = HALF_TOLERANCE[dtype]
     for reference_probs, probs in zip(expected, model.predict(images)):
         assert probs.shape == reference_probs.shape and probs.dtype == np.float32

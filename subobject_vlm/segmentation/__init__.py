@@ -1,4 +1,4 @@
-"""Boundary models (DirectSAM, EdgeNet, classical gradients), baselines, and boundary -> label map post-processing."""
+"""Boundary models (DirectSAM SegFormers, EdgeNet, classical gradients), baselines, and boundary -> label map post-processing."""
 
 from .._lazy import lazy_exports
 
@@ -6,7 +6,7 @@ _EXPORTS = {
     "BASELINES": ".settings",
     "BoundaryModel": ".api",
     "DEFAULT_WEIGHTS_DIR": ".registry",
-    "DirectSAM": ".directsam",
+    "BoundaryPredictor": ".predictor",
     "EdgeNetConfig": ".edgenet",
     "EdgeNetForBoundaryDetection": ".edgenet",
     "GradientBoundaryModel": ".gradient",
@@ -33,7 +33,7 @@ __all__ = [
     "BASELINES",
     "BoundaryModel",
     "DEFAULT_WEIGHTS_DIR",
-    "DirectSAM",
+    "BoundaryPredictor",
     "EdgeNetConfig",
     "EdgeNetForBoundaryDetection",
     "GradientBoundaryModel",

@@ -40,7 +40,7 @@ def load_boundary_model(name: str | os.PathLike = "default", **options) -> Bound
 
     Args:
         name: a registered name (``"default"``, ``"gradient"``), a local checkpoint folder, or a hub id.
-        **options: passed to ``DirectSAM.from_pretrained`` (``resolution``, ``keep_aspect``,
+        **options: passed to ``BoundaryPredictor.from_pretrained`` (``resolution``, ``keep_aspect``,
             ``pyramid_layers``, ``dtype``, ``device``, ``batch_size``) or to ``GradientBoundaryModel``.
     """
     name = check_tokenizer_name(name)

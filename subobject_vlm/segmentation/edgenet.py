@@ -11,7 +11,7 @@ where SegFormer-b0 stays near 0.61 (see ``weights/default/README.md``).
 It is an ordinary transformers model: ``EdgeNetConfig`` / ``EdgeNetForBoundaryDetection`` are registered with
 ``AutoConfig`` and ``AutoModelForSemanticSegmentation`` (``model_type="subobject_edgenet"``), take
 ``pixel_values`` ``(B, 3, H, W)`` normalised with ``config.image_mean``/``image_std`` and return
-``logits`` ``(B, 1, H, W)`` at the input size, so ``DirectSAM`` runs it exactly like a one-label SegFormer and
+``logits`` ``(B, 1, H, W)`` at the input size, so ``BoundaryPredictor`` runs it exactly like a one-label SegFormer and
 ``subobject-vlm train-boundary`` trains it (``model: {architecture: edgenet}``).
 
 >>> model = EdgeNetForBoundaryDetection(EdgeNetConfig())
@@ -38,8 +38,8 @@ from transformers import (
 )
 from transformers.utils import ModelOutput
 
-from .directsam import IMAGENET_MEAN, IMAGENET_STD
 from .losses import supervised_loss
+from .predictor import IMAGENET_MEAN, IMAGENET_STD
 
 _SRGB_TO_XYZ = (
     (0.412453, 0.357580, 0.180423),
@@ -58,7 +58,7 @@ class EdgeNetConfig(PretrainedConfig):
             the classical gradient map to the fusion.
         feature_sigmas: Gaussian scales (pixels) of the gradient channels.
         image_mean, image_std: the normalisation of ``pixel_values`` (undone to compute colour features).
-        resolution, keep_aspect: how ``DirectSAM`` sizes images for this model by default (the longer side
+        resolution, keep_aspect: how ``BoundaryPredictor`` sizes images for this model by default (the longer side
             is resized to ``resolution``); the scale it was trained at.
     """
 

@@ -131,15 +131,15 @@ def create_boundary_model(name: str | os.PathLike, **options):
         )
     if name in _FACTORIES:
         return _FACTORIES[name](**options)
-    from .directsam import DirectSAM
+    from .predictor import BoundaryPredictor
 
     if name.startswith(HUB_PREFIX):
-        return DirectSAM.from_pretrained(_resolve_hub_id(name.removeprefix(HUB_PREFIX)), **options)
+        return BoundaryPredictor.from_pretrained(_resolve_hub_id(name.removeprefix(HUB_PREFIX)), **options)
     path = Path(name).expanduser()
     if path.exists():
         check_checkpoint_folder(path)
-        return DirectSAM.from_pretrained(str(path), **options)
-    return DirectSAM.from_pretrained(_resolve_hub_id(name), **options)
+        return BoundaryPredictor.from_pretrained(str(path), **options)
+    return BoundaryPredictor.from_pretrained(_resolve_hub_id(name), **options)
 
 
 @register_boundary_model("default")
@@ -151,9 +151,9 @@ def _default(**options):
             "model.safetensors; a build without the package data?): reinstall subobject-vlm, or name another "
             "model (e.g. --model gradient, the classical colour gradients)"
         )
-    from .directsam import DirectSAM
+    from .predictor import BoundaryPredictor
 
-    return DirectSAM.from_pretrained(DEFAULT_WEIGHTS_DIR, **options)
+    return BoundaryPredictor.from_pretrained(DEFAULT_WEIGHTS_DIR, **options)
 
 
 @register_boundary_model("gradient")

@@ -1,4 +1,4 @@
-"""Training: DirectSAM boundary models (``train_boundary``) and their data."""
+"""Training: boundary models (DirectSAM SegFormers, EdgeNet) (``train_boundary``) and their data."""
 
 from .._lazy import lazy_exports
 

@@ -1,4 +1,4 @@
-"""Training data for DirectSAM boundary models: boundary targets, data sources, augmentation.
+"""Training data for boundary models: boundary targets, data sources, augmentation.
 
 An *item* is a pair of zero-argument loaders ``(load_image, load_label_maps)``:
 ``load_image() -> (H, W, 3) uint8`` and ``load_label_maps() -> (K, H, W) int32`` (one label map per
@@ -25,8 +25,8 @@ from PIL import Image
 
 from ..data.bsds import find_bsds_root, read_bsds_annotations
 from ..image_utils import load_image, to_rgb_uint8
-from ..segmentation.directsam import IMAGENET_MEAN, IMAGENET_STD
 from ..segmentation.losses import IGNORE_INDEX
+from ..segmentation.predictor import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ANNOTATOR_MODES = ("union", "soft")

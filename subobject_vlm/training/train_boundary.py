@@ -1,7 +1,7 @@
-"""Train a DirectSAM boundary model (a one-label SegFormer, or the small EdgeNet FCN) with the Hugging Face ``Trainer``, from a YAML config.
+"""Train a boundary model (a one-label SegFormer, or the small EdgeNet FCN) with the Hugging Face ``Trainer``, from a YAML config.
 
 >>> output_dir = train_boundary("configs/boundary_bsds_b0.yaml")
->>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or DirectSAM.from_pretrained(...)
+>>> model = SegformerForSemanticSegmentation.from_pretrained(output_dir)   # or BoundaryPredictor.from_pretrained(...)
 
 From a shell: ``python -m subobject_vlm.commands.train_boundary --config X`` (or ``torchrun --nproc_per_node N
 -m subobject_vlm.commands.train_boundary --config X``; the Trainer handles DDP). The output

@@ -1,10 +1,11 @@
-"""DirectSAM: a SegFormer with one output channel that predicts class-agnostic boundary probabilities.
+"""BoundaryPredictor: runs any one-label boundary model (a DirectSAM SegFormer, whose one output channel predicts
+class-agnostic boundary probabilities, or an EdgeNet) on images of any size.
 
 Loads any ``SegformerForSemanticSegmentation`` checkpoint with ``num_labels=1`` (e.g. the public
 ``chendelong/DirectSAM-1800px-0424`` and ``chendelong/DirectSAM-b0-1024px-sa1b-2ep-1017``, or our embedded
 default) by hub id or local path, from safetensors.
 
->>> model = DirectSAM.from_pretrained("chendelong/DirectSAM-b0-1024px-sa1b-2ep-1017", resolution=1024)
+>>> model = BoundaryPredictor.from_pretrained("chendelong/DirectSAM-b0-1024px-sa1b-2ep-1017", resolution=1024)
 >>> [boundary_probs] = model.predict([image])   # (H, W) float32 in [0, 1] at the image's own size
 """
 
@@ -64,7 +65,7 @@ def crop_edge_weights(box: tuple[int, int, int, int], width: int, height: int, p
     return rows[:, None] * cols[None, :]
 
 
-class DirectSAM:
+class BoundaryPredictor:
     """Boundary model wrapping a ``SegformerForSemanticSegmentation`` with one label.
 
     Args:
@@ -118,7 +119,7 @@ class DirectSAM:
         device: str | torch.device = "cpu",
         resolution: int | None | str = "auto",
         **options,
-    ) -> DirectSAM:
+    ) -> BoundaryPredictor:
         """Load a boundary checkpoint (hub id or local folder, safetensors weights): a one-label
         ``SegformerForSemanticSegmentation`` (DirectSAM) or any one-label model registered with
         ``AutoModelForSemanticSegmentation`` (e.g. our ``EdgeNetForBoundaryDetection``).
@@ -136,10 +137,12 @@ class DirectSAM:
                 str(name_or_path), dtype=torch_dtype, use_safetensors=True
             )
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
-            raise ValueError(f"cannot load DirectSAM checkpoint {str(name_or_path)!r}: {error}") from None
+            raise ValueError(
+                f"cannot load boundary model checkpoint {str(name_or_path)!r}: {error}"
+            ) from None
         if model.config.num_labels != 1:
             raise ValueError(
-                f"{name_or_path}: a DirectSAM checkpoint predicts one boundary channel (num_labels=1), "
+                f"{name_or_path}: a boundary model checkpoint predicts one boundary channel (num_labels=1), "
                 f"this one has num_labels={model.config.num_labels}"
             )
         mean, std, size = IMAGENET_MEAN, IMAGENET_STD, None
@@ -260,9 +263,9 @@ class DirectSAM:
 
     def __repr__(self) -> str:
         return (
-            f"DirectSAM(resolution={self.resolution}, keep_aspect={self.keep_aspect}, "
+            f"BoundaryPredictor(resolution={self.resolution}, keep_aspect={self.keep_aspect}, "
             f"pyramid_layers={self.pyramid_layers}, dtype={self.dtype}, device={self.device})"
         )
 
 
-__all__ = ["DirectSAM", "crop_edge_weights", "pyramid_crop_boxes"]
+__all__ = ["BoundaryPredictor", "crop_edge_weights", "pyramid_crop_boxes"]
