@@ -61,7 +61,8 @@ def test_a_toy_comparison_writes_results_table_and_plots(toy_run):
     assert runs[0]["mean_tokens"] == 4.0  # a 2x2 grid
     assert 1.0 <= runs[1]["mean_tokens"] <= 4.0  # EPOC's count adapts to the image, capped by the budget
     table = (toy_run / "results.md").read_text()
-    assert table.count("\n") == 4 and "| patch | 4 | 4.0 |" in table
+    assert table.startswith(results_table(runs)) and results_table(runs).count("\n") == 4
+    assert "| patch | 4 | 4.0 |" in table
     for name in (
         "perplexity_vs_tokens.png",
         "val_loss_vs_steps.png",

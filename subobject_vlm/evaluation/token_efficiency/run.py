@@ -22,7 +22,7 @@ from .data import (
     token_counts,
     tokenize_split,
 )
-from .results import append_result, read_results, results_table
+from .results import append_result, experiment_runs, read_results, results_markdown
 from .train import RunData, train_run
 
 EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
@@ -122,11 +122,10 @@ def compare_tokenizers(config: str | os.PathLike | dict, base_dir: str | os.Path
                 print(f"{name}@{budget} seed {seed}: {record['mean_tokens']:.1f} tokens/image, val loss "
                       f"{record['val_loss']:.4f}, perplexity {record['val_perplexity']:.3f}, accuracy "
                       f"{record['accuracy']:.3f}, {record['step_seconds'] * 1000:.1f} ms/step", file=sys.stderr)  # fmt: skip
-    wanted = {(name, budget, seed, settings_digest(config.tokenizers[name])) for name in config.tokenizers
-              for budget in budgets_of(config, name) for seed in config.seeds}  # fmt: skip
-    runs = [r for r in read_results(results_path) if r.get("fingerprint") == fingerprint
-            and (r["tokenizer"], r["budget"], r["seed"], r.get("tokenizer_key")) in wanted]  # fmt: skip
-    write_text(out_dir / "results.md", results_table(runs))
+    # every run of this experiment in results.jsonl: split invocations (or machines' files appended) merge
+    keys = {name: settings_digest(spec) for name, spec in config.tokenizers.items()}
+    runs = experiment_runs(read_results(results_path), fingerprint, keys)
+    write_text(out_dir / "results.md", results_markdown(runs))
     plot_token_efficiency(runs, out_dir)
     small = [
         cv2.resize(image, (config.label_size,) * 2, interpolation=cv2.INTER_AREA)
