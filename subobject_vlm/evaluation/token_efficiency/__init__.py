@@ -7,7 +7,7 @@ through :class:`SubobjectImageProcessor`, and patch grids are label maps like an
 tokens go through the same :class:`MaskPooledEmbedding`.
 
 Outputs in ``output_dir``: ``results.jsonl`` (one line per finished run, appended as runs finish; a rerun skips
-the runs already there), ``results.md`` (a table, mean and spread over seeds), ``perplexity_vs_tokens.png``,
+the runs already there), ``results.md`` (mean and spread over seeds, 95 % intervals, paired comparisons against ours; rebuilt from every run), ``perplexity_vs_tokens.png``,
 ``val_loss_vs_steps.png``, ``val_loss_vs_time.png``; ``data/`` (the generated scenes, when synthetic) and
 ``segmentations/`` (label maps per tokenizer, budget and split, computed once). ``results.jsonl`` is strict JSON:
 a metric without data (e.g. question accuracy on captions only) is ``null``, shown ``n/a`` in ``results.md``.
