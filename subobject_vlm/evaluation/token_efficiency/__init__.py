@@ -49,7 +49,15 @@ from .data import (
     word_token_ids,
 )
 from .model import build_model
-from .results import RESULT_FIELDS, results_table, summarize
+from .results import (
+    RESULT_FIELDS,
+    intervals_table,
+    paired_comparisons,
+    paired_table,
+    results_markdown,
+    results_table,
+    summarize,
+)
 from .run import compare_tokenizers
 from .train import RunData, evaluate, train_run
 
@@ -67,8 +75,12 @@ __all__ = [
     "collate",
     "compare_tokenizers",
     "evaluate",
+    "intervals_table",
     "load_config",
     "load_split",
+    "paired_comparisons",
+    "paired_table",
+    "results_markdown",
     "results_table",
     "segment_split",
     "token_counts",
