@@ -22,7 +22,7 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {device!r}") from None
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {device!r}") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} is not available here (no CUDA); use cpu")

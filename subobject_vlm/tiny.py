@@ -8,32 +8,35 @@ examples and the tests.
 from __future__ import annotations
 
 
-def tiny_text_config(vocab_size: int, **token_ids):
-    """A 2-layer Llama config of width 32 (tests, smoke runs); ``token_ids``: ``pad/bos/eos_token_id``."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
+def tiny_text_config(vocab_size: int, config_class=None, num_hidden_layers: int = 2, **fields):
+    """A Llama config (or ``config_class``) of width 32, 2 layers unless ``num_hidden_layers`` (tests, smoke
+    runs); ``fields``: e.g. ``pad/bos/eos_token_id``."""
+    if config_class is None:
+        from transformers import LlamaConfig as config_class
+    return config_class(
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         vocab_size=vocab_size,
-        **token_ids,
+        **fields,
     )
 
 
-def tiny_vision_config(image_size: int = 32, config_class=None):
-    """A 2-layer ViT config of width 32 with 8-pixel patches (``CLIPVisionConfig`` unless ``config_class``)."""
+def tiny_vision_config(image_size: int = 32, config_class=None, num_hidden_layers: int = 2, **fields):
+    """A ViT config of width 32 with 8-pixel patches, 2 layers unless ``num_hidden_layers``
+    (``CLIPVisionConfig`` unless ``config_class``)."""
     if config_class is None:
         from transformers import CLIPVisionConfig as config_class
     return config_class(
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=2,
         image_size=image_size,
         patch_size=8,
+        **fields,
     )
 
 
@@ -127,32 +130,13 @@ HUB_CHAT_TEMPLATES = {
 
 def _tiny_text(config_class, vocab_size: int, tokenizer, **extra):
     """A 1-layer text config of width 32 of ``config_class`` with ``tokenizer``'s special ids."""
-    return config_class(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        vocab_size=vocab_size,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **extra,
-    )
+    ids = {f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("pad", "bos", "eos")}
+    return tiny_text_config(vocab_size, config_class, num_hidden_layers=1, head_dim=8, **ids, **extra)
 
 
 def _tiny_vit(config_class, image_size: int = 32, **extra):
     """A 1-layer ViT config of width 32 with 8-pixel patches."""
-    return config_class(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=8,
-        **extra,
-    )
+    return tiny_vision_config(image_size, config_class, num_hidden_layers=1, **extra)
 
 
 def save_tiny_source_vlm(model_type: str, folder) -> None:

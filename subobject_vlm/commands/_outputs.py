@@ -294,14 +294,9 @@ class OutputFolder:
         return to_do, already_done
 
     def _is_complete(self, record: dict, path: Path, outputs: list[Path]) -> bool:
-        try:
-            same_input = {k: record.get(k) for k in ("input_size", "input_mtime_ns")} == input_fingerprint(
-                path
-            )
-        except OSError:
-            return False
+        recorded = {k: record.get(k) for k in ("input_size", "input_mtime_ns")}
         return (
-            same_input
+            not input_changed(path, recorded)
             and record.get("settings") == self.settings_key
             and record.get("outputs") == [p.relative_to(self.out_dir).as_posix() for p in outputs]
             and all(p.is_file() for p in outputs)

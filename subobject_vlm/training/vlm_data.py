@@ -227,7 +227,7 @@ def use_precomputed_segmentations(dataset, precomputed: str | os.PathLike, image
 
 def _check_unchanged(dataset, stored: dict[str, str | None], precomputed: str | os.PathLike) -> None:
     """``DataError`` naming the image files that changed since their label maps were precomputed: ``stored`` maps
-    each key to :func:`file_fingerprint` at precompute time (``None``: a dataset row, not checked)."""
+    each key to ``caching.file_fingerprint`` at precompute time (``None``: a dataset row, not checked)."""
     now = _files_of(dataset) if any(fingerprint is not None for fingerprint in stored.values()) else []
     if not now:
         return  # no image files (an HF dataset's rows), or none fingerprinted
