@@ -286,10 +286,10 @@ def test_training_goes_below_the_loss_a_model_blind_to_the_image_can_reach(tmp_p
     # On the smoke data a model that ignores the image cannot do better than about 0.68 (the answers' entropy
     # given the prompt); getting well below it means the region tokens carry the picture to the LM. The recipe
     # (cosine decay from 0.0075 after a 5 % warmup, gradients clipped at 1) is stable where a constant 0.01 was
-    # not (one seed jumped from 0.09 to 1.47 at step ~280 and stayed there): measured over model seeds 0-4,
-    # data seeds 0-4 and 1 or 2 torch threads, the mean of the last 5 logged losses was 0.010-0.100 and no
+    # not (one seed jumped from 0.09 to 1.47 at step ~280 and stayed there): measured over 10 runs (model and
+    # data seeds among 0, 1, 2 and 4; 1 or 2 torch threads), the mean of the last 5 logged losses was 0.010-0.100 and no
     # loss in the second half exceeded 0.28, so 0.45 leaves a margin of 0.35 on every run (0.005: 0.017-0.183
-    # over 9 runs; a cosine 0.01 still spiked to 0.66 on one seed).
+    # over 9 runs; a cosine 0.01 still spiked to 0.66 on one seed). benchmarks/tiny_recipe_stability.py reruns it.
     config = tiny_config(tmp_path / "run", max_steps=300)
     config["merge"] = False
     output_dir = train_vlm(config)
