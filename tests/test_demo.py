@@ -8,10 +8,10 @@ import pytest
 from conftest import REPO_ROOT, write_tiny_bsds
 from PIL import Image
 
-from subobject_vlm.demo import pipeline
 from subobject_vlm.demo.pipeline import (
-    BoundaryMapCache,
     check_boundary_model_name,
+    comparison_names,
+    demo_segmenter,
     example_photos,
     highlight_region,
     pictures,
@@ -22,13 +22,13 @@ from subobject_vlm.demo.pipeline import (
     write_downloads,
 )
 from subobject_vlm.evaluation import segmentation_boundaries
-from subobject_vlm.segmentation import SegmentationSettings, gradient_boundary_probs
+from subobject_vlm.segmentation import SegmentationSettings, gradient_boundary_probs, registry
 
 
 class CountingModel:
     """A boundary model (classical gradients) that counts its calls."""
 
-    name = "counting"
+    name = "test-demo-counting"
 
     def __init__(self):
         self.calls = 0
@@ -38,11 +38,41 @@ class CountingModel:
         return [gradient_boundary_probs(image) for image in images]
 
 
+class Stripes:
+    """A label-map tokenizer: ``max_tokens`` vertical stripes."""
+
+    name = "test-stripes"
+
+    def label_maps(self, images, max_tokens):
+        return [
+            np.repeat(
+                (np.arange(im.shape[1]) * max_tokens // im.shape[1])[None].astype(np.int32), im.shape[0], 0
+            )
+            for im in images
+        ]
+
+
 @pytest.fixture
-def counting_model(monkeypatch):
+def registered(monkeypatch):
+    """Tokenizers registered in the test are forgotten after it (the registry is a copy meanwhile)."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return registry
+
+
+@pytest.fixture
+def counting_model(registered):
     model = CountingModel()
-    monkeypatch.setattr(pipeline, "load_boundary_model", lambda name, **options: model)
+    registered.register_boundary_model(model.name, lambda **options: model)
     return model
+
+
+@pytest.fixture
+def stripes(registered):
+    def make_stripes(**options):
+        """Vertical stripes."""
+        return Stripes()
+
+    registered.register_label_map_tokenizer("test-stripes", make_stripes)
 
 
 @pytest.fixture
@@ -52,7 +82,7 @@ def photo(astronaut):
 
 def settings(**changes) -> SegmentationSettings:
     return SegmentationSettings(
-        "gradient", **{"max_tokens": 24, "seeds": "minima", "min_area": 20, **changes}
+        CountingModel.name, **{"max_tokens": 24, "seeds": "minima", "min_area": 20, **changes}
     )
 
 
@@ -103,19 +133,28 @@ def test_a_decompression_bomb_is_refused_by_name(tmp_path, monkeypatch):
         prepare_image(path)
 
 
-def test_a_baseline_or_nothing_is_not_a_boundary_model():
-    with pytest.raises(ValueError, match="'slic' is a baseline"):
-        check_boundary_model_name("slic")
+def test_a_label_map_tokenizer_or_nothing_is_not_a_boundary_model(stripes):
+    for name in ("slic", "test-stripes"):
+        with pytest.raises(ValueError, match=f"'{name}' is a label-map tokenizer"):
+            check_boundary_model_name(name)
     with pytest.raises(ValueError, match="choose a boundary model"):
         check_boundary_model_name("  ")
     assert check_boundary_model_name(" default ") == "default"
+
+
+def test_a_boundary_family_checkpoint_is_a_boundary_model_and_a_label_map_family_is_not(registered, tmp_path):
+    registered.register_tokenizer_family("test-edges", "boundary", lambda checkpoint, **options: None)
+    registered.register_tokenizer_family("test-masks", "label_map", lambda checkpoint, **options: None)
+    assert check_boundary_model_name(f"test-edges:{tmp_path}") == f"test-edges:{tmp_path}"
+    with pytest.raises(ValueError, match="is a label-map tokenizer"):
+        check_boundary_model_name(f"test-masks:{tmp_path}")
 
 
 # --- tokenizing: one boundary map per image, the baselines at our count ----------------------------------------
 
 
 def test_the_baselines_get_exactly_our_token_count(photo, counting_model):
-    result = tokenize(photo, settings(), BoundaryMapCache())
+    result = tokenize(photo, settings(), demo_segmenter())
     counts = result.tokens
     assert set(counts) == {"ours", "patch", "slic", "felzenszwalb"}
     assert 2 <= counts["ours"] <= 24 and len(set(counts.values())) == 1
@@ -125,22 +164,30 @@ def test_the_baselines_get_exactly_our_token_count(photo, counting_model):
 
 
 def test_a_new_budget_reuses_the_boundary_map(photo, counting_model):
-    cache = BoundaryMapCache()
-    first = tokenize(photo, settings(max_tokens=24), cache)
+    segmenter = demo_segmenter()
+    first = tokenize(photo, settings(max_tokens=24), segmenter)
     for budget in (8, 16, 24):  # the slider moving
-        again = tokenize(photo, settings(max_tokens=budget, threshold=0.2), cache)
+        again = tokenize(photo, settings(max_tokens=budget, threshold=0.2), segmenter)
         assert again.tokens["ours"] <= budget and again.model_seconds is None
-    assert counting_model.calls == cache.model_runs == 1
+    assert counting_model.calls == segmenter.model_runs == 1
     assert np.array_equal(again.boundary_probs, first.boundary_probs)
-    tokenize(photo[:, ::-1].copy(), settings(), cache)  # another image
-    tokenize(photo, settings(boundary_model_options={"max_side": 64}), cache)  # other model options
-    assert counting_model.calls == cache.model_runs == 3
+    tokenize(photo[:, ::-1].copy(), settings(), segmenter)  # another image
+    tokenize(photo, settings(boundary_model_options={"max_side": 64}), segmenter)  # other model options
+    tokenize(photo, settings(boundary_model_options={"device": "cpu"}), segmenter)  # the same output
+    assert counting_model.calls == segmenter.model_runs == 3
+
+
+def test_a_registered_label_map_tokenizer_joins_the_comparison_at_our_count(photo, counting_model, stripes):
+    assert comparison_names() == ["patch", "slic", "felzenszwalb", "test-stripes"]
+    result = tokenize(photo, settings(), demo_segmenter())
+    assert result.tokens["test-stripes"] == result.tokens["ours"]
+    assert "test-stripes" in pictures(result)
 
 
 def test_recall_against_a_ground_truth_scores_every_tokenizer(photo, counting_model):
-    result = tokenize(photo, settings(), BoundaryMapCache())
+    result = tokenize(photo, settings(), demo_segmenter())
     own = [segmentation_boundaries(result.label_maps["ours"])]
-    scored = tokenize(photo, settings(), BoundaryMapCache(), gt_boundaries=own)
+    scored = tokenize(photo, settings(), demo_segmenter(), gt_boundaries=own)
     assert scored.recall["ours"] == 1.0  # its own boundaries, all found
     assert all(0.0 <= r < 1.0 for name, r in scored.recall.items() if name != "ours")
 
@@ -198,7 +245,7 @@ def test_a_click_finds_the_token_its_area_and_box():
 
 
 def test_pictures_show_ours_and_every_baseline(photo, counting_model):
-    result = tokenize(photo, settings(), BoundaryMapCache())
+    result = tokenize(photo, settings(), demo_segmenter())
     for view in ("overlay", "mean colour"):
         shown = pictures(result, view)
         assert set(shown) == {"boundary_map", "overlay", "mean_colour", "patch", "slic", "felzenszwalb"}
@@ -213,7 +260,7 @@ def test_pictures_show_ours_and_every_baseline(photo, counting_model):
 
 
 def test_downloads_are_the_label_map_in_16_bit_png_and_npy_and_the_composite(photo, counting_model, tmp_path):
-    result = tokenize(photo, settings(), BoundaryMapCache())
+    result = tokenize(photo, settings(), demo_segmenter())
     paths = write_downloads(result, "my photo", tmp_path)
     assert [p.name for p in paths] == [
         "my_photo_labels.png",
@@ -241,14 +288,18 @@ def test_example_photos_are_written_once_from_scikit_image(tmp_path):
 # --- the page's handler, without a browser ----------------------------------------------------------------------
 
 
+def page_handler(**options):
+    """The tokenize handler of a page built with ``options``."""
+    from subobject_vlm.demo import build_demo
+
+    [function] = [f.fn for f in build_demo(**options).fns.values() if f.api_name == "tokenize"]
+    return function
+
+
 @pytest.fixture(scope="module")
 def page_update():
     """The page's tokenize handler (a generator of output tuples) from a built page, on the gradient model."""
-    from subobject_vlm.demo import build_demo
-
-    demo = build_demo(model="gradient")
-    [function] = [f.fn for f in demo.fns.values() if f.api_name == "tokenize"]
-    return function
+    return page_handler(model="gradient")
 
 
 def run_page(page_update, photo_path, model="gradient", budget=16, ground_truth=None):
@@ -274,11 +325,30 @@ def test_the_page_shows_ours_first_then_every_tokenizer(page_update, photo, tmp_
     ]
 
 
+def test_the_page_runs_the_boundary_model_once_for_several_budgets(photo, tmp_path, counting_model):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    segmenter = demo_segmenter()
+    update = page_handler(model=CountingModel.name, segmenter=segmenter)
+    statuses = [run_page(update, str(path), CountingModel.name, budget)[8] for budget in (16, 8, 24, 16)]
+    assert counting_model.calls == segmenter.model_runs == 1
+    assert "ran in" in statuses[0] and all("reused from the cache" in status for status in statuses[1:])
+
+
+def test_the_page_shows_a_registered_label_map_tokenizer_titled_by_its_summary(photo, tmp_path, stripes):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    state, *images, summary, status, downloads, _ = run_page(page_handler(model="gradient"), str(path))
+    count = state["result"].tokens["ours"]
+    assert len(images) == 7 and images[-1].label == f"Vertical stripes · {count} tokens"
+    assert f"| Vertical stripes | {count} |" in summary
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         ("/no/such/checkpoint", "unknown tokenizer '/no/such/checkpoint'"),
-        ("slic", "'slic' is a baseline"),
+        ("slic", "'slic' is a label-map tokenizer"),
         ("{tmp}", "is not a checkpoint folder (no config.json)"),
     ],
 )
@@ -307,6 +377,13 @@ def test_the_demo_command_refuses_a_mistyped_model_before_serving(capsys):
 
     assert main(["demo", "--model", "no-such-model", "--port", "1"]) == 2
     assert "unknown tokenizer 'no-such-model'" in capsys.readouterr().err
+
+
+def test_the_demo_command_refuses_a_label_map_tokenizer_as_its_model(capsys):
+    from subobject_vlm.cli import main
+
+    assert main(["demo", "--model", "slic", "--port", "1"]) == 2
+    assert "'slic' is a label-map tokenizer" in capsys.readouterr().err
 
 
 def test_the_demo_command_without_gradio_says_how_to_install_it(monkeypatch, capsys):

@@ -48,11 +48,11 @@ def free_port() -> int:
 
 @pytest.fixture()
 def served_demo():
-    """The demo on a free 127.0.0.1 port, in this process (its boundary-map cache is inspected), and the cache."""
-    from subobject_vlm.demo import BoundaryMapCache, build_demo
+    """The demo on a free 127.0.0.1 port, in this process, and its segmenter (whose model runs are counted)."""
+    from subobject_vlm.demo import build_demo, demo_segmenter
 
-    cache = BoundaryMapCache()
-    demo = build_demo(cache=cache)
+    segmenter = demo_segmenter()
+    demo = build_demo(segmenter=segmenter)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),
@@ -61,7 +61,7 @@ def served_demo():
         quiet=True,
         show_error=True,
     )
-    yield url, cache
+    yield url, segmenter
     demo.close()
 
 
@@ -102,7 +102,7 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
     from playwright.sync_api import expect, sync_playwright
     from skimage import data
 
-    url, cache = served_demo
+    url, segmenter = served_demo
     photo, broken, strip = tmp_path / "coffee.jpg", tmp_path / "broken.jpg", tmp_path / "strip.png"
     Image.fromarray(data.coffee()).save(photo, quality=90)  # 600x400
     broken.write_bytes(b"this is not a JPEG")
@@ -140,7 +140,7 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
             for elem_id in ("patch", "slic", "felzenszwalb"):  # the baselines at our count
                 expect(page.locator(f"#{elem_id}")).to_contain_text(f" {count} tokens")
             before = rendered_sources(page)
-            runs = cache.model_runs
+            runs = segmenter.model_runs
             lap = time.perf_counter()
 
             # move the budget slider: new label maps, the boundary map from the cache
@@ -158,7 +158,9 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
             after = rendered_sources(page)
             print(f"slider: every tokenizer shown after {time.perf_counter() - lap:.2f} s")
             assert after["ours-overlay"] != before["ours-overlay"] and after["slic"] != before["slic"]
-            assert cache.model_runs == runs == 2  # the example and the photo: once each, not per slider move
+            assert (
+                segmenter.model_runs == runs == 2
+            )  # the example and the photo: once each, not per slider move
 
             # click a region of ours: its token index, area and box
             shown = page.locator("#ours-overlay img").first
@@ -196,7 +198,7 @@ def test_the_page_tokenizes_an_uploaded_photo_and_the_slider_reuses_the_boundary
             page.screenshot(path=str(tmp_path / "demo_bad_input.png"), full_page=True)
             upload(page, photo)
             expect(page.locator("#status")).to_contain_text("coffee.jpg · 600×400 px · boundary map")
-            assert cache.model_runs == 2
+            assert segmenter.model_runs == 2
         finally:
             browser.close()
     hosts = {request.split("/")[2] for request in requested if request.startswith("http")}

@@ -1,5 +1,6 @@
-"""``subobject-vlm demo``: serve the demo page (a photo's subobject tokens next to patches, SLIC and
-Felzenszwalb) on this machine; needs the ``demo`` extra (``pip install -e ".[demo]"``)."""
+"""``subobject-vlm demo``: serve the demo page (a photo's subobject tokens next to every registered label-map
+tokenizer: patches, SLIC, Felzenszwalb, ...) on this machine; needs the ``demo`` extra
+(``pip install -e ".[demo]"``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 NAME = "demo"
 HELP = "serve the demo web page (Gradio) on this machine"
 DESCRIPTION = (
-    "Serve the demo page: upload a photo and see its subobject tokens next to patches, SLIC and Felzenszwalb at "
-    'the same token count. Needs the demo extra: pip install -e ".[demo]". Works offline with the embedded model.'
+    "Serve the demo page: upload a photo and see its subobject tokens next to patches, SLIC, Felzenszwalb "
+    "(every registered label-map tokenizer) at the same token count. Needs the demo extra: "
+    'pip install -e ".[demo]". Works offline with the embedded model.'
 )
 
 
@@ -30,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..segmentation.registry import check_tokenizer_name
+    from ..demo.pipeline import check_boundary_model_name
 
-    check_tokenizer_name(args.model)  # a mistyped name fails before the server starts
+    check_boundary_model_name(args.model)  # a mistyped name or a label-map tokenizer fails before serving
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
     try:

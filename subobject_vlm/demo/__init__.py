@@ -6,10 +6,10 @@
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "BoundaryMapCache": ".pipeline",
     "LAUNCH_OPTIONS": ".page",
     "Tokenization": ".pipeline",
     "build_demo": ".page",
+    "demo_segmenter": ".pipeline",
     "launch": ".page",
     "prepare_image": ".pipeline",
     "tokenize": ".pipeline",
@@ -17,10 +17,10 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
-    "BoundaryMapCache",
     "LAUNCH_OPTIONS",
     "Tokenization",
     "build_demo",
+    "demo_segmenter",
     "launch",
     "prepare_image",
     "tokenize",

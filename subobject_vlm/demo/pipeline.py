@@ -1,16 +1,17 @@
 """The demo's work, as plain functions (no web framework): an uploaded file becomes a working image, the image
-is tokenized by our boundary model and, at the same token count, by patches, SLIC and Felzenszwalb, and the
-results become pictures, region facts and downloads.
+is tokenized by our boundary model and, at the same token count, by every registered label-map tokenizer
+(patches, SLIC, Felzenszwalb, and any registered one), and the results become pictures, region facts and
+downloads.
 
->>> cache = BoundaryMapCache()
+>>> segmenter = demo_segmenter()
 >>> image, original_shape, notes = prepare_image("photo.jpg")
->>> result = tokenize(image, SegmentationSettings("default", max_tokens=64), cache)
+>>> result = tokenize(image, SegmentationSettings("default", max_tokens=64), segmenter)
 >>> result.tokens                            # {"ours": 54, "patch": 54, "slic": 54, "felzenszwalb": 54}
->>> tokenize(image, SegmentationSettings("default", max_tokens=32), cache)   # the boundary map is reused
+>>> tokenize(image, SegmentationSettings("default", max_tokens=32), segmenter)   # the boundary map is reused
 
-Every label map comes from ``segment_image`` (the one path); the boundary model runs once per image, model and
-model options (``BoundaryMapCache``), so a new budget, threshold or seed mode only reruns EPOC and the
-baselines.
+Every label map comes from one ``Segmenter`` (a page keeps one; each new budget, threshold or seed mode is a
+``with_settings`` variant sharing its caches), so the boundary model runs once per image, model and model
+output options, and a new budget only reruns EPOC and the label-map tokenizers.
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ import cv2
 import numpy as np
 
 from ..atomic import save_image, save_npy, write_bytes
-from ..caching import LRUCache, digest, image_digest
+from ..caching import digest, image_digest
 from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, encode_label_map, load_image
-from ..segmentation.api import load_boundary_model, segment_image
-from ..segmentation.settings import BASELINES, SegmentationSettings
+from ..segmentation.registry import LABEL_MAP, registered_names, tokenizer_kind
+from ..segmentation.segmenter import Segmenter
+from ..segmentation.settings import SegmentationSettings
 from ..segmentation.visualize import colorize_probs, composite, mean_colour_image, region_overlay
 
 MAX_SIDE = 1024  # larger images are tokenized (and shown) downscaled to this longer side
 MIN_SIDE = 16  # a thinner image has no room for regions
 MAX_ASPECT = 16  # longer side / shorter side
-TOKENIZERS = ("ours", *BASELINES)  # ours, then the baselines at our token count
+# label maps kept (ours and 3 comparisons: 12 budgets) and, apart, boundary maps: at most 384 MB at 1024x1024
+CACHE_SIZE = 48
 EXAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's photos, offline
 WORK_DIR = Path(tempfile.gettempdir()) / "subobject_vlm_demo"
+_MODEL_LOCK = threading.Lock()  # one boundary-model call at a time: the server's threads share the CPU
 
 
 def prepare_image(
@@ -77,57 +81,26 @@ def prepare_image(
     return image, (height, width), notes
 
 
-class BoundaryMapCache:
-    """Boundary maps by (image content, boundary model, model options): the model runs once per image.
+def demo_segmenter(cache_size: int = CACHE_SIZE) -> Segmenter:
+    """The segmenter a page keeps between events (``tokenize`` makes a variant of it for each event's
+    settings, sharing its caches); ``model_runs`` counts the boundary model's calls."""
+    return Segmenter(SegmentationSettings(), cache_size=cache_size)
 
-    Also keeps the baselines' label maps by (image, baseline, token count), so moving the budget back is free.
-    ``model_runs`` counts the boundary model's calls.
-    """
 
-    def __init__(self, capacity: int = 16) -> None:
-        self._maps = LRUCache(capacity)
-        self._baselines = LRUCache(4 * capacity)
-        self._model_lock = threading.Lock()  # one model call at a time: the server's threads share the CPU
-        self.model_runs = 0
-
-    def boundary_map(
-        self, image: np.ndarray, settings: SegmentationSettings
-    ) -> tuple[np.ndarray, float | None]:
-        """``(H, W)`` float32 boundary probabilities of ``image`` and the seconds the model took (``None``:
-        cached)."""
-        key = (image_digest(image), settings.boundary_model, settings.boundary_model_options)
-        cached = self._maps.get(key)
-        if cached is not None:
-            return cached, None
-        with self._model_lock:
-            cached = self._maps.get(key)  # another thread may have computed it meanwhile
-            if cached is not None:
-                return cached, None
-            start = time.perf_counter()
-            model = load_boundary_model(settings.boundary_model, **settings.model_options)
-            [probs] = model.predict([image])
-            self.model_runs += 1
-            self._maps.put(key, probs)
-            return probs, time.perf_counter() - start
-
-    def baseline(self, image: np.ndarray, name: str, max_tokens: int) -> np.ndarray:
-        """Label map of baseline ``name`` with exactly ``max_tokens`` regions."""
-        key = (image_digest(image), name, max_tokens)
-        cached = self._baselines.get(key)
-        if cached is None:
-            cached = segment_image(image, SegmentationSettings(name, max_tokens=max_tokens))
-            self._baselines.put(key, cached)
-        return cached
+def comparison_names() -> list[str]:
+    """The tokenizers shown next to ours: every registered label-map tokenizer that needs no checkpoint
+    (``patch``, ``slic``, ``felzenszwalb``, and any registered one), in registration order."""
+    return [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
 
 
 @dataclass
 class Tokenization:
-    """One image tokenized by ours and, once ``add_baselines`` ran, by every baseline at our count.
+    """One image tokenized by ours and, once ``add_baselines`` ran, by each comparison at our count.
 
     Attributes:
         image: ``(H, W, 3)`` uint8, the working image.
         boundary_probs: ``(H, W)`` float32, our boundary map.
-        label_maps: ``(H, W)`` int32 label map per tokenizer (``TOKENIZERS``; ``ours`` first).
+        label_maps: ``(H, W)`` int32 label map per tokenizer (``ours`` first, then ``comparison_names()``).
         settings: ours.
         model_seconds: the boundary model's time, ``None`` when its map came from the cache.
         gt_boundaries: ``(H, W)`` bool ground-truth boundaries, one per annotator, or ``None``.
@@ -146,19 +119,17 @@ class Tokenization:
     def tokens(self) -> dict[str, int]:
         return {name: int(label_map.max()) + 1 for name, label_map in self.label_maps.items()}
 
-    @property
-    def has_baselines(self) -> bool:
-        return all(name in self.label_maps for name in BASELINES)
-
 
 def check_boundary_model_name(name: str) -> str:
-    """The boundary model box's value, stripped; a baseline is refused (it is already in the comparison)."""
+    """The boundary model box's value, stripped and checked; a label-map tokenizer is refused (it has no
+    boundary map; the comparison row shows those)."""
     name = str(name or "").strip()
     if not name:
         raise ValueError("choose a boundary model (default, gradient) or enter a local checkpoint folder")
-    if name in BASELINES:
+    if tokenizer_kind(name) == LABEL_MAP:
         raise ValueError(
-            f"{name!r} is a baseline, shown next to ours at the same token count; choose a boundary model"
+            f"{name!r} is a label-map tokenizer (no boundary map), shown next to ours at the same token "
+            "count; choose a boundary model"
         )
     return name
 
@@ -166,25 +137,32 @@ def check_boundary_model_name(name: str) -> str:
 def tokenize(
     image: np.ndarray,
     settings: SegmentationSettings,
-    cache: BoundaryMapCache,
+    segmenter: Segmenter,
     gt_boundaries: list[np.ndarray] | None = None,
     baselines: bool = True,
 ) -> Tokenization:
-    """Tokenize ``image`` with ``settings`` (a boundary model and EPOC's options) and, with ``baselines``, with
-    every baseline at the same token count (else call ``add_baselines`` later: the page shows ours first); with
-    ``gt_boundaries`` (``(H, W)`` bool, one per annotator) also boundary recall."""
-    probs, seconds = cache.boundary_map(image, settings)
-    ours = segment_image(image, settings, boundary_probs=probs)
-    result = Tokenization(image, probs, {"ours": ours}, settings, seconds, gt_boundaries)
+    """Tokenize ``image`` with ``settings`` (a boundary model and EPOC's options) and, with ``baselines``,
+    with each comparison at the same token count (else call ``add_baselines`` later: the page shows ours
+    first); with ``gt_boundaries`` (``(H, W)`` bool, one per annotator) also boundary recall. ``segmenter``
+    (the page's: ``demo_segmenter``) keeps the boundary maps and label maps between calls."""
+    ours = segmenter.with_settings(settings)
+    with _MODEL_LOCK:
+        runs, start = ours.model_runs, time.perf_counter()
+        [probs] = ours.boundary_maps([image])
+        seconds = time.perf_counter() - start if ours.model_runs > runs else None
+    [label_map] = ours.label_maps([image])  # EPOC on the map just kept
+    result = Tokenization(image, probs, {"ours": label_map}, settings, seconds, gt_boundaries)
     _score(result)
-    return add_baselines(result, cache) if baselines else result
+    return add_baselines(result, segmenter) if baselines else result
 
 
-def add_baselines(result: Tokenization, cache: BoundaryMapCache) -> Tokenization:
-    """Add every baseline's label map at our token count (and its recall) to ``result``; returns it."""
+def add_baselines(result: Tokenization, segmenter: Segmenter, names: list[str] | None = None) -> Tokenization:
+    """Add each comparison's label map (``names``, default ``comparison_names()``) at our token count, and its
+    recall, to ``result``; returns it."""
     count = result.tokens["ours"]
-    for name in BASELINES:
-        result.label_maps[name] = cache.baseline(result.image, name, count)
+    for name in comparison_names() if names is None else names:
+        compared = segmenter.with_settings(SegmentationSettings(name, max_tokens=count))
+        [result.label_maps[name]] = compared.label_maps([result.image])
     _score(result)
     return result
 
@@ -280,7 +258,7 @@ def highlight_region(picture: np.ndarray, label_map: np.ndarray, index: int) -> 
 
 def pictures(result: Tokenization, view: str = "overlay") -> dict[str, np.ndarray]:
     """``(H, W, 3)`` uint8 pictures: ``boundary_map``, ``overlay`` and ``mean_colour`` of ours, and one per
-    baseline in ``result`` drawn as ``view`` (``"overlay"`` or ``"mean colour"``)."""
+    comparison in ``result`` drawn as ``view`` (``"overlay"`` or ``"mean colour"``)."""
     if view not in ("overlay", "mean colour"):
         raise ValueError(f"view must be 'overlay' or 'mean colour', got {view!r}")
     draw = region_overlay if view == "overlay" else mean_colour_image
@@ -291,7 +269,11 @@ def pictures(result: Tokenization, view: str = "overlay") -> dict[str, np.ndarra
         "mean_colour": mean_colour_image(result.image, ours),
     }
     shown.update(
-        {name: draw(result.image, result.label_maps[name]) for name in BASELINES if name in result.label_maps}
+        {
+            name: draw(result.image, label_map)
+            for name, label_map in result.label_maps.items()
+            if name != "ours"
+        }
     )
     return shown
 
@@ -368,15 +350,16 @@ def example_photos(folder: str | Path | None = None) -> list[Path]:
 
 
 __all__ = [
-    "BoundaryMapCache",
-    "add_baselines",
+    "CACHE_SIZE",
     "EXAMPLE_PHOTOS",
     "MAX_ASPECT",
     "MAX_SIDE",
     "MIN_SIDE",
-    "TOKENIZERS",
     "Tokenization",
+    "add_baselines",
     "check_boundary_model_name",
+    "comparison_names",
+    "demo_segmenter",
     "example_photos",
     "image_digest",
     "highlight_region",

@@ -80,6 +80,7 @@ class Segmenter:
         self.label_size = None if label_size is None else (int(label_size[0]), int(label_size[1]))
         self._label_cache = LRUCache(cache_size)  # label maps, by image and all settings
         self._boundary_cache = LRUCache(cache_size)  # boundary maps, by image, model output and label size
+        self._model_runs = [0]  # boundary-model calls, shared like the caches
 
     def with_settings(
         self, settings: SegmentationSettings, label_size: tuple[int, int] | None = None
@@ -88,7 +89,14 @@ class Segmenter:
         setting): a new budget or EPOC option reuses the boundary maps already computed."""
         other = Segmenter(settings, label_size, cache_size=0)
         other._label_cache, other._boundary_cache = self._label_cache, self._boundary_cache
+        other._model_runs = self._model_runs
         return other
+
+    @property
+    def model_runs(self) -> int:
+        """How often the boundary model ran (one batched call each) for this segmenter and those sharing its
+        caches: a boundary map served from the cache costs none."""
+        return self._model_runs[0]
 
     def clear_cache(self) -> None:
         """Forget cached label maps and boundary maps (of every segmenter sharing them)."""
@@ -169,6 +177,7 @@ class Segmenter:
         to_predict = [i for i in indices if maps[i] is None]
         if to_predict:  # one batched call of the boundary model
             model = load_boundary_model(settings.boundary_model, **settings.model_options)
+            self._model_runs[0] += 1
             for i, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict])):
                 if self.label_size is not None:
                     # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
