@@ -381,6 +381,85 @@ def test_eval_bsds_with_a_baseline_model_has_no_boundary_benchmark(bsds_root, tm
     assert report["tokens"]["patch"]["24"]["tokens"] == 24
 
 
+@pytest.fixture
+def registered(monkeypatch):
+    """Tokenizers registered in the test are forgotten after it (the registry is a copy meanwhile)."""
+    from subobject_vlm.segmentation import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return registry
+
+
+class Stripes:
+    """A label-map tokenizer: ``max_tokens`` vertical stripes."""
+
+    name = "test-stripes"
+
+    def label_maps(self, images, max_tokens):
+        return [
+            np.repeat(
+                (np.arange(im.shape[1]) * max_tokens // im.shape[1])[None].astype(np.int32), im.shape[0], 0
+            )
+            for im in images
+        ]
+
+
+class CountingSobel:
+    """A boundary model (``sobel_probs``) that counts the images of each call."""
+
+    name = "test-counting-sobel"
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, images):
+        self.calls.append(len(images))
+        return [sobel_probs(image) for image in images]
+
+
+def test_eval_bsds_compares_against_a_registered_label_map_tokenizer_by_default(
+    bsds_root, tmp_path, registered
+):
+    from subobject_vlm.evaluation import eval_bsds
+
+    registered.register_label_map_tokenizer("test-stripes", lambda **options: Stripes())
+    report = eval_bsds(
+        bsds_root,
+        "val",
+        max_tokens=(8,),
+        out_dir=tmp_path,
+        limit=1,
+        thresholds=None,
+        boundary_probs_fn=sobel_probs,
+        workers=0,
+        progress=False,
+    )
+    assert report["config"]["baselines"] == ["patch", "slic", "felzenszwalb", "test-stripes"]
+    [image] = report["per_image"]
+    assert image["tokens"]["8"]["test-stripes"]["tokens"] == image["tokens"]["8"]["sobel_probs"]["tokens"]
+
+
+def test_eval_bsds_runs_the_boundary_model_once_per_image_for_every_budget(bsds_root, tmp_path, registered):
+    from subobject_vlm.evaluation import eval_bsds
+
+    model = CountingSobel()
+    registered.register_boundary_model(model.name, lambda **options: model)
+    report = eval_bsds(
+        bsds_root,
+        "val",
+        model=model.name,
+        max_tokens=(4, 8, 16),
+        baselines=(),
+        out_dir=tmp_path,
+        limit=2,
+        thresholds=3,
+        workers=0,
+        progress=False,
+    )
+    assert model.calls == [1, 1]  # one image per call, once each
+    assert list(report["tokens"][model.name]) == ["4", "8", "16"] and report["boundary"] is not None
+
+
 # ------------------------------------------------------------------------------------------------ slow checks
 
 

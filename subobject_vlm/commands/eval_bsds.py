@@ -36,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_false",
         help="benchmark the raw map (default: after non-maximum suppression)",
     )
-    parser.add_argument("--matcher", choices=("exact", "csa"), default="exact",
-                        help="pixel matching: exact (fast) or pyEdgeEval CSA (the reference, needs .[eval])")  # fmt: skip
+    parser.add_argument(
+        "--matcher",
+        choices=("exact", "csa"),
+        default="exact",
+        help="pixel matching: exact (fast) or pyEdgeEval CSA (the reference, needs .[eval])",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     return parser
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..atomic import write_json
 from ..segmentation.registry import LABEL_MAP, registered_names, tokenizer_kind
+from ..segmentation.segmenter import Segmenter
 from ..segmentation.settings import SegmentationSettings
 from .boundary_benchmark import (
     bsds_thresholds,
@@ -144,131 +145,170 @@ def eval_bsds(
     from tqdm.auto import tqdm
 
     from ..data.bsds import find_bsds_root, load_bsds
-    from ..image_utils import load_image
 
     started = time.perf_counter()
     if not max_tokens:
         raise ValueError("max_tokens must list at least one token budget")
-    if baselines is None:
-        baselines = [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
-    for name in baselines:  # checked before any image loads; a mistyped name lists the valid ones
-        if tokenizer_kind(name) != LABEL_MAP:
-            raise ValueError(
-                f"baselines: {name!r} is a boundary model; name label-map tokenizers "
-                f"({', '.join(registered_names(LABEL_MAP))})"
-            )
-    is_baseline = (
+    baselines = _check_baselines(baselines)
+    is_label_map = (
         isinstance(model, (str, os.PathLike))
         and boundary_probs_fn is None
         and tokenizer_kind(model) == LABEL_MAP
     )
-    if boundary_probs_fn is not None:
-        ours = getattr(boundary_probs_fn, "__name__", "custom")
-    else:
-        ours = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
-    epoc_options = {} if is_baseline else segment_options or {}  # a baseline makes exactly max_tokens
-    # one tokenizer per max_tokens, checked here, once
-    tokenizer = [SegmentationSettings(ours, max_tokens=cap, **epoc_options) for cap in max_tokens]
+    tokenizer = _our_settings(model, boundary_probs_fn, max_tokens, {} if is_label_map else segment_options)
+    ours = tokenizer[0].boundary_model
     root = find_bsds_root(root)
     samples = load_bsds(root, split, limit)
     if not samples:
         raise FileNotFoundError(f"no images in {root} split {split!r}")
 
-    if boundary_probs_fn is not None:
-        probs_fn = boundary_probs_fn
-    elif is_baseline:
-        probs_fn = None
-    else:
-        from ..segmentation import load_boundary_model
-
-        boundary_model = (
-            load_boundary_model(model, **model_options) if isinstance(model, (str, os.PathLike)) else model
-        )
-        probs_fn = lambda image: boundary_model.predict([image])[0]  # noqa: E731
+    probs_fn = None if is_label_map else _boundary_probs_fn(model, boundary_probs_fn, model_options)
     baselines = [b for b in baselines if b != ours]
     thresholds = None if thresholds is None or probs_fn is None else bsds_thresholds(thresholds)
-    workers = default_workers() if workers is None else workers
-
-    def task_for(sample) -> dict:
-        image = load_image(sample.image_path)
-        probs = None
-        if probs_fn is not None:
-            probs = np.clip(np.asarray(probs_fn(image), dtype=np.float32), 0.0, 1.0)
-            if probs.shape != image.shape[:2]:
-                raise ValueError(f"{sample.name}: boundary map {probs.shape} != image {image.shape[:2]}")
-        return {
-            "name": sample.name,
-            "image": image,
-            "probs": probs,
-            "segmentations": sample.segmentations,
-            "boundaries": sample.boundaries,
-            "thresholds": thresholds,
-            "nms": nms,
-            "max_dist": max_dist,
-            "matcher": matcher,
-            "tolerance": tolerance,
-            "tokenizer": tokenizer,
-            "ours": ours,
-            "baselines": baselines,
-        }
-
+    options = {"thresholds": thresholds, "nms": nms, "max_dist": max_dist, "matcher": matcher}
+    options.update(tolerance=tolerance, tokenizer=tokenizer, ours=ours, baselines=baselines)
     bar = tqdm(total=len(samples), desc=f"eval-bsds {split}", unit="img", disable=not progress)
-    results: list[dict] = []
-    if workers <= 1:
-        for sample in samples:
-            results.append(_evaluate_sample(task_for(sample)))
-            bar.update()
-    else:
-        with process_pool(workers) as pool:
-            futures: list[Future] = []
-            running: set[Future] = set()
-            for sample in samples:  # model forward here, metrics in the pool; a bounded queue
-                future = pool.submit(_evaluate_sample, task_for(sample))
-                future.add_done_callback(lambda _: bar.update())
-                futures.append(future)
-                running.add(future)
-                if len(running) > 2 * workers:
-                    _, running = wait(running, return_when=FIRST_COMPLETED)
-            results = [future.result() for future in futures]
+    workers = default_workers() if workers is None else workers
+    results = _evaluate_all(samples, lambda sample: _task(sample, probs_fn, options), workers, bar.update)
     bar.close()
 
+    config = {
+        "root": str(root),
+        "split": split,
+        "num_images": len(results),
+        "model": ours,
+        "budgets": [int(settings.max_tokens) for settings in tokenizer],  # (the key of earlier reports)
+        "baselines": baselines,
+        "thresholds": None if thresholds is None else len(thresholds),
+        "nms": nms,
+        "max_dist": max_dist,
+        "tolerance_px": tolerance,
+        "matcher": matcher,
+        "segment_options": segment_options or {},
+        "definitions": _definitions(tolerance),
+    }
+    report = _report(config, results, thresholds, [t.max_tokens for t in tokenizer], started)
+    write_report(report, out_dir)
+    return report
+
+
+def _check_baselines(baselines: Sequence[str] | None) -> list[str]:
+    """The label-map tokenizers to compare against (default: every registered one without a checkpoint),
+    checked before any image loads; a mistyped name lists the valid ones."""
+    if baselines is None:
+        return [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+    for name in baselines:
+        if tokenizer_kind(name) != LABEL_MAP:
+            raise ValueError(
+                f"baselines: {name!r} is a boundary model; name label-map tokenizers "
+                f"({', '.join(registered_names(LABEL_MAP))})"
+            )
+    return list(baselines)
+
+
+def _our_settings(
+    model: str | object,
+    boundary_probs_fn: Callable | None,
+    max_tokens: Sequence[int],
+    segment_options: dict | None,
+) -> list[SegmentationSettings]:
+    """Our tokenizer, one settings per budget (checked here, once), named after the function, the model's name
+    or path, or the model object's ``name``."""
+    if boundary_probs_fn is not None:
+        ours = getattr(boundary_probs_fn, "__name__", "custom")
+    else:
+        ours = str(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "name", "model")
+    return [SegmentationSettings(ours, max_tokens=cap, **(segment_options or {})) for cap in max_tokens]
+
+
+def _boundary_probs_fn(
+    model: str | object, boundary_probs_fn: Callable | None, model_options: dict
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``(H, W, 3) uint8 -> (H, W)`` boundary map of ours: the function given, the model object's, or a
+    ``Segmenter``'s (the boundary model named, once per image: nothing to cache)."""
+    if boundary_probs_fn is not None:
+        return boundary_probs_fn
+    if not isinstance(model, (str, os.PathLike)):
+        return lambda image: model.predict([image])[0]
+    segmenter = Segmenter(SegmentationSettings(str(model), model_options), cache_size=0)
+    return lambda image: segmenter.boundary_maps([image])[0]
+
+
+def _task(sample, probs_fn: Callable | None, options: dict) -> dict:
+    """One image's work for ``_evaluate_sample``: the image, its boundary map (computed here, in this process)
+    and ground truth, and ``options``."""
+    from ..image_utils import load_image
+
+    image = load_image(sample.image_path)
+    probs = None
+    if probs_fn is not None:
+        probs = np.clip(np.asarray(probs_fn(image), dtype=np.float32), 0.0, 1.0)
+        if probs.shape != image.shape[:2]:
+            raise ValueError(f"{sample.name}: boundary map {probs.shape} != image {image.shape[:2]}")
+    return {
+        "name": sample.name,
+        "image": image,
+        "probs": probs,
+        "segmentations": sample.segmentations,
+        "boundaries": sample.boundaries,
+        **options,
+    }
+
+
+def _evaluate_all(samples: list, task_for: Callable, workers: int, done: Callable[[], object]) -> list[dict]:
+    """``_evaluate_sample`` of every sample's task, in order: here (``workers <= 1``), or with each task made
+    here (the model forward) and evaluated in a pool of ``workers`` processes, at most ``2 * workers`` queued.
+    ``done()`` is called as each image finishes."""
+    if workers <= 1:
+        results = []
+        for sample in samples:
+            results.append(_evaluate_sample(task_for(sample)))
+            done()
+        return results
+    with process_pool(workers) as pool:
+        futures: list[Future] = []
+        running: set[Future] = set()
+        for sample in samples:  # a bounded queue: the parent never holds every image's map at once
+            future = pool.submit(_evaluate_sample, task_for(sample))
+            future.add_done_callback(lambda _: done())
+            futures.append(future)
+            running.add(future)
+            if len(running) > 2 * workers:
+                _, running = wait(running, return_when=FIRST_COMPLETED)
+        return [future.result() for future in futures]
+
+
+def _definitions(tolerance: float) -> dict[str, str]:
+    """What each token metric of the report means."""
+    return {
+        "boundary_recall/precision/f": "BSDS protocol on the label map's thinned boundaries (one-to-one "
+        "matching within max_dist * diagonal, counts pooled over annotators), mean over images; "
+        "'pooled': from counts summed over the dataset",
+        f"boundary_*_{tolerance:g}px": "fraction within the pixel tolerance (no one-to-one matching)",
+        "undersegmentation_error": "Neubert & Protzel corrected UE, mean over annotators and images",
+        "achievable_segmentation_accuracy": "ASA, mean over annotators and images",
+        "baselines": "run at exactly the per-image token count of the model at each budget",
+    }
+
+
+def _report(
+    config: dict, results: list[dict], thresholds: np.ndarray | None, max_tokens: list[int], started: float
+) -> dict:
+    """The report of ``eval_bsds``: ``config``, the boundary benchmark (``None`` without thresholds), the token
+    metrics' summaries, the per-image token metrics and the seconds since ``started``."""
     names = [r["name"] for r in results]
     boundary = None
     if thresholds is not None:
         counts = np.asarray([r["boundary_counts"] for r in results], dtype=np.int64)
         boundary = summarize_boundary_counts(counts, thresholds, names)
-    tokenizers = [ours, *baselines]
-    report = {
-        "config": {
-            "root": str(root),
-            "split": split,
-            "num_images": len(results),
-            "model": ours,
-            "budgets": [int(settings.max_tokens) for settings in tokenizer],  # (the key of earlier reports)
-            "baselines": baselines,
-            "thresholds": None if thresholds is None else len(thresholds),
-            "nms": nms,
-            "max_dist": max_dist,
-            "tolerance_px": tolerance,
-            "matcher": matcher,
-            "segment_options": segment_options or {},
-            "definitions": {
-                "boundary_recall/precision/f": "BSDS protocol on the label map's thinned boundaries (one-to-one "
-                "matching within max_dist * diagonal, counts pooled over annotators), mean over images; "
-                "'pooled': from counts summed over the dataset",
-                f"boundary_*_{tolerance:g}px": "fraction within the pixel tolerance (no one-to-one matching)",
-                "undersegmentation_error": "Neubert & Protzel corrected UE, mean over annotators and images",
-                "achievable_segmentation_accuracy": "ASA, mean over annotators and images",
-                "baselines": "run at exactly the per-image token count of the model at each budget",
-            },
-        },
+    tokenizers = [config["model"], *config["baselines"]]
+    return {
+        "config": config,
         "boundary": boundary,
-        "tokens": _summarize_tokens(results, tokenizers, [t.max_tokens for t in tokenizer], tolerance),
+        "tokens": _summarize_tokens(results, tokenizers, max_tokens, config["tolerance_px"]),
         "per_image": [{"name": r["name"], "tokens": r["tokens"]} for r in results],
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_report(report, out_dir)
-    return report
 
 
 def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
