@@ -10,7 +10,7 @@ subobjects-VLM, and what a token-efficiency experiment without a pretrained enco
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 
@@ -56,11 +56,4 @@ class PixelFeaturesModel(PreTrainedModel):
         return BaseModelOutput(last_hidden_state=features, hidden_states=(features,))
 
 
-AutoConfig.register(PixelFeaturesConfig.model_type, PixelFeaturesConfig, exist_ok=True)
-AutoModel.register(PixelFeaturesConfig, PixelFeaturesModel, exist_ok=True)
-
 __all__ = ["PixelFeaturesConfig", "PixelFeaturesModel"]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

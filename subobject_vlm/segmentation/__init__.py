@@ -29,28 +29,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "BASELINES",
-    "BoundaryModel",
-    "DEFAULT_WEIGHTS_DIR",
-    "BoundaryPredictor",
-    "EdgeNetConfig",
-    "EdgeNetForBoundaryDetection",
-    "GradientBoundaryModel",
-    "as_boundary_probs",
-    "epoc",
-    "felzenszwalb",
-    "gradient_boundary_probs",
-    "has_embedded_weights",
-    "load_boundary_model",
-    "merge_regions",
-    "patch_grid",
-    "region_adjacency",
-    "relabel_by_area",
-    "run_baseline",
-    "SegmentationSettings",
-    "Segmenter",
-    "segment",
-    "segment_image",
-    "slic",
-]
+__all__ = list(_EXPORTS)

@@ -17,16 +17,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "BoundaryDataset",
-    "BoundaryTrainingConfig",
-    "ConfigError",
-    "annotation_to_boundary",
-    "bsds_items",
-    "combine_annotators",
-    "folder_items",
-    "hf_items",
-    "load_config",
-    "masks_to_label_map",
-    "train_boundary",
-]
+__all__ = list(_EXPORTS)
