@@ -64,7 +64,7 @@ def main() -> None:
                 {"from": "gpt", "value": caption(s.objects)},
             ]
             for s in scenes
-        ],  # fmt: skip
+        ],
         tasks=["caption"] * len(scenes),
     )
     ours_settings = {k: v for k, v in config.tokenizers["ours-minima"].items() if k != "match"}
@@ -74,15 +74,18 @@ def main() -> None:
         processor.segment(list(split.images), **ours_settings, max_tokens=args.budget, label_size=label_size)
     )
     counts = token_counts(ours)
-    patches = np.stack([
-        processor.segment([image], boundary_model="patch", max_tokens=int(n), label_size=label_size)[0]
-        for image, n in zip(split.images, counts)
-    ])  # fmt: skip
+    patches = np.stack(
+        [
+            processor.segment([image], boundary_model="patch", max_tokens=int(n), label_size=label_size)[0]
+            for image, n in zip(split.images, counts)
+        ]
+    )
     assert np.array_equal(token_counts(patches), counts)
 
     tokenizer = build_text_tokenizer(config, split)
-    text_processor = SubobjectLlavaProcessor(image_processor=processor, tokenizer=tokenizer,
-                                             chat_template=DEFAULT_CHAT_TEMPLATE)  # fmt: skip
+    text_processor = SubobjectLlavaProcessor(
+        image_processor=processor, tokenizer=tokenizer, chat_template=DEFAULT_CHAT_TEMPLATE
+    )
     tokens = tokenize_split(text_processor, split, None)
     pixels = processor.pixel_values(list(split.images))
     runs = {
@@ -92,7 +95,7 @@ def main() -> None:
             maps.astype(np.int16),
             token_counts(maps),
             pixels,
-        )  # fmt: skip
+        )
         for name, maps in (("patch", patches), ("ours", ours))
     }
     models, optimizers = {}, {}
@@ -108,8 +111,16 @@ def main() -> None:
         for name in ("patch", "ours") if step % 2 else ("ours", "patch"):
             data, model = runs[name], models[name]
             start = time.perf_counter()
-            batch = collate(tokens, split, data.label_maps, data.num_tokens, data.pixel_values, indices,
-                            model.config.image_token_id, tokenizer.pad_token_id)  # fmt: skip
+            batch = collate(
+                tokens,
+                split,
+                data.label_maps,
+                data.num_tokens,
+                data.pixel_values,
+                indices,
+                model.config.image_token_id,
+                tokenizer.pad_token_id,
+            )
             model(**batch).loss.backward()
             optimizers[name].step()
             optimizers[name].zero_grad(set_to_none=True)

@@ -416,7 +416,7 @@ def main() -> None:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "opencv": cv2.__version__,
-        },  # fmt: skip
+        },
         "tokens_direct": {size: {"mean": float(np.mean(c)), "per_image": c} for size, c in counts.items()},
         "timings": timings,
     }

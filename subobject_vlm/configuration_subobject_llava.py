@@ -160,10 +160,4 @@ class SubobjectLlavaConfig(PreTrainedConfig):
         return num_image_placeholders(num_tokens)
 
 
-AutoConfig.register(SubobjectLlavaConfig.model_type, SubobjectLlavaConfig, exist_ok=True)
-
 __all__ = ["FEATURE_FNS", "NUM_IMAGE_BOUNDARY_TOKENS", "SubobjectLlavaConfig", "num_image_placeholders"]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

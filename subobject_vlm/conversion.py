@@ -370,19 +370,11 @@ def convert_checkpoint(
     (before anything is built), when it cannot fit in memory, and when the source weights do not cover the new
     model exactly (anything missing, misshaped or left over other than the family's projector).
     """
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
-    from . import processing_subobject_llava  # noqa: F401 - registers AutoProcessor
-    from .image_processing_subobject import SubobjectImageProcessor
-    from .segmentation.registry import check_checkpoint_folder, is_hub_id
+    from .processing_subobject_llava import image_token_id
 
-    if Path(src).expanduser().exists():
-        check_checkpoint_folder(Path(src).expanduser())
-    elif not is_hub_id(str(src)):
-        raise ValueError(f"{src!r} is neither an existing checkpoint folder nor a hub id (owner/name)")
-    from .modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
-    from .processing_subobject_llava import SubobjectLlavaProcessor
-
+    _check_source_name(src)
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     source_config = AutoConfig.from_pretrained(str(src))  # a few kB: checked before any weight is read
@@ -396,11 +388,52 @@ def convert_checkpoint(
     # chat template) and its image processor are
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     source_images = AutoImageProcessor.from_pretrained(str(src))
-    image_token_id = processing_subobject_llava.image_token_id(tokenizer, family.image_token)
-    if image_token_id is None:
+    image_token = image_token_id(tokenizer, family.image_token)
+    if image_token is None:
         raise ValueError(
             f"the tokenizer of {src} does not encode {family.name}'s image token {family.image_token!r}"
         )
+
+    source = _load_source_model(src, family, dtype)
+    model = _subobject_model(
+        source,
+        family,
+        src,
+        image_token_id=image_token,
+        max_tokens=max_tokens,
+        shape_resolution=shape_resolution,
+        reuse_projector=reuse_projector,
+        seed=seed,
+    )
+    dst = Path(dst)
+    model.save_pretrained(dst, safe_serialization=True)
+    processor = _subobject_processor(
+        family,
+        tokenizer,
+        source_images,
+        model.config.vision_config,
+        src,
+        max_tokens=max_tokens,
+        label_size=label_size,
+        boundary_model=boundary_model,
+    )
+    processor.save_pretrained(dst)
+    return dst
+
+
+def _check_source_name(src: str | Path) -> None:
+    """An existing folder must hold a checkpoint; anything else must read as a hub id (``owner/name``)."""
+    from .segmentation.registry import check_checkpoint_folder, is_hub_id
+
+    if Path(src).expanduser().exists():
+        check_checkpoint_folder(Path(src).expanduser())
+    elif not is_hub_id(str(src)):
+        raise ValueError(f"{src!r} is neither an existing checkpoint folder nor a hub id (owner/name)")
+
+
+def _load_source_model(src: str | Path, family: VLMFamily, dtype: str):
+    """The source model in ``dtype``; refused when transformers would have drawn any of its weights at random."""
+    from transformers import AutoModelForImageTextToText
 
     source, loading = AutoModelForImageTextToText.from_pretrained(
         str(src),
@@ -417,6 +450,24 @@ def convert_checkpoint(
         raise ValueError(
             f"{src} does not hold its own {family.name} model's weights: missing {missing[:8]}, misshaped {misshaped[:8]}"
         )
+    return source
+
+
+def _subobject_model(
+    source,
+    family: VLMFamily,
+    src: str | Path,
+    *,
+    image_token_id: int,
+    max_tokens: int,
+    shape_resolution: int,
+    reuse_projector: bool,
+    seed: int,
+):
+    """The SubobjectLlava on ``source``'s weights (shared, not copied): towers renamed, the family's projector
+    replaced by the region embedding, and the start/end-of-image vectors drawn (from ``seed``)."""
+    from .modeling_subobject_llava import SubobjectLlavaForConditionalGeneration
+
     state, source_projector = split_source_state(family, source.state_dict())
     config = subobject_config(
         source.config,
@@ -449,10 +500,26 @@ def convert_checkpoint(
         raise ValueError(f"internal error: no weights for {unfilled}")
 
     model.load_state_dict(state, assign=True, strict=True)  # shares the source tensors: no second copy
-    dst = Path(dst)
-    model.save_pretrained(dst, safe_serialization=True)
+    return model
 
-    side = _image_side(family, source_images, config.vision_config)
+
+def _subobject_processor(
+    family: VLMFamily,
+    tokenizer,
+    source_images,
+    vision_config,
+    src: str | Path,
+    *,
+    max_tokens: int,
+    label_size: int | None,
+    boundary_model: str,
+):
+    """The converted model's processor: an image processor equivalent to the source's (side, mean, std,
+    resampling, padding) and the source's tokenizer, whose chat template gains ``{% generation %}`` markers."""
+    from .image_processing_subobject import SubobjectImageProcessor
+    from .processing_subobject_llava import SubobjectLlavaProcessor
+
+    side = _image_side(family, source_images, vision_config)
     image_processor = SubobjectImageProcessor(
         size={"height": side, "width": side},
         label_size={"height": label_size or side, "width": label_size or side},
@@ -465,14 +532,12 @@ def convert_checkpoint(
     )
     chat_template = chat_template_with_generation_markers(tokenizer, family, src)
     tokenizer.chat_template = chat_template  # the tokenizer saved with it says the same
-    processor = SubobjectLlavaProcessor(
+    return SubobjectLlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         chat_template=chat_template,
         image_token=family.image_token,
     )
-    processor.save_pretrained(dst)
-    return dst
 
 
 __all__ = [

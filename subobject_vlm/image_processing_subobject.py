@@ -280,20 +280,4 @@ class SubobjectImageProcessor(TorchvisionBackend):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 
-def _register() -> None:
-    from transformers import AutoImageProcessor
-
-    from .configuration_subobject_llava import SubobjectLlavaConfig
-
-    AutoImageProcessor.register(
-        SubobjectLlavaConfig, image_processor_classes={"torchvision": SubobjectImageProcessor}, exist_ok=True
-    )
-
-
-_register()
-
 __all__ = ["SubobjectImageProcessor"]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

@@ -10,7 +10,7 @@ subobjects-VLM, and what a token-efficiency experiment without a pretrained enco
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 
@@ -40,8 +40,13 @@ class PixelFeaturesModel(PreTrainedModel):
         super().__init__(config)
         self.post_init()
 
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
-                return_dict: bool | None = None, **kwargs) -> BaseModelOutput:  # fmt: skip
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
                 f"pixel_values must be (B, {self.config.num_channels}, H, W), got {tuple(pixel_values.shape)}"
@@ -56,11 +61,4 @@ class PixelFeaturesModel(PreTrainedModel):
         return BaseModelOutput(last_hidden_state=features, hidden_states=(features,))
 
 
-AutoConfig.register(PixelFeaturesConfig.model_type, PixelFeaturesConfig, exist_ok=True)
-AutoModel.register(PixelFeaturesConfig, PixelFeaturesModel, exist_ok=True)
-
 __all__ = ["PixelFeaturesConfig", "PixelFeaturesModel"]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

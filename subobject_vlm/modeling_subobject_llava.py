@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForImageTextToText, LlavaForConditionalGeneration, LlavaModel
+from transformers import AutoModel, LlavaForConditionalGeneration, LlavaModel
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import slice_logits_to_keep
@@ -481,11 +481,6 @@ class SubobjectLlavaForConditionalGeneration(SubobjectLlavaPreTrainedModel, Llav
         )
 
 
-AutoModel.register(SubobjectLlavaConfig, SubobjectLlavaModel, exist_ok=True)
-AutoModelForImageTextToText.register(
-    SubobjectLlavaConfig, SubobjectLlavaForConditionalGeneration, exist_ok=True
-)
-
 __all__ = [
     "FEATURE_READERS",
     "SubobjectImageOutput",
@@ -496,7 +491,3 @@ __all__ = [
     "build_vision_tower",
     "vision_channels",
 ]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

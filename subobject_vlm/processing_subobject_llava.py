@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoProcessor
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_subobject_llava import SubobjectLlavaConfig, num_image_placeholders
@@ -247,8 +246,6 @@ class SubobjectLlavaProcessor(ProcessorMixin):
         )
 
 
-AutoProcessor.register(SubobjectLlavaConfig, SubobjectLlavaProcessor, exist_ok=True)
-
 __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
     "DEFAULT_IMAGE_TOKEN",
@@ -257,7 +254,3 @@ __all__ = [
     "image_token_id",
     "with_generation_markers",
 ]
-
-from . import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

@@ -105,14 +105,28 @@ def tiny_tokenizer(words: list[str] | None = None, named_tokens: dict[str, str] 
 
 
 _TINY_NAMED_TOKENS = {
-    "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>",
-               "sot_token": "<start_of_turn>", "eot_token": "<end_of_turn>"},
-    "qwen2_vl": {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                 "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>",
-                 "im_start_token": "<|im_start|>", "im_end_token": "<|im_end|>"},
-    "idefics3": {"fake_image_token": "<fake_token_around_image>", "global_image_token": "<global-img>",
-                 "end_of_utterance_token": "<end_of_utterance>", "im_start_token": "<|im_start|>"},
-}  # fmt: skip
+    "gemma3": {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+        "sot_token": "<start_of_turn>",
+        "eot_token": "<end_of_turn>",
+    },
+    "qwen2_vl": {
+        "image_token": "<|image_pad|>",
+        "video_token": "<|video_pad|>",
+        "vision_start_token": "<|vision_start|>",
+        "vision_end_token": "<|vision_end|>",
+        "im_start_token": "<|im_start|>",
+        "im_end_token": "<|im_end|>",
+    },
+    "idefics3": {
+        "fake_image_token": "<fake_token_around_image>",
+        "global_image_token": "<global-img>",
+        "end_of_utterance_token": "<end_of_utterance>",
+        "im_start_token": "<|im_start|>",
+    },
+}
 _CHAT_WORDS = ["system", "user", "assistant", "model", "User", "Assistant", "You", "are", "a", "helpful"]
 _TINY_NAMED_TOKENS["qwen2_5_vl"] = _TINY_NAMED_TOKENS["qwen2_vl"]
 _TINY_NAMED_TOKENS["smolvlm"] = _TINY_NAMED_TOKENS["idefics3"]
@@ -236,8 +250,13 @@ def _tiny_source_parts(model_type: str):
         if qwen2:
             vision.update(embed_dim=32, hidden_size=32, mlp_ratio=2)
         else:
-            vision.update(hidden_size=32, out_hidden_size=32, intermediate_size=64, window_size=8,
-                          fullatt_block_indexes=[0])  # fmt: skip
+            vision.update(
+                hidden_size=32,
+                out_hidden_size=32,
+                intermediate_size=64,
+                window_size=8,
+                fullatt_block_indexes=[0],
+            )
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]}
         text_class = tf.Qwen2VLTextConfig if qwen2 else tf.Qwen2_5_VLTextConfig
         config = (tf.Qwen2VLConfig if qwen2 else tf.Qwen2_5_VLConfig)(

@@ -125,8 +125,12 @@ def test_eval_bsds_runs_from_the_command_line(bsds_root, tmp_path, capsys):
     assert report["boundary"]["ODS"]["f"] > 0 and (out / "pr_curve.png").exists()
     assert report["config"]["nms"] is False
     assert report["config"]["segment_options"] == {  # every EPOC option the run used, the given ones included
-        "threshold": 0.1, "min_area": 20, "merge": "weakest_boundary", "assign": "watershed", "seeds": "minima"
-    }  # fmt: skip
+        "threshold": 0.1,
+        "min_area": 20,
+        "merge": "weakest_boundary",
+        "assign": "watershed",
+        "seeds": "minima",
+    }
     assert "patch" in capsys.readouterr().out
 
 

@@ -147,8 +147,18 @@ def test_a_checkpoint_that_is_not_llava_is_refused_before_any_weight_loads(tmp_p
 
     from subobject_vlm.cli import main
 
-    config = SegformerConfig(num_encoder_blocks=1, depths=[1], sr_ratios=[1], hidden_sizes=[8], patch_sizes=[3],
-                             strides=[2], num_attention_heads=[1], mlp_ratios=[1], decoder_hidden_size=8, num_labels=1)  # fmt: skip
+    config = SegformerConfig(
+        num_encoder_blocks=1,
+        depths=[1],
+        sr_ratios=[1],
+        hidden_sizes=[8],
+        patch_sizes=[3],
+        strides=[2],
+        num_attention_heads=[1],
+        mlp_ratios=[1],
+        decoder_hidden_size=8,
+        num_labels=1,
+    )
     SegformerForSemanticSegmentation(config).save_pretrained(tmp_path / "segformer")
     capsys.readouterr()  # the save's own progress bar
     assert main(["convert", str(tmp_path / "segformer"), str(tmp_path / "out")]) == 2

@@ -13,8 +13,20 @@ from subobject_vlm.segmentation.baselines import patch_grid
 from subobject_vlm.segmentation.settings import ASSIGN_MODES, DEFAULT_MAX_TOKENS, MERGE_ORDERS, SEED_MODES
 
 SEGMENTING = ("segment", "precompute", "eval-bsds")
-TOKENIZER_FLAGS = ("--model", "--resolution", "--keep-aspect", "--pyramid-layers", "--device", "--dtype",
-                   "--max-tokens", "--threshold", "--min-area", "--merge", "--assign", "--seeds")  # fmt: skip
+TOKENIZER_FLAGS = (
+    "--model",
+    "--resolution",
+    "--keep-aspect",
+    "--pyramid-layers",
+    "--device",
+    "--dtype",
+    "--max-tokens",
+    "--threshold",
+    "--min-area",
+    "--merge",
+    "--assign",
+    "--seeds",
+)
 
 
 def options_of(command: str) -> dict[str, argparse.Action]:

@@ -130,8 +130,8 @@ def test_resume_skips_what_is_complete_and_redoes_what_changed(tmp_path, capsys)
     assert (out / "p1.npy").exists() and (out / "p0.png").stat().st_mtime_ns == stamps["p0.png"]
 
     # other settings: nothing counts as done
-    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume",
-                 "--model", "patch", "--max-tokens", "9"]) == 0  # fmt: skip
+    other_settings = ["--save-labels", "npy", "--resume", "--model", "patch", "--max-tokens", "9"]
+    assert main(["segment", str(photos), "--out", str(out), *other_settings]) == 0
     assert "already done" not in capsys.readouterr().err
     assert {r["tokens"] for r in summary_of(out)["images"]} == {9}
 
@@ -187,8 +187,9 @@ def _kill_and_resume(tmp_path, trial, sig, images=16):
         for i in range(images):
             write_photo(photos / f"p{i:02d}.png", i, size=(160, 200))
     out = tmp_path / f"out{trial}"
-    command = [sys.executable, "-m", "subobject_vlm.commands.segment", str(photos), "--out", str(out),
-               "--save-labels", "npy", "--model", "felzenszwalb", "--max-tokens", "16"]  # fmt: skip
+    options = ["--save-labels", "npy", "--model", "felzenszwalb", "--max-tokens", "16"]
+    arguments = [str(photos), "--out", str(out), *options]
+    command = [sys.executable, "-m", "subobject_vlm.commands.segment", *arguments]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -203,8 +204,7 @@ def _kill_and_resume(tmp_path, trial, sig, images=16):
     assert not [p for p in out.rglob("*.npy") if p.stat().st_size == 0]
     written_before = len(list(out.glob("p*.npy")))  # where the kill landed (the summary lags by up to 1 s)
 
-    assert main(["segment", str(photos), "--out", str(out), "--save-labels", "npy", "--resume",
-                 "--model", "felzenszwalb", "--max-tokens", "16"]) == 0  # fmt: skip
+    assert main(["segment", *arguments, "--resume"]) == 0
     summary = summary_of(out)
     files = [r["file"] for r in summary["images"]]
     assert sorted(files) == sorted(str(p) for p in photos.iterdir()) and not summary["failed"]
@@ -321,12 +321,16 @@ def test_a_second_run_with_other_settings_into_a_folder_in_use_is_refused(tmp_pa
         write_photo(photos / f"p{i}.png", i)
     out = tmp_path / "out"
     labels = ["--save-labels", "npy", "--model", "patch"]
+
+    def segment(*options: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "subobject_vlm.cli", "segment", str(photos), "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        return subprocess.run(
+            [*command, *labels, *options], env=env, capture_output=True, text=True, timeout=60
+        )
+
     first, release = _start_held_run(tmp_path, out, photos, *labels, "--max-tokens", "4")
-    second = subprocess.run(
-        [sys.executable, "-m", "subobject_vlm.cli", "segment", str(photos), "--out", str(out), *labels,
-         "--max-tokens", "9"],
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    second = segment("--max-tokens", "9")
     release.touch()
     assert first.wait(timeout=60) == 0
     assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
@@ -337,11 +341,7 @@ def test_a_second_run_with_other_settings_into_a_folder_in_use_is_refused(tmp_pa
 
     # records and files agree: --resume with the first run's settings trusts them, with the second's redoes all
     for tokens, already_done in (("4", True), ("9", False)):
-        done = subprocess.run(
-            [sys.executable, "-m", "subobject_vlm.cli", "segment", str(photos), "--out", str(out), *labels,
-             "--max-tokens", tokens, "--resume"],
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+        done = segment("--max-tokens", tokens, "--resume")
         assert done.returncode == 0 and ("4 image(s) already done" in done.stderr) == already_done
         for record in summary_of(out)["images"]:
             assert np.load(out / record["outputs"][1]).max() + 1 == record["tokens"] == int(tokens)

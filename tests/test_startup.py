@@ -34,20 +34,24 @@ def test_epoc_needs_numpy_and_opencv_only():
         "import subobject_vlm\nimport transformers",  # registered when transformers loads
         "import transformers\nimport subobject_vlm",  # registered at once
         "from subobject_vlm import SubobjectLlavaConfig",  # our module is the first to import transformers
+        "import subobject_vlm.segmentation.edgenet",  # ... in a subpackage
+        "import subobject_vlm.training.vlm_model",  # ... imported by another of ours
         "import subobject_vlm.cli as cli\ncli.build_parser()",
     ],
 )
-def test_every_import_order_registers_the_auto_classes(order):
+def test_every_import_order_registers_the_auto_classes_and_leaves_no_import_hook(order):
     code = (
         f"{order}\n"
+        "import sys\n"
         "from transformers.models.auto.configuration_auto import CONFIG_MAPPING\n"
         "from transformers.models.auto import processing_auto, image_processing_auto, modeling_auto\n"
         "config = CONFIG_MAPPING['subobject_llava']\n"
         "print('subobject_edgenet' in CONFIG_MAPPING, config in processing_auto.PROCESSOR_MAPPING,\n"
         "      config in image_processing_auto.IMAGE_PROCESSOR_MAPPING,\n"
-        "      config in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING)"
+        "      config in modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING,\n"
+        "      [type(f).__module__ for f in sys.meta_path if type(f).__module__.startswith('subobject_vlm')])"
     )
-    assert run_python(code) == "True True True True"
+    assert run_python(code) == "True True True True []"
 
 
 def test_exported_functions_win_over_same_named_submodules():

@@ -98,8 +98,9 @@ def test_batched_predict_equals_one_by_one_for_mixed_sizes():
 def test_images_share_a_pass_only_with_images_of_their_input_size():
     model = tiny_directsam(batch_size=2)
     seen = []
-    model.model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["pixel_values"].shape),
-                                          with_kwargs=True)  # fmt: skip
+    model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["pixel_values"].shape), with_kwargs=True
+    )
     model.predict(mixed_images())
     # input sizes (longer side 64): 43x64 three times, 64x43 twice, 47x64 once -> passes of <= 2 images
     assert sorted(tuple(shape) for shape in seen) == sorted(

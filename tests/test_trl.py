@@ -18,13 +18,10 @@ def messages_dataset(count: int = 6):
     for i in range(count):
         image = np.zeros((32, 32, 3), np.uint8)
         image[8:24, 8:24] = (200, 30, 30) if i % 2 else (30, 30, 200)
-        rows.append({
-            "images": [Image.fromarray(image)],
-            "messages": [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the image ?"}]},
-                {"role": "assistant", "content": [{"type": "text", "text": f"a {'red' if i % 2 else 'blue'} square"}]},
-            ],
-        })  # fmt: skip
+        question = [{"type": "image"}, {"type": "text", "text": "What is in the image ?"}]
+        answer = [{"type": "text", "text": f"a {'red' if i % 2 else 'blue'} square"}]
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        rows.append({"images": [Image.fromarray(image)], "messages": messages})
     return datasets.Dataset.from_list(rows)
 
 
@@ -37,9 +34,17 @@ def converted(request, tmp_path_factory):
 def sft_config(output_dir, **settings):
     """Few CPU steps with assistant-only loss."""
     defaults = dict(
-        max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3, max_length=None, assistant_only_loss=True,
-        report_to="none", use_cpu=True, save_strategy="no", logging_steps=1, dataloader_pin_memory=False,
-    )  # fmt: skip
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        max_length=None,
+        assistant_only_loss=True,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_pin_memory=False,
+    )
     return trl.SFTConfig(output_dir=str(output_dir), **{**defaults, **settings})
 
 

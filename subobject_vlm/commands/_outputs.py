@@ -88,8 +88,12 @@ def _check_summary(summary: object) -> None:
             raise ValueError(f"{field} must be {what}, got {type(value).__name__} {value!r:.40}")
 
     check(summary, dict, "the file", "a JSON object")
-    for key, kind, what in (("images", list, "a list"), ("failed", list, "a list"), ("names", dict, "an object"),
-                            ("runs", list, "a list")):  # fmt: skip
+    for key, kind, what in (
+        ("images", list, "a list"),
+        ("failed", list, "a list"),
+        ("names", dict, "an object"),
+        ("runs", list, "a list"),
+    ):
         check(summary.setdefault(key, kind()), kind, key, what)
     for key in ("images", "failed", "runs"):
         for index, entry in enumerate(summary[key]):

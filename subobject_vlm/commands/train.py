@@ -12,8 +12,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML training config (see configs/vlm_*.yaml)")
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--max-steps", type=int, default=None, help="override training.max_steps")
-    parser.add_argument("--merge", action=argparse.BooleanOptionalAction, default=None,
-                        help="merge the adapters into output_dir/merged after training (overrides the config)")  # fmt: skip
+    parser.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="merge the adapters into output_dir/merged after training (overrides the config)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

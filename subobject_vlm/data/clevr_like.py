@@ -292,6 +292,12 @@ def generate_scene(
     return Scene(objects, image, instance_map, question(objects, question_rng))
 
 
+def _record(image: str, task: str, scene: int, prompt: str, reply: str) -> dict:
+    """One LLaVA-format record: the image, a human turn (``<image>`` then ``prompt``) and the reply."""
+    conversations = [{"from": "human", "value": f"<image>\n{prompt}"}, {"from": "gpt", "value": reply}]
+    return {"image": image, "task": task, "scene": scene, "conversations": conversations}
+
+
 def make_clevr_like(
     out_dir: str | os.PathLike,
     split: str = "train",
@@ -324,18 +330,8 @@ def make_clevr_like(
         name = f"images/{split}_{i:06d}.png"
         save_image(out_dir / name, Image.fromarray(scene.image))
         task, text, answer = scene.qa
-        records.append(
-            {"image": name, "task": "caption", "scene": i, "conversations": [
-                {"from": "human", "value": f"<image>\n{CAPTION_PROMPT}"},
-                {"from": "gpt", "value": caption(scene.objects)},
-            ]}
-        )  # fmt: skip
-        records.append(
-            {"image": name, "task": task, "scene": i, "conversations": [
-                {"from": "human", "value": f"<image>\n{text}"},
-                {"from": "gpt", "value": answer},
-            ]}
-        )  # fmt: skip
+        records.append(_record(name, "caption", i, CAPTION_PROMPT, caption(scene.objects)))
+        records.append(_record(name, task, i, text, answer))
         scenes.append({"image": name, "objects": [asdict(o) for o in scene.objects]})
     for file_name, payload in (("scenes.json", scenes), ("data.json", records)):
         write_text(out_dir / file_name, json.dumps(payload, indent=1))

@@ -22,21 +22,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "achievable_segmentation_accuracy",
-    "benchmark_boundaries",
-    "boundary_counts",
-    "boundary_precision",
-    "boundary_recall",
-    "correspond_pixels",
-    "eval_bsds",
-    "evaluate_boundary_image",
-    "maximum_matching",
-    "non_maximum_suppression",
-    "num_tokens",
-    "segmentation_boundaries",
-    "segmentation_metrics",
-    "summarize_boundary_counts",
-    "thin",
-    "undersegmentation_error",
-]
+__all__ = list(_EXPORTS)

@@ -125,9 +125,11 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
     styles = ["-", "--", ":", "-."]
     paths = []
 
-    panels = [("val_perplexity", "val caption perplexity (lower is better)"),
-              ("attribute_accuracy", "attribute words named right (higher is better)"),
-              ("accuracy", "question answers right (higher is better)")]  # fmt: skip
+    panels = [
+        ("val_perplexity", "val caption perplexity (lower is better)"),
+        ("attribute_accuracy", "attribute words named right (higher is better)"),
+        ("accuracy", "question answers right (higher is better)"),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2))
     for ax, (key, label) in zip(axes, panels):
         for name in names:
@@ -165,8 +167,8 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
                     continue
                 length = min(len(c) for c in curves)
                 mean = np.mean([c[:length] for c in curves], axis=0)  # (points, 3) step, seconds, loss
-                ax.plot(mean[:, index], mean[:, 2], styles[b % len(styles)], color=colours[name],
-                        label=f"{name} @ {budget}")  # fmt: skip
+                style = styles[b % len(styles)]
+                ax.plot(mean[:, index], mean[:, 2], style, color=colours[name], label=f"{name} @ {budget}")
         ax.set_xlabel(label)
         ax.set_ylabel("val caption loss (nats / token)")
         ax.grid(alpha=0.3)

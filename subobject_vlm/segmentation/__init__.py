@@ -36,35 +36,4 @@ _EXPORTS = {
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "BASELINES",
-    "BoundaryModel",
-    "LabelMapTokenizer",
-    "load_tokenizer",
-    "register_boundary_model",
-    "register_label_map_tokenizer",
-    "register_tokenizer_family",
-    "registered_names",
-    "tokenizer_kind",
-    "DEFAULT_WEIGHTS_DIR",
-    "BoundaryPredictor",
-    "EdgeNetConfig",
-    "EdgeNetForBoundaryDetection",
-    "GradientBoundaryModel",
-    "as_boundary_probs",
-    "epoc",
-    "felzenszwalb",
-    "gradient_boundary_probs",
-    "has_embedded_weights",
-    "load_boundary_model",
-    "merge_regions",
-    "patch_grid",
-    "region_adjacency",
-    "relabel_by_area",
-    "run_baseline",
-    "SegmentationSettings",
-    "Segmenter",
-    "segment",
-    "segment_image",
-    "slic",
-]
+__all__ = list(_EXPORTS)

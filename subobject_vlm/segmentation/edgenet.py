@@ -30,12 +30,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import (
-    AutoConfig,
-    AutoModelForSemanticSegmentation,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .losses import supervised_loss
@@ -323,9 +318,6 @@ class EdgeNetForBoundaryDetection(EdgeNetPreTrainedModel):
         return EdgeNetOutput(loss=loss, logits=logits, side_logits=sides)
 
 
-AutoConfig.register(EdgeNetConfig.model_type, EdgeNetConfig, exist_ok=True)
-AutoModelForSemanticSegmentation.register(EdgeNetConfig, EdgeNetForBoundaryDetection, exist_ok=True)
-
 __all__ = [
     "EdgeNetConfig",
     "EdgeNetForBoundaryDetection",
@@ -335,7 +327,3 @@ __all__ = [
     "rgb_to_lab",
     "sobel",
 ]
-
-from .. import register_auto_classes  # noqa: E402 - last: importing this module registers the whole package
-
-register_auto_classes()

@@ -3,30 +3,18 @@
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "BoundaryDataset": ".boundary_data",
+    "BoundaryDataset": ".boundary_data.dataset",
     "BoundaryTrainingConfig": ".boundary_config",
     "ConfigError": ".config",
-    "annotation_to_boundary": ".boundary_data",
-    "bsds_items": ".boundary_data",
-    "combine_annotators": ".boundary_data",
-    "folder_items": ".boundary_data",
-    "hf_items": ".boundary_data",
+    "annotation_to_boundary": ".boundary_data.targets",
+    "bsds_items": ".boundary_data.sources",
+    "combine_annotators": ".boundary_data.targets",
+    "folder_items": ".boundary_data.sources",
+    "hf_items": ".boundary_data.sources",
     "load_config": ".boundary_config",
-    "masks_to_label_map": ".boundary_data",
+    "masks_to_label_map": ".boundary_data.targets",
     "train_boundary": ".train_boundary",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
-__all__ = [
-    "BoundaryDataset",
-    "BoundaryTrainingConfig",
-    "ConfigError",
-    "annotation_to_boundary",
-    "bsds_items",
-    "combine_annotators",
-    "folder_items",
-    "hf_items",
-    "load_config",
-    "masks_to_label_map",
-    "train_boundary",
-]
+__all__ = list(_EXPORTS)

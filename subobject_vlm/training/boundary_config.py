@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..segmentation.losses import CLASS_BALANCE
-from .boundary_data import BoundaryItem, bsds_items, folder_items, hf_items
+from .boundary_data.sources import BoundaryItem, bsds_items, folder_items, hf_items
 from .config import (
     MAX_SEED,
     ConfigError,

@@ -42,12 +42,9 @@ from typing import Any
 import torch
 
 from ..segmentation.losses import supervised_loss
+from ..segmentation.predictor import IMAGENET_MEAN, IMAGENET_STD
 from .boundary_config import BOUNDARY_LABELS, BoundaryTrainingConfig, LossSection, ModelSection, load_config
-from .boundary_data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BoundaryDataset,
-)
+from .boundary_data.dataset import BoundaryDataset
 from .config import ConfigError, make_training_arguments, resolve_resume
 from .loss_history import save_loss_history
 
