@@ -21,6 +21,16 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """The tokenizer registry, restored after the test: what a test registers never reaches the others (the
+    demo's comparisons and eval-bsds' default baselines list every registered label-map tokenizer)."""
+    from subobject_vlm.segmentation import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return registry
+
+
 def write_tiny_bsds(root: Path, counts: dict[str, int] | None = None, size: int = 96) -> Path:
     """A BSDS500-format folder (``images/<split>/<id>.jpg``, ``groundTruth/<split>/<id>.mat`` with two
     annotators) of rendered scenes: what BSDS tests need on a machine without the shared data."""

@@ -22,7 +22,7 @@ from subobject_vlm.demo.pipeline import (
     write_downloads,
 )
 from subobject_vlm.evaluation import segmentation_boundaries
-from subobject_vlm.segmentation import SegmentationSettings, gradient_boundary_probs, registry
+from subobject_vlm.segmentation import SegmentationSettings, gradient_boundary_probs
 
 
 class CountingModel:
@@ -53,26 +53,19 @@ class Stripes:
 
 
 @pytest.fixture
-def registered(monkeypatch):
-    """Tokenizers registered in the test are forgotten after it (the registry is a copy meanwhile)."""
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    return registry
-
-
-@pytest.fixture
-def counting_model(registered):
+def counting_model(scratch_registry):
     model = CountingModel()
-    registered.register_boundary_model(model.name, lambda **options: model)
+    scratch_registry.register_boundary_model(model.name, lambda **options: model)
     return model
 
 
 @pytest.fixture
-def stripes(registered):
+def stripes(scratch_registry):
     def make_stripes(**options):
         """Vertical stripes."""
         return Stripes()
 
-    registered.register_label_map_tokenizer("test-stripes", make_stripes)
+    scratch_registry.register_label_map_tokenizer("test-stripes", make_stripes)
 
 
 @pytest.fixture
@@ -142,9 +135,11 @@ def test_a_label_map_tokenizer_or_nothing_is_not_a_boundary_model(stripes):
     assert check_boundary_model_name(" default ") == "default"
 
 
-def test_a_boundary_family_checkpoint_is_a_boundary_model_and_a_label_map_family_is_not(registered, tmp_path):
-    registered.register_tokenizer_family("test-edges", "boundary", lambda checkpoint, **options: None)
-    registered.register_tokenizer_family("test-masks", "label_map", lambda checkpoint, **options: None)
+def test_a_boundary_family_checkpoint_is_a_boundary_model_and_a_label_map_family_is_not(
+    scratch_registry, tmp_path
+):
+    scratch_registry.register_tokenizer_family("test-edges", "boundary", lambda checkpoint, **options: None)
+    scratch_registry.register_tokenizer_family("test-masks", "label_map", lambda checkpoint, **options: None)
     assert check_boundary_model_name(f"test-edges:{tmp_path}") == f"test-edges:{tmp_path}"
     with pytest.raises(ValueError, match="is a label-map tokenizer"):
         check_boundary_model_name(f"test-masks:{tmp_path}")

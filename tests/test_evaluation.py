@@ -381,15 +381,6 @@ def test_eval_bsds_with_a_baseline_model_has_no_boundary_benchmark(bsds_root, tm
     assert report["tokens"]["patch"]["24"]["tokens"] == 24
 
 
-@pytest.fixture
-def registered(monkeypatch):
-    """Tokenizers registered in the test are forgotten after it (the registry is a copy meanwhile)."""
-    from subobject_vlm.segmentation import registry
-
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    return registry
-
-
 class Stripes:
     """A label-map tokenizer: ``max_tokens`` vertical stripes."""
 
@@ -418,11 +409,11 @@ class CountingSobel:
 
 
 def test_eval_bsds_compares_against_a_registered_label_map_tokenizer_by_default(
-    bsds_root, tmp_path, registered
+    bsds_root, tmp_path, scratch_registry
 ):
     from subobject_vlm.evaluation import eval_bsds
 
-    registered.register_label_map_tokenizer("test-stripes", lambda **options: Stripes())
+    scratch_registry.register_label_map_tokenizer("test-stripes", lambda **options: Stripes())
     report = eval_bsds(
         bsds_root,
         "val",
@@ -439,11 +430,13 @@ def test_eval_bsds_compares_against_a_registered_label_map_tokenizer_by_default(
     assert image["tokens"]["8"]["test-stripes"]["tokens"] == image["tokens"]["8"]["sobel_probs"]["tokens"]
 
 
-def test_eval_bsds_runs_the_boundary_model_once_per_image_for_every_budget(bsds_root, tmp_path, registered):
+def test_eval_bsds_runs_the_boundary_model_once_per_image_for_every_budget(
+    bsds_root, tmp_path, scratch_registry
+):
     from subobject_vlm.evaluation import eval_bsds
 
     model = CountingSobel()
-    registered.register_boundary_model(model.name, lambda **options: model)
+    scratch_registry.register_boundary_model(model.name, lambda **options: model)
     report = eval_bsds(
         bsds_root,
         "val",

@@ -67,7 +67,7 @@ def test_an_uncached_hub_id_offline_fails_in_seconds_with_a_clear_message(monkey
     assert time.perf_counter() - started < 5.0
 
 
-def test_a_registered_boundary_model_is_a_tokenizer_everywhere(astronaut):
+def test_a_registered_boundary_model_is_a_tokenizer_everywhere(astronaut, scratch_registry):
     class Stripes:
         name = "stripes"
 
@@ -134,7 +134,7 @@ class Halves:
         ]
 
 
-def test_a_registered_label_map_tokenizer_is_a_tokenizer_everywhere(astronaut):
+def test_a_registered_label_map_tokenizer_is_a_tokenizer_everywhere(astronaut, scratch_registry):
     halves = Halves()
     register_label_map_tokenizer("test-halves", lambda **options: halves)
     image = astronaut[:32, :48]
@@ -154,7 +154,7 @@ def test_a_registered_label_map_tokenizer_is_a_tokenizer_everywhere(astronaut):
     assert "test-halves" in registered_names(LABEL_MAP)
 
 
-def test_a_family_takes_any_checkpoint_of_its_architecture(tmp_path, astronaut):
+def test_a_family_takes_any_checkpoint_of_its_architecture(tmp_path, astronaut, scratch_registry):
     seen = []
 
     @register_tokenizer_family("test-family", LABEL_MAP)
@@ -176,7 +176,7 @@ def test_a_family_takes_any_checkpoint_of_its_architecture(tmp_path, astronaut):
             check_tokenizer_name(bad)
 
 
-def test_names_are_checked_when_registered():
+def test_names_are_checked_when_registered(scratch_registry):
     with pytest.raises(ValueError, match="kind must be one of"):
         register_tokenizer("test-kind", "masks", lambda **options: None)
     with pytest.raises(ValueError, match="a tokenizer name is letters"):
@@ -199,7 +199,9 @@ def test_names_are_checked_when_registered():
         ),
     ],
 )
-def test_a_label_map_tokenizer_that_returns_the_wrong_maps_is_named(returned, message, astronaut):
+def test_a_label_map_tokenizer_that_returns_the_wrong_maps_is_named(
+    returned, message, astronaut, scratch_registry
+):
     class Broken:
         name = "broken"
 

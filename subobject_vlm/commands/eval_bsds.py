@@ -13,6 +13,8 @@ HELP = "BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines a
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``subobject-vlm eval-bsds`` (for the CLI to mount on its subcommand parser)."""
+    from ..segmentation.registry import LABEL_MAP, registered_names  # (light: no torch at --help)
+
     parser.add_argument(
         "--root", default=None, help="BSDS500 folder (default: $BSDS500_ROOT or ../shared/data)"
     )
@@ -24,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--baselines",
         nargs="*",
         default=None,
-        help="label-map tokenizers run at our per-image token counts (default: every registered one, "
-        "patch slic felzenszwalb; --baselines alone: none)",
+        help="label-map tokenizers run at our per-image token counts, e.g. sam:CHECKPOINT (default: every "
+        f"registered one: {' '.join(n for n in registered_names(LABEL_MAP) if not n.endswith(':'))}; "
+        "--baselines alone: none)",
     )
     parser.add_argument("--out", default="eval_bsds", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
