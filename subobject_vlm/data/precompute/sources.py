@@ -99,6 +99,10 @@ class RowImages:
     def entries(self) -> list[tuple[str, str | int]]:
         return list(self._references.items())
 
+    def __getstate__(self) -> dict:
+        """What a worker process receives: how to read a reference, not the lists of keys."""
+        return {"column": self.column, "_rows": self._rows}
+
     def reader(self) -> Callable[[str | int], Any] | None:
         return None if self._rows is None else _RowReader(self._rows, self.column)
 
