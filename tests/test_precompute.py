@@ -329,6 +329,19 @@ def test_command_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     assert "not the output folder of subobject-vlm precompute" in capsys.readouterr().err
 
 
+def test_label_size_help_states_the_default_the_code_uses(monkeypatch):
+    import argparse
+
+    import subobject_vlm.commands.precompute as command
+
+    assert SubobjectImageProcessor.label_size == dict(zip(("height", "width"), command.DEFAULT_LABEL_SIZE))
+    monkeypatch.setattr(command, "DEFAULT_LABEL_SIZE", (64, 48))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    (label_size,) = [action for action in parser._actions if action.dest == "label_size"]
+    assert label_size.help.endswith("else 64 48)")
+
+
 def test_an_unreachable_hub_dataset_fails_at_once_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
