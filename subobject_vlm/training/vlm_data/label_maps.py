@@ -92,20 +92,17 @@ def _attach(dataset, keys: list[str | None], store: Path | None, cache_dir: str 
 
     from ...data.precompute import load_precomputed
 
-    table = (
-        None if store is None else load_precomputed(store).select_columns(["key", "label_map", "num_tokens"])
-    )
-    row_of = (
-        {} if table is None else {key: row for row, key in enumerate(table.data.column("key").to_pylist())}
-    )
+    table, row_of, content = None, {}, None  # no store: a dataset without images, nothing to read
+    if store is not None:
+        table = load_precomputed(store).select_columns(["key", "label_map", "num_tokens"])
+        row_of = {key: row for row, key in enumerate(table.data.column("key").to_pylist())}
+        # datasets' own key of the shards (their paths and modification times), and where the store is
+        content = [table._fingerprint, str(store.resolve())]
 
     def attach(batch: dict, indices: list[int]) -> dict:
         rows = [row_of.get(keys[i]) for i in indices]
-        found = (
-            table[[r for r in rows if r is not None]]
-            if table is not None
-            else {"label_map": [], "num_tokens": []}
-        )
+        present = [r for r in rows if r is not None]
+        found = table[present] if present else {"label_map": [], "num_tokens": []}
         pngs, counts = iter(found["label_map"]), iter(found["num_tokens"])
         batch["label_map_png"] = [None if r is None else next(pngs) for r in rows]
         batch["num_tokens"] = [0 if r is None else next(counts) for r in rows]
@@ -116,7 +113,6 @@ def _attach(dataset, keys: list[str | None], store: Path | None, cache_dir: str 
     features["num_tokens"] = datasets.Value("int32")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    content = None if store is None else [table._fingerprint, str(store.resolve())]  # datasets' own key
     key = digest([dataset._fingerprint, content])
     return dataset.map(
         attach,
