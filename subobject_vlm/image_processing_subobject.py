@@ -26,7 +26,7 @@ from .embedding import region_boxes
 from .image_utils import ImageLoadError, to_rgb_uint8
 from .segmentation.registry import check_tokenizer_name
 from .segmentation.segmenter import Segmenter, pad_to_square
-from .segmentation.settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
+from .segmentation.settings import DEFAULT_LABEL_SIZE, DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
 
 SEGMENTATION_KEYS = (
     "boundary_model",
@@ -157,7 +157,7 @@ class SubobjectImageProcessor(TorchvisionBackend):
     merge = "weakest_boundary"
     assign = "watershed"
     seeds = DEFAULT_SEEDS
-    label_size = {"height": 336, "width": 336}
+    label_size = {"height": DEFAULT_LABEL_SIZE[0], "width": DEFAULT_LABEL_SIZE[1]}
     do_segment = True
     do_pad = False
     pad_color = None

@@ -19,8 +19,10 @@ from PIL import Image
 from subobject_vlm.commands import main
 from subobject_vlm.data.clevr_like import generate_scene
 from subobject_vlm.data.precompute import (
+    check_settings,
     decode_label_map,
     encode_label_map,
+    features,
     load_precomputed,
     merge_precomputed,
     open_source,
@@ -271,21 +273,48 @@ def test_hf_datasets_are_keyed_by_row_or_by_a_key_column(images, tmp_path):
     )
 
 
-def test_the_output_loads_with_load_from_disk_and_the_arrow_builder(images, tmp_path):
+def test_the_output_loads_memory_mapped_and_with_the_arrow_builder(images, tmp_path):
     import datasets
 
     folder, keys = images
     precompute(open_source(folder), tmp_path / "out", FAST, progress=False)
-    dataset = datasets.load_from_disk(str(tmp_path / "out"))
-    assert dataset.column_names == [
-        "key", "label_map", "num_tokens", "boxes", "height", "width", "fingerprint"
-    ]  # fmt: skip
+    dataset = load_precomputed(tmp_path / "out")
+    assert dataset.column_names == list(features()) and all(part["filename"] for part in dataset.cache_files)
     description = json.loads(dataset.info.description)
     assert description["settings"]["segmentation"]["max_tokens"] == 16
     assert description["settings"]["label_size"] == {"height": 32, "width": 32} and description["version"]
     files = str(tmp_path / "out" / "data-*.arrow")
     loaded = datasets.load_dataset("arrow", data_files=files, split="train", cache_dir=str(tmp_path / "c"))
     assert loaded["key"] == dataset["key"] == keys
+
+
+def test_no_state_of_datasets_is_written_by_hand(images, tmp_path):
+    folder, _ = images
+    precompute(open_source(folder), tmp_path / "out", FAST, shard_size=4, progress=False)
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == [
+        "data-00000-of-00003.arrow",
+        "data-00001-of-00003.arrow",
+        "data-00002-of-00003.arrow",
+        "precompute-plan.json",
+        "precompute.json",
+    ]  # no state.json, no dataset_info.json: datasets makes its own state when the shards are opened
+
+
+def test_a_folder_written_by_the_previous_version_still_loads_and_merges(tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(
+        REPO_ROOT / "tests" / "data" / "precomputed-format-2", old
+    )  # with state.json, dataset_info.json
+    settings = (SegmentationSettings("gradient", max_tokens=8), (16, 16))
+    assert check_settings(old, settings)["num_rows"] == 3
+    dataset = load_precomputed(old)
+    assert dataset["key"] == ["0.png", "1.png", "2.png"]
+    assert [decode_label_map(png).shape for png in dataset["label_map"]] == [(16, 16)] * 3
+    merge_precomputed(old)  # again: the stale files of datasets' state go
+    assert not (old / "state.json").exists() and load_precomputed(old)["key"] == dataset["key"]
 
 
 # the command
@@ -298,6 +327,19 @@ def test_command_errors_are_one_line_with_exit_status_2(tmp_path, capsys):
     assert "rank must be in [0, world size)" in capsys.readouterr().err
     assert main(["precompute-merge", str(tmp_path)]) == 2
     assert "not the output folder of subobject-vlm precompute" in capsys.readouterr().err
+
+
+def test_label_size_help_states_the_default_the_code_uses(monkeypatch):
+    import argparse
+
+    import subobject_vlm.commands.precompute as command
+
+    assert SubobjectImageProcessor.label_size == dict(zip(("height", "width"), command.DEFAULT_LABEL_SIZE))
+    monkeypatch.setattr(command, "DEFAULT_LABEL_SIZE", (64, 48))
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    (label_size,) = [action for action in parser._actions if action.dest == "label_size"]
+    assert label_size.help.endswith("else 64 48)")
 
 
 def test_an_unreachable_hub_dataset_fails_at_once_in_one_line(tmp_path, capsys, monkeypatch):

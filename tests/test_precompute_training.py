@@ -9,7 +9,13 @@ import pytest
 import torch
 import yaml
 
-from subobject_vlm.data.precompute import open_source, precompute
+from subobject_vlm.data.precompute import (
+    check_settings,
+    load_precomputed,
+    merge_precomputed,
+    open_source,
+    precompute,
+)
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
 from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
 from subobject_vlm.segmentation import SegmentationSettings
@@ -95,7 +101,7 @@ def test_training_reads_the_precomputed_dataset_and_never_runs_the_boundary_mode
     losses = [e["loss"] for e in json.loads((output_dir / "log_history.json").read_text()) if "loss" in e]
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert list((output_dir / "preprocessed").glob("precomputed-*.arrow"))
-    assert not list((output_dir / "preprocessed").glob("segmentations-*.arrow"))
+    assert not list((output_dir / "preprocessed").glob("label-maps-*"))  # no store of its own
 
 
 def test_a_precomputed_dataset_made_with_other_settings_is_refused(shapes, tmp_path):
@@ -186,8 +192,8 @@ def test_training_segments_again_an_image_changed_since_its_segmentation_was_cac
     later = first.stat().st_mtime_ns + 2_000_000_000
     os.utime(first, ns=(later, later))
     again = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
-    assert cached["label_maps"][0] != cached["label_maps"][1]
-    assert again["label_maps"][0] == again["label_maps"][1]  # the new pixels' map, not the cached one
+    assert cached["label_map_png"][0] != cached["label_map_png"][1]
+    assert again["label_map_png"][0] == again["label_map_png"][1]  # the new pixels' map, not the cached one
 
 
 def test_training_reads_the_label_map_of_an_image_precomputed_again(tmp_path, image_processor):
@@ -206,3 +212,49 @@ def test_training_reads_the_label_map_of_an_image_precomputed_again(tmp_path, im
     )
     assert cached["label_map_png"][0] != cached["label_map_png"][1]
     assert again["label_map_png"][0] == again["label_map_png"][1]  # the new row, not the cached map
+
+
+def test_the_training_cache_is_a_precompute_output_that_its_reader_opens(tmp_path, image_processor):
+    path = make_synthetic_shapes(tmp_path, num_images=3, size=32)
+    dataset = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    (store,) = (tmp_path / "cache").glob("label-maps-*")
+    index = check_settings(store, image_processor.segmentation_settings())
+    assert index["num_rows"] == 3 and merge_precomputed(store)["failed"] == []
+    stored = load_precomputed(store)
+    by_key = dict(zip(stored["key"], stored["label_map"]))
+    assert [by_key[image] for image in dataset["image"]] == dataset["label_map_png"]
+
+
+def test_training_reads_a_precompute_output_as_it_reads_its_own_cache(shapes, image_processor, tmp_path):
+    path, tokens = shapes
+    own = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "own")
+    read = use_precomputed_segmentations(
+        load_conversations(path, with_keys=True), tokens, image_processor, tmp_path / "read"
+    )
+    assert read["label_map_png"] == own["label_map_png"] and read["num_tokens"] == own["num_tokens"]
+
+
+def test_a_cache_made_on_one_device_is_read_on_another_without_segmenting(
+    tmp_path, image_processor, monkeypatch
+):
+    path = make_synthetic_shapes(tmp_path, num_images=3, size=32)
+    made = precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")
+    on_gpu = SubobjectImageProcessor(
+        **{**image_processor.to_dict(), "boundary_model_options": {"device": "cuda"}}
+    )
+    assert on_gpu.segmentation_settings() != image_processor.segmentation_settings()
+    import subobject_vlm.segmentation.segmenter as segmenter
+
+    monkeypatch.setattr(segmenter.Segmenter, "label_maps", lambda *a: pytest.fail("segmented again"))
+    read = precompute_segmentations(load_conversations(path), on_gpu, tmp_path / "cache")
+    assert read["label_map_png"] == made["label_map_png"]
+
+
+def test_a_training_image_that_cannot_be_read_is_a_data_error_naming_it(tmp_path, image_processor):
+    path = make_synthetic_shapes(tmp_path, num_images=2, size=32)
+    broken = tmp_path / json.loads(path.read_text())[1]["image"]
+    broken.write_bytes(b"broken")
+    with pytest.raises(
+        DataError, match=rf"1 image\(s\) of the training data cannot be used \(e\.g\. {broken}: "
+    ):
+        precompute_segmentations(load_conversations(path), image_processor, tmp_path / "cache")

@@ -13,7 +13,9 @@ import yaml
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from subobject_vlm.image_processing_subobject import SubobjectImageProcessor
+from subobject_vlm.image_utils import decode_label_map
 from subobject_vlm.processing_subobject_llava import SubobjectLlavaProcessor
+from subobject_vlm.segmentation import Segmenter
 from subobject_vlm.tiny import build_tiny_model, tiny_tokenizer
 from subobject_vlm.training.train_vlm import train_vlm
 from subobject_vlm.training.vlm_config import ConfigError, load_config
@@ -103,11 +105,9 @@ def test_segmentations_are_computed_once_and_then_loaded_from_the_cache(
     processor, shapes_json, tmp_path, monkeypatch
 ):
     calls = []
-    original = SubobjectImageProcessor.segment
+    original = Segmenter.label_maps
     monkeypatch.setattr(
-        SubobjectImageProcessor,
-        "segment",
-        lambda self, images: calls.append(len(images)) or original(self, images),
+        Segmenter, "label_maps", lambda self, images: calls.append(len(images)) or original(self, images)
     )
     dataset = load_conversations(shapes_json)
     first = precompute_segmentations(dataset, processor.image_processor, tmp_path, batch_size=4)
@@ -115,7 +115,7 @@ def test_segmentations_are_computed_once_and_then_loaded_from_the_cache(
     second = precompute_segmentations(load_conversations(shapes_json), processor.image_processor, tmp_path)
     assert sum(calls) == 6  # nothing segmented again
     assert first["num_tokens"] == second["num_tokens"] and min(first["num_tokens"]) >= 1
-    label_map = torch.as_tensor(first.with_format("numpy")[0]["label_maps"])
+    label_map = decode_label_map(first[0]["label_map_png"])
     assert label_map.shape == (32, 32) and int(label_map.max()) + 1 == first["num_tokens"][0]
 
 
@@ -235,7 +235,7 @@ def test_output_holds_adapters_trained_modules_processor_and_base(trained_run):
     assert any("image_boundary_embeddings" in k for k in keys)
     assert isinstance(AutoProcessor.from_pretrained(trained_run), SubobjectLlavaProcessor)
     assert (trained_run / "base" / "model.safetensors").is_file()
-    assert list((trained_run / "preprocessed").glob("segmentations-*.arrow"))
+    assert list((trained_run / "preprocessed").glob("label-maps-*/precompute.json"))  # the label-map store
 
 
 def test_merged_model_generates_exactly_as_the_adapted_model(trained_run):

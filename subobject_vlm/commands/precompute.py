@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from ..segmentation.settings import MERGE_ORDERS, SegmentationSettings
+from ..segmentation.settings import DEFAULT_LABEL_SIZE, MERGE_ORDERS, SegmentationSettings
 from ._options import add_segmentation_arguments
 
 NAME = "precompute"
@@ -30,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder (created; a rerun resumes there)")
     data = parser.add_argument_group("input")
-    data.add_argument("--image-folder", default=None, help="LLaVA file: the folder of its image paths "
-                      "(default: the file's folder)")  # fmt: skip
+    data.add_argument(
+        "--image-folder",
+        default=None,
+        help="LLaVA file: the folder of its image paths (default: the file's folder)",
+    )
     data.add_argument("--split", default="train", help="HF dataset: the split")
     data.add_argument("--image-column", default="image", help="LLaVA file / HF dataset: the image column")
     data.add_argument(
@@ -40,20 +43,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tokenizer = parser.add_argument_group(
         "tokenizer (default: a saved --processor's settings, else those shown)"
     )
-    tokenizer.add_argument("--processor", default=None, help="take every setting from a saved image processor "
-                           "or model checkpoint folder (the options below override it)")  # fmt: skip
+    tokenizer.add_argument(
+        "--processor",
+        default=None,
+        help="take every setting from a saved image processor or model checkpoint folder (the options below "
+        "override it)",
+    )
     add_segmentation_arguments(tokenizer)
     # --merge-order: the old name of --merge here, kept working
     tokenizer.add_argument("--merge-order", dest="merge", choices=MERGE_ORDERS, help=argparse.SUPPRESS)
-    tokenizer.add_argument("--label-size", type=int, nargs="+", default=None, metavar="SIZE",
-                           help="label map size: H (square) or H W (default: 336 336)")  # fmt: skip
+    tokenizer.add_argument(
+        "--label-size",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SIZE",
+        help="label map size: H (square) or H W (default: a --processor's, else "
+        f"{DEFAULT_LABEL_SIZE[0]} {DEFAULT_LABEL_SIZE[1]})",
+    )
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--num-workers", type=int, default=1, help="processes on this machine")
-    run_group.add_argument("--shard", default=None, metavar="I/N", help="this machine's part (default: RANK / "
-                           "WORLD_SIZE of torchrun or accelerate, else 0/1)")  # fmt: skip
+    run_group.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="this machine's part (default: RANK / WORLD_SIZE of torchrun or accelerate, else 0/1)",
+    )
     run_group.add_argument("--shard-size", type=int, default=1000, help="images per output shard")
-    run_group.add_argument("--batch-size", type=int, default=1, help="images per boundary-model call (1: "
-                           "exactly the maps of processor(image); more: of processor.segment(batch))")  # fmt: skip
+    run_group.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="images per boundary-model call (1: exactly the maps of processor(image); more: of "
+        "processor.segment(batch))",
+    )
     run_group.add_argument("--threads", type=int, default=None, help="torch threads per worker")
 
 
@@ -88,9 +111,13 @@ def _settings(args: argparse.Namespace) -> tuple[SegmentationSettings, tuple[int
     return settings, label_size
 
 
+RUN_NUMBERS = ("num_workers", "shard_size", "batch_size", "threads")  # positive integers (threads: or None)
+
+
 def _check_run_numbers(args: argparse.Namespace) -> None:
-    for flag, value in (("--num-workers", args.num_workers), ("--shard-size", args.shard_size),
-                        ("--batch-size", args.batch_size), ("--threads", args.threads)):  # fmt: skip
+    for name in RUN_NUMBERS:
+        value = getattr(args, name)
+        flag = "--" + name.replace("_", "-")
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
 

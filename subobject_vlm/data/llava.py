@@ -1,7 +1,7 @@
 """LLaVA-format records: reading ``.json`` / ``.jsonl`` files, their image keys, their turns and images.
 
-The one place these are read, below both training (``training/vlm_data.py``) and dataset tokenization
-(``data/precompute.py``), so data flows one way.
+The one place these are read, below both training (``training/vlm_data/``) and dataset tokenization
+(``data/precompute/``), so data flows one way.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")  # the devices a bounda
 # F 0.660, ASA 0.915); at 256 minima seeds trade boundary F for ASA. README "Python API" states it.
 DEFAULT_MAX_TOKENS = 128
 DEFAULT_SEEDS = "minima"
+DEFAULT_LABEL_SIZE = (336, 336)  # (height, width) of the label maps: the processor's, and precompute's
 
 
 def output_options(model_options: dict[str, Any]) -> dict[str, Any]:
