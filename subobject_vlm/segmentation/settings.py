@@ -22,7 +22,6 @@ from typing import Any
 from .registry import (  # imports nothing of ours
     BASELINES,
     BOUNDARY,
-    LABEL_MAP,
     check_tokenizer_name,
     registry_entry,
 )
@@ -148,11 +147,6 @@ class SegmentationSettings:
         ``tokenizer_kind``; a name the registry does not know (a custom model's) is a boundary model."""
         entry = registry_entry(self.boundary_model)
         return BOUNDARY if entry is None else entry.kind
-
-    @property
-    def is_baseline(self) -> bool:
-        """Whether the tokenizer makes label maps directly (``kind == "label_map"``)."""
-        return self.kind == LABEL_MAP
 
     @property
     def model_options(self) -> dict[str, Any]:

@@ -44,11 +44,10 @@ class ShardMaker:
         self.progress = progress  # callable(count) or a queue
         settings = job.settings
         self.segmenter = Segmenter(settings, job.label_size, cache_size=0)  # every image once: no cache
-        if not settings.is_baseline:
-            # now: a model that cannot load stops the run instead of failing every image
-            from ...segmentation import load_boundary_model
+        # now: a tokenizer that cannot load stops the run instead of failing every image
+        from ...segmentation import load_tokenizer
 
-            load_boundary_model(settings.boundary_model, **settings.model_options)  # cached for the segmenter
+        load_tokenizer(settings.boundary_model, **settings.model_options)  # cached for the segmenter
         self.read = job.source.reader()  # None: references are file paths
 
     def make_shard(self, shard: int, entries: list[tuple[str, str | int]]) -> dict:

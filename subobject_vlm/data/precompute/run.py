@@ -11,6 +11,7 @@ from pathlib import Path
 from ...atomic import remove_stale_temporaries, write_json
 from ...caching import digest, file_fingerprint
 from ...image_utils import MAX_PNG_LABELS
+from ...segmentation.registry import LABEL_MAP
 from ...segmentation.settings import DEFAULT_MAX_TOKENS, SegmentationSettings
 from .format import FORMAT, PLAN_NAME, describe_difference, open_shard, read_plan, settings_record, shard_name
 from .maker import Job, ShardMaker
@@ -99,7 +100,7 @@ def _check_positive_integers(**numbers: int) -> None:
 
 def _check_png_capacity(settings: SegmentationSettings, label_size: tuple[int, int]) -> None:
     """Refuse, before any work, settings that could give more regions than a 16-bit PNG holds."""
-    max_tokens = settings.max_tokens or (DEFAULT_MAX_TOKENS if settings.is_baseline else None)
+    max_tokens = settings.max_tokens or (DEFAULT_MAX_TOKENS if settings.kind == LABEL_MAP else None)
     if (max_tokens is None or max_tokens > MAX_PNG_LABELS) and label_size[0] * label_size[1] > MAX_PNG_LABELS:
         raise ValueError(
             f"label maps are stored as 16-bit PNGs (at most {MAX_PNG_LABELS} regions): set max_tokens <= "
