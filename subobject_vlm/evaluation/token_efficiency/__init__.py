@@ -35,20 +35,32 @@ Config layout (unknown keys are errors)::
     training: {steps: 400, batch_size: 16, learning_rate: 1e-3, warmup_steps: 20, eval_every: 50}
 """
 
-from .config import ComparisonConfig, TrainingSection, budgets_of, load_config
+from .config import (
+    ComparisonConfig,
+    TrainingSection,
+    budgets_of,
+    evaluation_key,
+    experiment_fingerprint,
+    load_config,
+)
 from .data import (
     Split,
     TokenizedSplit,
+    attribute_group_ids,
+    attribute_groups,
     attribute_token_ids,
+    attribute_words,
     build_text_tokenizer,
     collate,
     load_split,
     segment_split,
     token_counts,
     tokenize_split,
+    tokenizer_settings,
     word_token_ids,
 )
 from .model import build_model
+from .plots import plot_token_efficiency
 from .results import (
     RESULT_FIELDS,
     intervals_table,
@@ -58,8 +70,8 @@ from .results import (
     results_table,
     summarize,
 )
-from .run import compare_tokenizers
-from .train import RunData, evaluate, train_run
+from .run import compare_tokenizers, torch_threads, write_report
+from .train import RunData, evaluate, evaluate_saved, save_weights, train_run
 
 __all__ = [
     "RESULT_FIELDS",
@@ -68,24 +80,35 @@ __all__ = [
     "Split",
     "TokenizedSplit",
     "TrainingSection",
+    "attribute_group_ids",
+    "attribute_groups",
     "attribute_token_ids",
+    "attribute_words",
     "budgets_of",
     "build_model",
     "build_text_tokenizer",
     "collate",
     "compare_tokenizers",
     "evaluate",
+    "evaluate_saved",
+    "evaluation_key",
+    "experiment_fingerprint",
     "intervals_table",
     "load_config",
     "load_split",
     "paired_comparisons",
     "paired_table",
+    "plot_token_efficiency",
     "results_markdown",
     "results_table",
+    "save_weights",
     "segment_split",
-    "token_counts",
     "summarize",
+    "token_counts",
     "tokenize_split",
+    "tokenizer_settings",
+    "torch_threads",
     "train_run",
     "word_token_ids",
+    "write_report",
 ]
