@@ -327,3 +327,21 @@ def test_the_medium_preset_has_more_steps_and_seeds_than_the_quick_one_without_o
     assert len(medium.seeds) >= 3 and medium.training.steps > quick.training.steps
     samples = 2 * medium.data["synthetic"]["train"]  # a caption and a question per scene
     assert medium.training.steps * medium.training.batch_size / samples <= MAX_EPOCHS
+
+
+def test_records_from_before_best_val_loss_take_it_from_their_curve():
+    from subobject_vlm.evaluation.token_efficiency import results_table
+
+    curve = [[100, 1.0, 0.7], [200, 2.0, 0.55], [300, 3.0, 0.6]]
+    run = dict(
+        tokenizer="a", budget=8, seed=0, mean_tokens=8.0, val_loss=0.6, val_perplexity=1.8, curve=curve
+    )
+    assert "| 0.5500 ± 0.0000 (step 200) |" in results_table([run])
+
+
+def test_the_committed_quick_results_md_is_the_report_of_its_results_jsonl(tmp_path):
+    committed = REPO_CONFIGS.parent / "benchmarks" / "results" / "compare_quick"
+    (tmp_path / "results.jsonl").write_text((committed / "results.jsonl").read_text())
+    config = yaml.safe_load((REPO_CONFIGS / "compare_quick.yaml").read_text())
+    token_efficiency.write_report({**config, "output_dir": str(tmp_path)})
+    assert (tmp_path / "results.md").read_text() == (committed / "results.md").read_text()

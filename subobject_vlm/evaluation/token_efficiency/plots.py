@@ -26,8 +26,8 @@ def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[
     """The token-efficiency figures of a tokenizer comparison (``results.jsonl`` records).
 
     Writes ``perplexity_vs_tokens.png`` (val perplexity, attribute accuracy and question accuracy against mean
-    tokens per image, one line per tokenizer through its budgets, error bars: the 95 % interval over seeds of
-    :func:`summarize`; none with one seed), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean curve
+    tokens per image, one line per tokenizer through its budgets, set a little apart sideways where counts are
+    equal; error bars: the 95 % interval over seeds of :func:`summarize`, none with one seed), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean curve
     over seeds per tokenizer and budget, band: the 95 % interval over seeds at each evaluation; time is training
     time, evaluation excluded). Returns the paths written.
     """
@@ -51,9 +51,10 @@ def _plot_metrics(rows: list[dict], names: list[str], path: Path) -> Path:
     colours = _colours(names)
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5.0 * len(PANELS), 4.2))
     for ax, (key, label) in zip(axes, PANELS):
-        for name in names:
+        for i, name in enumerate(names):
             points = sorted((r for r in rows if r["tokenizer"] == name), key=lambda r: r["mean_tokens"])
-            x = np.array([r["mean_tokens"] for r in points])
+            dodge = 2 ** (0.04 * (i - (len(names) - 1) / 2))  # side by side where counts are equal
+            x = np.array([r["mean_tokens"] for r in points]) * dodge
             y = np.array([r[key] for r in points])
             below = np.nan_to_num(y - np.array([r[f"{key}_low"] for r in points]))  # no bar with one seed
             above = np.nan_to_num(np.array([r[f"{key}_high"] for r in points]) - y)

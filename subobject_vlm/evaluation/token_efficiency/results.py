@@ -128,9 +128,16 @@ def groups_of(runs: list[dict]) -> dict[str, str]:
 
 
 def metric_value(run: dict, key: str) -> Any:
-    """``run[key]``, or an attribute group's accuracy for a :func:`group_metric` key; ``None`` when absent."""
+    """``run[key]``, or an attribute group's accuracy for a :func:`group_metric` key; ``None`` when absent.
+    Records from before ``best_val_loss`` / ``best_step`` existed get them from their ``curve``, as training
+    computes them (the first lowest val loss)."""
     if key.startswith("attribute_accuracy[") and key.endswith("]"):
         return (run.get("attribute_accuracy_by_group") or {}).get(key[len("attribute_accuracy[") : -1])
+    if key in ("best_val_loss", "best_step") and key not in run and run.get("curve"):
+        losses = [np.nan if point[2] is None else point[2] for point in run["curve"]]
+        if np.isfinite(losses).any():
+            best = run["curve"][int(np.nanargmin(losses))]
+            return best[2] if key == "best_val_loss" else best[0]
     return run.get(key)
 
 
@@ -171,7 +178,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             row[f"{key}_std"] = float(values.std()) if len(values) else math.nan
             row[f"{key}_low"], row[f"{key}_high"] = t_interval(values)
             row[f"{key}_n"] = len(values)
-        row["best_steps"] = [m.get("best_step") for m in members]
+        row["best_steps"] = [metric_value(m, "best_step") for m in members]
         row["same_as"] = next((m["same_as"] for m in members if m.get("same_as")), None)
         rows.append(row)
     return rows

@@ -55,10 +55,10 @@ from .train import RunData, evaluate_saved, train_run
 
 EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
 MAX_EPOCHS = 10  # more passes over the training set than this are warned about (over-fitting)
-# measured with the quick preset's model (batch 16) on this 2-core machine; see the README's Limits
+# measured with the quick preset's model (batch 16) on this 2-core machine; README "Does it help?"
 THREADS_ADVICE = (
-    "a step takes ~1.6x longer on 1 thread than on 2 when both cores are free, but 2 threads take 3-6x "
-    "longer than 1 while other jobs use the cores; set torch_threads to the number of cores that are yours"
+    "a step took 1.6x longer on 1 thread than on 2 with both cores free, but 2 threads took 3-6x longer than 1 "
+    "while other jobs used the cores; set torch_threads: 2 when the cores are yours"
 )
 # fields a run keeps from its training when it is evaluated again from its saved weights
 TRAINING_FIELDS = ("best_val_loss", "best_step", "train_seconds", "step_seconds", "curve", "wall_seconds")
