@@ -50,7 +50,7 @@ from .data import (
     tokenize_split,
     tokenizer_settings,
 )
-from .results import append_result, experiment_runs, read_results, results_markdown
+from .results import append_result, experiment_runs, metric_value, read_results, results_markdown
 from .train import RunData, evaluate_saved, train_run
 
 EXAMPLES_SHOWN = 4  # val images drawn in tokens_examples.png
@@ -396,7 +396,8 @@ class Progress:
         _log(
             f"[{self.done}/{self.total}] {run.job.label} seed {run.seed}: {how}; "
             f"{record['mean_tokens']:.1f} tokens/image, val loss {_number(record['val_loss'], 4)} (best "
-            f"{_number(record['best_val_loss'], 4)} at step {record['best_step']}), attribute accuracy "
+            f"{_number(metric_value(record, 'best_val_loss'), 4)} at step {metric_value(record, 'best_step')}), "
+            "attribute accuracy "
             f"{_number(record['attribute_accuracy'])}, QA accuracy {_number(record['accuracy'])}, "
             f"{record['step_seconds'] * 1000:.1f} ms/step; {_duration(time.perf_counter() - self.started)} "
             f"elapsed, ETA {_duration(self.eta())}"
