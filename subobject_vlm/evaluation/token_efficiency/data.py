@@ -168,18 +168,21 @@ def segment_split(
     if segmenter is None:
         segmenter = Segmenter(at_budget, label_size, cache_size=len(images) + 1)
     segmenter = segmenter.with_settings(at_budget, label_size)
+
+    def exactly(count: int):  # the segmenter for one image's exact count, sharing the caches
+        return segmenter.with_settings(replace(at_budget, max_tokens=count), label_size)
+
     maps = np.empty((len(images), config.label_size, config.label_size), np.int16)
     chunk = 16
     steps = range(0, len(images), chunk)
-    for start in tqdm(steps, desc=f"segment {split} {name}@{max_tokens}", file=sys.stderr, disable=None):
+    bar = tqdm(steps, desc=f"segment {split} {name}@{max_tokens}", file=sys.stderr, leave=False, disable=None)
+    for start in bar:
         batch = list(images[start : start + chunk])
         if counts is None:
             label_maps = segmenter.label_maps(batch)
         else:  # a baseline at exactly the matched tokenizer's count for each image
             label_maps = [
-                segmenter.with_settings(replace(at_budget, max_tokens=int(n)), label_size).label_maps(
-                    [image]
-                )[0]
+                exactly(int(n)).label_maps([image])[0]
                 for image, n in zip(batch, counts[start : start + chunk])
             ]
         maps[start : start + len(batch)] = np.stack(label_maps)
