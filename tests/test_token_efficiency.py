@@ -128,10 +128,15 @@ def test_the_same_command_runs_on_a_users_llava_json(tmp_path, capsys):
         image[8:30, 10 + i : 34 + i] = (200, 30, 30) if colour == "red" else (30, 30, 200)
         image = np.clip(image + rng.integers(0, 10, image.shape), 0, 255).astype(np.uint8)
         Image.fromarray(image).save(tmp_path / "images" / f"{i}.png")
-        records.append({"image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nWhat colour is the box?"},
-            {"from": "gpt", "value": f"The box is {colour}."},
-        ]})  # fmt: skip
+        records.append(
+            {
+                "image": f"{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nWhat colour is the box?"},
+                    {"from": "gpt", "value": f"The box is {colour}."},
+                ],
+            }
+        )
     (tmp_path / "train.json").write_text(json.dumps(records[:4]))
     (tmp_path / "val.jsonl").write_text("\n".join(json.dumps(r) for r in records[4:]))
     config = toy_config(tmp_path / "out")
@@ -188,10 +193,19 @@ def test_the_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
 
 def test_results_table_reports_mean_and_spread_over_seeds():
     runs = [
-        {"tokenizer": "a", "budget": 8, "seed": s, "mean_tokens": 8.0, "val_loss": loss, "val_perplexity": np.exp(loss),
-         "accuracy": 0.5, "step_seconds": 0.01, "train_seconds": 1.0}
+        {
+            "tokenizer": "a",
+            "budget": 8,
+            "seed": s,
+            "mean_tokens": 8.0,
+            "val_loss": loss,
+            "val_perplexity": np.exp(loss),
+            "accuracy": 0.5,
+            "step_seconds": 0.01,
+            "train_seconds": 1.0,
+        }
         for s, loss in enumerate([1.0, 1.2])
-    ]  # fmt: skip
+    ]
     assert "| a | 8 | 8.0 | 1.1000 ± 0.1000 |" in results_table(runs)
 
 
@@ -220,11 +234,18 @@ def test_an_hf_dataset_a_directsam_checkpoint_and_a_cnn_encoder_work_the_same_wa
     SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(checkpoint)
     for split, count in (("train", 6), ("val", 3)):
         scenes = [generate_scene(0, split, i, 40) for i in range(count)]
-        datasets.Dataset.from_dict({
-            "image": [Image.fromarray(s.image) for s in scenes],
-            "conversations": [[{"from": "human", "value": f"<image>\n{CAPTION_PROMPT}"},
-                               {"from": "gpt", "value": caption(s.objects)}] for s in scenes],
-        }).save_to_disk(str(tmp_path / split))  # fmt: skip
+        datasets.Dataset.from_dict(
+            {
+                "image": [Image.fromarray(s.image) for s in scenes],
+                "conversations": [
+                    [
+                        {"from": "human", "value": f"<image>\n{CAPTION_PROMPT}"},
+                        {"from": "gpt", "value": caption(s.objects)},
+                    ]
+                    for s in scenes
+                ],
+            }
+        ).save_to_disk(str(tmp_path / split))
     config = toy_config(
         tmp_path / "out",
         data={"train": {"path": str(tmp_path / "train")}, "val": {"path": str(tmp_path / "val")}},

@@ -35,10 +35,15 @@ def write_user_data(folder, count: int = 6) -> None:
         image[4:16, 4 + i : 16 + i] = (200, 30, 30) if i % 2 == 0 else (30, 30, 200)
         image = np.clip(image + rng.integers(0, 10, image.shape), 0, 255).astype(np.uint8)
         Image.fromarray(image).save(folder / "images" / f"{i}.png")
-        records.append({"image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nDescribe the image."},
-            {"from": "gpt", "value": CAPTIONS[i % 2]},
-        ]})  # fmt: skip
+        records.append(
+            {
+                "image": f"{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nDescribe the image."},
+                    {"from": "gpt", "value": CAPTIONS[i % 2]},
+                ],
+            }
+        )
     (folder / "train.json").write_text(json.dumps(records[:-2]))
     (folder / "val.jsonl").write_text("\n".join(json.dumps(r) for r in records[-2:]))
 
@@ -85,10 +90,16 @@ def bpe_tokenizer(sentences: list[str]):
     from transformers import PreTrainedTokenizerFast
 
     backend = ByteLevelBPETokenizer()
-    backend.train_from_iterator(sentences * 5, vocab_size=400, min_frequency=1,
-                                special_tokens=["<pad>", "<s>", "</s>", "<unk>"])  # fmt: skip
-    return PreTrainedTokenizerFast(tokenizer_object=backend._tokenizer, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>")  # fmt: skip
+    backend.train_from_iterator(
+        sentences * 5, vocab_size=400, min_frequency=1, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
 
 
 def test_attribute_words_match_byte_level_bpe_tokens_mid_sentence_and_at_the_start():
@@ -208,6 +219,16 @@ def test_training_for_more_than_ten_epochs_warns_in_one_line(user_run):
 
 
 def test_old_results_without_the_new_fields_show_n_a():
-    run = {"tokenizer": "a", "budget": 8, "seed": 0, "mean_tokens": 8.0, "val_loss": 1.0, "val_perplexity": 2.7,
-           "accuracy": 0.5, "attribute_accuracy": 0.4, "step_seconds": 0.01, "wall_seconds": 1.0}  # fmt: skip
+    run = {
+        "tokenizer": "a",
+        "budget": 8,
+        "seed": 0,
+        "mean_tokens": 8.0,
+        "val_loss": 1.0,
+        "val_perplexity": 2.7,
+        "accuracy": 0.5,
+        "attribute_accuracy": 0.4,
+        "step_seconds": 0.01,
+        "wall_seconds": 1.0,
+    }
     assert "| n/a |" in results_table([run])

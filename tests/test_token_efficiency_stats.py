@@ -20,9 +20,19 @@ def record(
     tokenizer: str, seed: int, accuracy: float | None, budget: int = 16, val_loss: float = 0.5
 ) -> dict:
     """A hand-written results.jsonl line (no training)."""
-    return {"tokenizer": tokenizer, "budget": budget, "seed": seed, "mean_tokens": 14.0, "val_loss": val_loss,
-            "best_val_loss": val_loss, "val_perplexity": math.exp(val_loss), "attribute_accuracy": accuracy,
-            "accuracy": None, "step_seconds": 0.05, "wall_seconds": 50.0}  # fmt: skip
+    return {
+        "tokenizer": tokenizer,
+        "budget": budget,
+        "seed": seed,
+        "mean_tokens": 14.0,
+        "val_loss": val_loss,
+        "best_val_loss": val_loss,
+        "val_perplexity": math.exp(val_loss),
+        "attribute_accuracy": accuracy,
+        "accuracy": None,
+        "step_seconds": 0.05,
+        "wall_seconds": 50.0,
+    }
 
 
 def test_the_interval_over_seeds_is_the_student_t_interval_computed_by_hand():

@@ -13,6 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default=None, help="override the config's output_dir")
     parser.add_argument("--steps", type=int, default=None, help="override training.steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the config's seeds")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild results.md and the figures from results.jsonl (e.g. merged from several machines)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,14 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from functools import partial
     from pathlib import Path
 
-    from ..evaluation.token_efficiency import compare_tokenizers
+    from ..evaluation.token_efficiency import compare_tokenizers, write_report
     from ..training.config import run_config_command
 
     overrides = {"output_dir": args.output_dir, "training.steps": args.steps, "seeds": args.seeds}
-    run = partial(
-        compare_tokenizers, base_dir=Path(args.config).parent
-    )  # data paths: from the config's folder
-    return run_config_command(run, args.config, overrides)
+    step = write_report if args.report_only else compare_tokenizers
+    return run_config_command(partial(step, base_dir=Path(args.config).parent), args.config, overrides)
 
 
 if __name__ == "__main__":  # python -m subobject_vlm.commands.compare_tokenizers ... (e.g. under torchrun)

@@ -110,76 +110,6 @@ def plot_token_metrics(
     return path
 
 
-def plot_token_efficiency(runs: list[dict], out_dir: str | os.PathLike) -> list[Path]:
-    """The token-efficiency figures of a tokenizer comparison (``results.jsonl`` records).
-
-    Writes ``perplexity_vs_tokens.png`` (val perplexity, attribute accuracy and question accuracy against mean
-    tokens per image, one line per tokenizer through its budgets, bars: std over seeds), ``val_loss_vs_steps.png`` and ``val_loss_vs_time.png`` (mean
-    curve over seeds per tokenizer and budget; time is training time, evaluation excluded).
-    """
-    plt = _pyplot()
-    out_dir = Path(out_dir)
-    names = list(dict.fromkeys(r["tokenizer"] for r in runs))
-    budgets = sorted({r["budget"] for r in runs})
-    colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(names)}
-    styles = ["-", "--", ":", "-."]
-    paths = []
-
-    panels = [
-        ("val_perplexity", "val caption perplexity (lower is better)"),
-        ("attribute_accuracy", "attribute words named right (higher is better)"),
-        ("accuracy", "question answers right (higher is better)"),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.2))
-    for ax, (key, label) in zip(axes, panels):
-        for name in names:
-            points = []
-            for budget in budgets:
-                members = [r for r in runs if r["tokenizer"] == name and r["budget"] == budget]
-                if members:
-                    values = np.array([m.get(key, np.nan) for m in members], dtype=float)
-                    points.append((np.mean([m["mean_tokens"] for m in members]), values.mean(), values.std()))
-            x, y, err = (np.array(v) for v in zip(*points))
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colours[name], label=name)
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("mean visual tokens per image")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "perplexity_vs_tokens.png")
-    save_figure(paths[-1], fig, dpi=110)
-    plt.close(fig)
-
-    for index, label, file_name in [
-        (0, "training step", "val_loss_vs_steps.png"),
-        (1, "training time (s)", "val_loss_vs_time.png"),
-    ]:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for name in names:
-            for b, budget in enumerate(budgets):
-                curves = [
-                    np.array(r["curve"], float)
-                    for r in runs
-                    if r["tokenizer"] == name and r["budget"] == budget
-                ]
-                if not curves:
-                    continue
-                length = min(len(c) for c in curves)
-                mean = np.mean([c[:length] for c in curves], axis=0)  # (points, 3) step, seconds, loss
-                style = styles[b % len(styles)]
-                ax.plot(mean[:, index], mean[:, 2], style, color=colours[name], label=f"{name} @ {budget}")
-        ax.set_xlabel(label)
-        ax.set_ylabel("val caption loss (nats / token)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        paths.append(out_dir / file_name)
-        save_figure(paths[-1], fig, dpi=120)
-        plt.close(fig)
-    return paths
-
-
 def plot_tokenizer_examples(
     images: np.ndarray, label_maps: dict[str, np.ndarray], path: str | os.PathLike
 ) -> Path:
@@ -217,4 +147,4 @@ def plot_tokenizer_examples(
     return path
 
 
-__all__ = ["plot_pr_curves", "plot_token_efficiency", "plot_token_metrics", "plot_tokenizer_examples"]
+__all__ = ["plot_pr_curves", "plot_token_metrics", "plot_tokenizer_examples"]

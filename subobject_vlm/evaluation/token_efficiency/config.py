@@ -6,6 +6,7 @@ The layout is in the package docstring (:mod:`subobject_vlm.evaluation.token_eff
       train: {path: train.json, image_folder: images}   # relative paths: from the config file's folder
       val: {path: val.jsonl, image_folder: images}      # (output_dir: from the working directory)
       attribute_words: [red, blue, large, small, top, left]   # scored in captions: attribute_accuracy
+      attribute_groups: {colour: [red, blue], size: [large, small], position: [top, left]}   # optional
       reference_words: [the]                            # optional; the default
 
 Each record is LLaVA-format, with an optional ``task``: ``caption`` (the default) records give the caption loss
@@ -24,15 +25,22 @@ is the word once spaces are stripped, ignoring case); a word the tokenizer split
 caption except copies: a word the caption already said, repeated within two tokens after one of
 ``reference_words`` ("a red cube ... left of the red cube"). A word said for the first time always counts, so
 "at the top left" keeps its position words. ``reference_words: []`` scores every repetition too.
+
+``attribute_groups`` (group -> words) adds ``attribute_accuracy_by_group``: the same score over each group's
+words (a group's words are scored in ``attribute_accuracy`` too). The built-in scenes have the groups count,
+size, material, colour and shape unless ``attribute_words`` or ``attribute_groups`` is set. These three keys
+and ``reference_tokenizer`` are evaluation settings: changing them re-evaluates the saved weights of each run
+(``save_weights``) instead of training again.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...caching import digest
 from ...training.config import (
     ConfigError,
     build_dataclass,
@@ -41,6 +49,21 @@ from ...training.config import (
 )
 
 VISION_NAMES = ("pixels", "cnn")
+EVALUATION_DATA_KEYS = (
+    "attribute_words",
+    "attribute_groups",
+    "reference_words",
+)  # what is scored, not trained
+# top-level keys without effect on a run's weights (see experiment_fingerprint)
+NOT_FINGERPRINTED = (
+    "output_dir",
+    "seeds",
+    "budgets",
+    "tokenizers",
+    "torch_threads",
+    "reference_tokenizer",
+    "save_weights",
+)
 
 
 @dataclass
@@ -82,8 +105,12 @@ class ComparisonConfig:
     model: dict[str, Any] = field(default_factory=lambda: {"vision": "pixels", "text": {}})
     training: TrainingSection = field(default_factory=TrainingSection)
     max_length: int | None = None
-    torch_threads: int | None = None
+    torch_threads: int | None = (
+        None  # None: 1 on the CPU (fast on a shared machine), torch's default on a GPU
+    )
     device: str = "cpu"
+    reference_tokenizer: str | None = None  # paired comparisons against it; None: every tokenizer named ours*
+    save_weights: bool = True  # final weights per run in output_dir/weights: evaluation-only reruns
 
     def validate(self) -> None:
         from ...image_processing_subobject import SubobjectImageProcessor
@@ -131,8 +158,19 @@ class ComparisonConfig:
                 raise ConfigError(f"{key} must be an integer >= 8, got {getattr(self, key)!r}")
         _check_data_section(self.data)
         _check_model_section(self.model)
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.torch_threads is not None and (
+            not isinstance(self.torch_threads, int)
+            or isinstance(self.torch_threads, bool)
+            or self.torch_threads < 1
+        ):
+            raise ConfigError(f"torch_threads must be an integer >= 1, got {self.torch_threads!r}")
+        if self.reference_tokenizer is not None and self.reference_tokenizer not in self.tokenizers:
+            raise ConfigError(
+                f"reference_tokenizer: {self.reference_tokenizer!r} is not one of the tokenizers "
+                f"{sorted(self.tokenizers)}"
+            )
+        if not isinstance(self.save_weights, bool):
+            raise ConfigError(f"save_weights must be true or false, got {self.save_weights!r}")
         from ...devices import check_device
 
         try:
@@ -148,7 +186,15 @@ def _check_data_section(data: dict) -> None:
         words = data.get(key, [])
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise ConfigError(f"data.{key} must be a list of words, got {words!r}")
-    data = {k: v for k, v in data.items() if k not in ("attribute_words", "reference_words")}
+    groups = data.get("attribute_groups", {})
+    if not isinstance(groups, dict) or not all(
+        isinstance(words, list) and words and all(isinstance(w, str) for w in words)
+        for words in groups.values()
+    ):
+        raise ConfigError(
+            f"data.attribute_groups must map each group to a non-empty list of words, got {groups!r}"
+        )
+    data = {k: v for k, v in data.items() if k not in EVALUATION_DATA_KEYS}
     if "synthetic" in data:
         unknown = sorted(set(data) - {"synthetic"}) + sorted(
             set(data["synthetic"]) - {"train", "val", "size", "seed", "min_objects", "max_objects"}
@@ -225,6 +271,29 @@ def _resolve_data_paths(data: dict, base_dir: Path) -> dict:
         if source.get("image_folder"):
             source["image_folder"] = str((base_dir / source["image_folder"]).resolve())
     return data
+
+
+def settings_digest(*parts: Any) -> str:
+    """The experiment's 12-character keys of settings (``results.jsonl`` holds them: their form stays)."""
+    return digest(parts, digest_size=6)
+
+
+def experiment_fingerprint(config: ComparisonConfig) -> str:
+    """What decides a run's weights besides its tokenizer, budget and seed: data, sizes, model and training
+    (not the evaluation settings, the grid, threads or where outputs go). Runs with equal fingerprints belong
+    to one experiment, whichever invocation or machine ran them."""
+    values = {key: value for key, value in asdict(config).items() if key not in NOT_FINGERPRINTED}
+    values["data"] = {key: value for key, value in config.data.items() if key not in EVALUATION_DATA_KEYS}
+    return settings_digest(values)
+
+
+def evaluation_key(data: dict) -> str:
+    """The key of the evaluation settings in ``data`` (attribute words, groups, reference words): a run
+    evaluated with other ones is evaluated again (from its saved weights)."""
+    return settings_digest({key: data.get(key) for key in EVALUATION_DATA_KEYS})
+
+
+DEFAULT_EVALUATION_KEY = evaluation_key({})  # also the key of records written before keys existed
 
 
 def budgets_of(config: ComparisonConfig, name: str) -> list[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from ...atomic import save_npy
-from ...caching import digest
 from ...training.config import ConfigError
-from .config import ComparisonConfig
+from .config import ComparisonConfig, settings_digest
 
 
 @dataclass
@@ -52,68 +52,108 @@ def _synthetic_split(config: ComparisonConfig, split: str, data_dir: Path) -> Pa
 
 def load_split(config: ComparisonConfig, split: str, data_dir: Path) -> Split:
     """The records of ``split`` with their images decoded once and resized to ``image_size`` x ``image_size``
-    (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them)."""
-    import cv2
+    (photos of other aspect ratios are squashed, as a fixed-size vision encoder would see them; a one-line
+    warning says how many and from which sizes)."""
+    from ...data.llava import DataError, normalise_turns
 
-    from ...data.llava import DataError, load_rgb, normalise_turns, read_records
+    records, sources, keys, path = _split_records(config, split, data_dir)
+    images, index_of_key, image_of_sample, conversations, tasks = [], {}, [], [], []
+    resized: Counter = Counter()  # (width, height) -> images of that size resized
+    for i, (record, source, key) in enumerate(zip(records, sources, keys)):
+        if key is None:
+            raise DataError(f"{path}: record {i} has no image; the comparison needs an image per sample")
+        if key not in index_of_key:
+            index_of_key[key] = len(images)
+            images.append(_load_image(config, source, f"{path}: record {i}", resized))
+        image_of_sample.append(index_of_key[key])
+        conversations.append(normalise_turns(record["conversations"], f"{path}: record {i}"))
+        tasks.append(str(record.get("task", "caption")))
+    if not images:
+        raise DataError(f"{path}: no samples")
+    if resized:
+        sizes = ", ".join(f"{n} of {w}x{h}" for (w, h), n in resized.most_common())
+        side = config.image_size
+        print(
+            f"warning: data.{split}: {sum(resized.values())} of {len(images)} images are not {side}x{side} "
+            f"(image_size) and are resized (squashed) to it: {sizes}",
+            file=sys.stderr,
+        )
+    return Split(np.stack(images), np.asarray(image_of_sample), conversations, tasks)
 
+
+def _split_records(config: ComparisonConfig, split: str, data_dir: Path) -> tuple[list, list, list, Path]:
+    """``(records, image sources, keys, path)`` of ``split``: a key per record (``None``: no image) so that an
+    image shared by several records is decoded once."""
     if "synthetic" in config.data:
         path, image_folder, limit = _synthetic_split(config, split, data_dir), None, None
     else:
         source = config.data[split]
         path, image_folder, limit = Path(source["path"]), source.get("image_folder"), source.get("limit")
     if Path(path).suffix in (".json", ".jsonl"):
+        from ...data.llava import read_records
+
         records = read_records(Path(path))[:limit]
         folder = Path(image_folder) if image_folder else Path(path).parent
         sources = [str((folder / r["image"]).resolve()) if r.get("image") else None for r in records]
-        keys = sources  # an image file shared by several records is decoded once
-    else:  # an HF dataset: images are PIL objects in the rows
-        from ...training.vlm_data import load_conversations
+        return records, sources, sources, path
+    from ...training.vlm_data import load_conversations  # an HF dataset: images are PIL objects in the rows
 
-        dataset = load_conversations(path, split=config.data[split].get("split", split), limit=limit)
-        records = [{"conversations": row["conversations"], "image": row["image"]} for row in dataset]
-        sources = [r["image"] for r in records]
-        keys = [None if image is None else i for i, image in enumerate(sources)]
-    images, index_of_key, image_of_sample, conversations, tasks = [], {}, [], [], []
+    dataset = load_conversations(path, split=config.data[split].get("split", split), limit=limit)
+    records = [{"conversations": row["conversations"], "image": row["image"]} for row in dataset]
+    sources = [r["image"] for r in records]
+    return records, sources, [None if image is None else i for i, image in enumerate(sources)], path
+
+
+def _load_image(config: ComparisonConfig, source: Any, where: str, resized: Counter) -> np.ndarray:
+    """One image as (S, S, 3) uint8 at ``image_size``; its original (width, height) counted in ``resized``
+    when it had another size."""
+    import cv2
+
+    from ...data.llava import load_rgb
+
+    rgb = load_rgb(source, where)
     size = (config.image_size, config.image_size)
-    for i, (record, source, key) in enumerate(zip(records, sources, keys)):
-        if key is None:
-            raise DataError(f"{path}: record {i} has no image; the comparison needs an image per sample")
-        if key not in index_of_key:
-            rgb = load_rgb(source, f"{path}: record {i}")
-            index_of_key[key] = len(images)
-            images.append(
-                cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if rgb.shape[:2] != size else rgb
-            )
-        image_of_sample.append(index_of_key[key])
-        conversations.append(normalise_turns(record["conversations"], f"{path}: record {i}"))
-        tasks.append(str(record.get("task", "caption")))
-    if not images:
-        raise DataError(f"{path}: no samples")
-    return Split(np.stack(images), np.asarray(image_of_sample), conversations, tasks)
-
-
-def settings_digest(*parts: Any) -> str:
-    """The experiment's 12-character keys of settings (``results.jsonl`` holds them: their form stays)."""
-    return digest(parts, digest_size=6)
+    if rgb.shape[:2] == size:
+        return rgb
+    resized[rgb.shape[1], rgb.shape[0]] += 1
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 # ---------------------------------------------------------------------------------------------- tokens
 
 
-def segment_split(
-    config: ComparisonConfig, name: str, max_tokens: int, split: str, data: Split, out_dir: Path,
-    counts: np.ndarray | None = None, processor=None,
-) -> np.ndarray:  # fmt: skip
-    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``max_tokens`` (a budget of the config's ``budgets``) for the images of ``data`` (split name
-    ``split``), cached in ``out_dir``.
+def tokenizer_settings(config: ComparisonConfig, name: str, max_tokens: int) -> Any:
+    """The ``SegmentationSettings`` of tokenizer ``name`` at ``max_tokens``: its config entry read as
+    :class:`SubobjectImageProcessor` settings (the processor a user would run), defaults filled in."""
+    from ...image_processing_subobject import SubobjectImageProcessor
 
-    ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. Each image goes through
-    :meth:`SubobjectImageProcessor.segment` (the processor a user would run); the file is written atomically.
+    spec = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
+    processor = SubobjectImageProcessor(cache_size=0, **spec, max_tokens=max_tokens)
+    return processor.segmentation_settings()[0]
+
+
+def segment_split(
+    config: ComparisonConfig,
+    name: str,
+    max_tokens: int,
+    split: str,
+    data: Split,
+    out_dir: Path,
+    counts: np.ndarray | None = None,
+    segmenter: Any = None,
+) -> np.ndarray:
+    """Label maps (N, h, w) int16 of tokenizer ``name`` at ``max_tokens`` (one of its budgets) for the images of
+    ``data`` (split name ``split``), cached in ``out_dir`` (written atomically).
+
+    ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. ``segmenter``: a
+    :class:`~subobject_vlm.segmentation.Segmenter` whose caches to share (``with_settings``), so that a boundary
+    model runs once per image for every budget and EPOC setting of the experiment; default: a new one.
     """
+    from dataclasses import replace
+
     from tqdm import tqdm
 
-    from ...image_processing_subobject import SubobjectImageProcessor
+    from ...segmentation.segmenter import Segmenter
 
     settings = {k: v for k, v in config.tokenizers[name].items() if k not in ("match", "budgets")}
     key = settings_digest(
@@ -123,23 +163,26 @@ def segment_split(
     path = out_dir / f"{name}-{max_tokens}-{split}-{key}.npy"
     if path.is_file():
         return np.load(path)
-    if processor is None:
-        processor = SubobjectImageProcessor(cache_size=len(images) + 1)
-    overrides = {
-        **settings,
-        "max_tokens": max_tokens,
-        "label_size": {"height": config.label_size, "width": config.label_size},
-    }
+    label_size = (config.label_size, config.label_size)
+    at_budget = tokenizer_settings(config, name, max_tokens)
+    if segmenter is None:
+        segmenter = Segmenter(at_budget, label_size, cache_size=len(images) + 1)
+    segmenter = segmenter.with_settings(at_budget, label_size)
+
+    def exactly(count: int):  # the segmenter for one image's exact count, sharing the caches
+        return segmenter.with_settings(replace(at_budget, max_tokens=count), label_size)
+
     maps = np.empty((len(images), config.label_size, config.label_size), np.int16)
     chunk = 16
-    for start in tqdm(range(0, len(images), chunk), desc=f"segment {split} {name}@{max_tokens}", unit="batch",
-                      file=sys.stderr, leave=False):  # fmt: skip
+    steps = range(0, len(images), chunk)
+    bar = tqdm(steps, desc=f"segment {split} {name}@{max_tokens}", file=sys.stderr, leave=False, disable=None)
+    for start in bar:
         batch = list(images[start : start + chunk])
         if counts is None:
-            label_maps = processor.segment(batch, **overrides)
+            label_maps = segmenter.label_maps(batch)
         else:  # a baseline at exactly the matched tokenizer's count for each image
             label_maps = [
-                processor.segment([image], **{**overrides, "max_tokens": int(n)})[0]
+                exactly(int(n)).label_maps([image])[0]
                 for image, n in zip(batch, counts[start : start + chunk])
             ]
         maps[start : start + len(batch)] = np.stack(label_maps)
@@ -189,17 +232,43 @@ def word_token_ids(tokenizer, words: list[str]) -> dict[str, list[int]]:
     return ids
 
 
-def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
-    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the token ids (:func:`word_token_ids`) of
-    the words that name what is in the image (``data.attribute_words``; for the synthetic scenes: counts, sizes,
-    materials, colours, shapes) and of the words after which a repeated word is a copy (``data.reference_words``,
-    default ``["the"]``; see the config module). ``(None, None)`` when no attribute words are configured;
-    ``ConfigError`` when none of them is a token of ``tokenizer``; a one-line warning names those that are not."""
-    import torch
+def attribute_groups(config: ComparisonConfig) -> dict[str, list[str]]:
+    """The attribute groups scored one by one (group -> words): ``data.attribute_groups``; for the built-in
+    scenes without ``attribute_words``, their count, size, material, colour and shape words; else none."""
+    if "attribute_groups" in config.data:
+        return {group: list(words) for group, words in config.data["attribute_groups"].items()}
+    if "synthetic" in config.data and "attribute_words" not in config.data:
+        from ...data.clevr_like import COLOURS, MATERIALS, NUMBERS, SHAPES, SIZES
 
+        return {
+            "count": list(NUMBERS[1:]),
+            "size": list(SIZES),
+            "material": list(MATERIALS),
+            "colour": list(COLOURS),
+            "shape": list(SHAPES),
+        }
+    return {}
+
+
+def attribute_words(config: ComparisonConfig) -> list[str]:
+    """The words ``attribute_accuracy`` scores: ``data.attribute_words`` and every group's words; for the
+    built-in scenes by default, the words only the image can tell (``clevr_like.ATTRIBUTE_WORDS``)."""
     from ...data.clevr_like import ATTRIBUTE_WORDS
 
     words = config.data.get("attribute_words", list(ATTRIBUTE_WORDS) if "synthetic" in config.data else [])
+    grouped = [word for words in attribute_groups(config).values() for word in words]
+    return list(dict.fromkeys([*words, *grouped]))
+
+
+def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
+    """``(attribute_ids, reference_ids)`` for ``attribute_accuracy``: the token ids (:func:`word_token_ids`) of
+    the words that name what is in the image (:func:`attribute_words`) and of the words after which a repeated
+    word is a copy (``data.reference_words``, default ``["the"]``; see the config module). ``(None, None)`` when
+    no attribute words are configured; ``ConfigError`` when none of them is a token of ``tokenizer``; a one-line
+    warning names those that are not."""
+    import torch
+
+    words = attribute_words(config)
     if not words:
         return None, None
     references = config.data.get("reference_words", ["the"])
@@ -211,11 +280,26 @@ def attribute_token_ids(config: ComparisonConfig, tokenizer) -> tuple[Any, Any]:
             "accuracy cannot be measured; name words the tokenizer keeps whole"
         )
     if missing:
-        print(f"warning: data.attribute_words {missing} are not single tokens of the text tokenizer and are "
-              "not scored", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: data.attribute_words {missing} are not single tokens of the text tokenizer and are "
+            "not scored",
+            file=sys.stderr,
+        )
     attribute_ids = sorted({i for ids in found.values() for i in ids})
     reference_ids = sorted({i for ids in word_token_ids(tokenizer, references).values() for i in ids})
     return torch.tensor(attribute_ids, dtype=torch.long), torch.tensor(reference_ids, dtype=torch.long)
+
+
+def attribute_group_ids(config: ComparisonConfig, tokenizer) -> dict[str, Any]:
+    """Per group of :func:`attribute_groups`, the (G,) int64 token ids of its words (empty when the tokenizer
+    keeps none of them whole: that group's accuracy is ``null``)."""
+    import torch
+
+    groups = {}
+    for group, words in attribute_groups(config).items():
+        ids = sorted({i for ids in word_token_ids(tokenizer, words).values() for i in ids})
+        groups[group] = torch.tensor(ids, dtype=torch.long)
+    return groups
 
 
 @dataclass
@@ -251,8 +335,16 @@ def tokenize_split(processor, split: Split, max_length: int | None) -> Tokenized
     return TokenizedSplit(ids_list, labels_list, np.asarray(positions))
 
 
-def collate(tokens: TokenizedSplit, split: Split, label_maps, num_tokens, pixel_values, indices, image_token_id,
-            pad_token_id) -> dict:  # fmt: skip
+def collate(
+    tokens: TokenizedSplit,
+    split: Split,
+    label_maps: np.ndarray,
+    num_tokens: np.ndarray,
+    pixel_values: Any,
+    indices: list[int],
+    image_token_id: int,
+    pad_token_id: int,
+) -> dict:
     """A batch for :class:`SubobjectLlavaForConditionalGeneration`: placeholders expanded to ``n + 2``,
     right padding; ``label_maps`` (B, h, w) int64, ``num_tokens`` (B,), ``pixel_values`` (B, 3, S, S)."""
     import torch

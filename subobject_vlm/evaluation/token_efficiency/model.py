@@ -24,25 +24,37 @@ def build_model(config: ComparisonConfig, tokenizer, max_tokens: int):
         resnet = ResNetConfig(embedding_size=32, hidden_sizes=[64], depths=[2], layer_type="basic")
         vision_kwargs = {"vision_config": resnet, "feature_layer": -1}
     elif "timm" in vision:
-        vision_kwargs = {"vision_config": None, "timm_model_name": vision["timm"],
-                         "timm_pretrained": bool(vision.get("pretrained", False)),
-                         "feature_layer": vision.get("feature_layer", -1)}  # fmt: skip
+        vision_kwargs = {
+            "vision_config": None,
+            "timm_model_name": vision["timm"],
+            "timm_pretrained": bool(vision.get("pretrained", False)),
+            "feature_layer": vision.get("feature_layer", -1),
+        }
     else:
         hf = AutoConfig.from_pretrained(vision["hf"])
-        vision_kwargs = {"vision_config": getattr(hf, "vision_config", None) or hf,
-                         "feature_layer": vision.get("feature_layer", -2)}  # fmt: skip
+        vision_kwargs = {
+            "vision_config": getattr(hf, "vision_config", None) or hf,
+            "feature_layer": vision.get("feature_layer", -2),
+        }
     text = dict(section.get("text", {}))
     pretrained_text = text.pop("pretrained", None)
     if pretrained_text is not None:
         text_config = AutoConfig.from_pretrained(pretrained_text)
     else:
         width = text.pop("hidden_size", 128)
-        text_config = LlamaConfig(**{
-            "hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 2048,
-            "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id, **text,
-        })  # fmt: skip
+        defaults = {
+            "hidden_size": width,
+            "intermediate_size": 2 * width,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "max_position_embeddings": 2048,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+        text_config = LlamaConfig(**{**defaults, **text})  # the config's text settings win
     model_config = SubobjectLlavaConfig(
         text_config=text_config,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
