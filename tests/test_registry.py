@@ -212,3 +212,10 @@ def test_a_label_map_tokenizer_that_returns_the_wrong_maps_is_named(
     segmenter = Segmenter(SegmentationSettings("test-broken"), cache_size=0)
     with pytest.raises(ValueError, match=f"tokenizer 'test-broken' {message}"):
         segmenter.label_maps([astronaut[:10, :12], astronaut[10:20, :12]])
+
+
+def test_the_registry_names_every_baseline_the_baselines_module_runs():
+    from subobject_vlm.segmentation.baselines import BASELINE_FUNCTIONS
+    from subobject_vlm.segmentation.registry import BASELINES
+
+    assert set(BASELINES) == set(BASELINE_FUNCTIONS) == set(registered_names(LABEL_MAP)[:3])

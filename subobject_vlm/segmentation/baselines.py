@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from .gradient import gradient_boundary_probs
+from .options import DEFAULT_MAX_TOKENS, check_max_tokens
 from .regions import _merge_regions, relabel_by_area
-from .registry import BASELINES
-from .settings import DEFAULT_MAX_TOKENS, check_max_tokens
 
 
 def _region_count(max_tokens: int | None, height: int, width: int) -> int:
@@ -100,15 +99,18 @@ def felzenszwalb(
     return _merge_to_count(best, image, count)
 
 
+BASELINE_FUNCTIONS = {
+    "patch": lambda image, max_tokens: patch_grid(image.shape[0], image.shape[1], max_tokens),
+    "slic": slic,
+    "felzenszwalb": felzenszwalb,
+}  # the registry names them (registry.BASELINES)
+
+
 def run_baseline(name: str, image: np.ndarray, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> np.ndarray:
     """Dispatch by name: ``patch``, ``slic`` or ``felzenszwalb``."""
-    if name == "patch":
-        return patch_grid(image.shape[0], image.shape[1], max_tokens)
-    if name == "slic":
-        return slic(image, max_tokens)
-    if name == "felzenszwalb":
-        return felzenszwalb(image, max_tokens)
-    raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+    if name not in BASELINE_FUNCTIONS:
+        raise ValueError(f"unknown baseline {name!r}; choose from {tuple(BASELINE_FUNCTIONS)}")
+    return BASELINE_FUNCTIONS[name](image, max_tokens)
 
 
 class BaselineTokenizer:
@@ -116,8 +118,8 @@ class BaselineTokenizer:
     ``felzenszwalb`` build): each image on its own, exactly ``max_tokens`` regions."""
 
     def __init__(self, name: str) -> None:
-        if name not in BASELINES:
-            raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+        if name not in BASELINE_FUNCTIONS:
+            raise ValueError(f"unknown baseline {name!r}; choose from {tuple(BASELINE_FUNCTIONS)}")
         self.name = name
 
     def label_maps(self, images: list[np.ndarray], max_tokens: int | None) -> list[np.ndarray]:
@@ -125,4 +127,4 @@ class BaselineTokenizer:
         return [run_baseline(self.name, image, max_tokens) for image in images]
 
 
-__all__ = ["BASELINES", "BaselineTokenizer", "felzenszwalb", "patch_grid", "run_baseline", "slic"]
+__all__ = ["BASELINE_FUNCTIONS", "BaselineTokenizer", "felzenszwalb", "patch_grid", "run_baseline", "slic"]

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from .settings import MERGE_ORDERS, check_max_tokens
+from .options import MERGE_ORDERS, check_max_tokens
 
 MergeOrder = Literal["weakest_boundary", "smallest_region"]
 

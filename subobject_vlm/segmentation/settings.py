@@ -19,6 +19,15 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from .options import (  # re-exported: the settings gather every option
+    ASSIGN_MODES,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_SEEDS,
+    MERGE_ORDERS,
+    SEED_MODES,
+    check_epoc_options,
+    check_max_tokens,
+)
 from .registry import (  # imports nothing of ours
     BASELINES,
     BOUNDARY,
@@ -26,20 +35,11 @@ from .registry import (  # imports nothing of ours
     registry_entry,
 )
 
-ASSIGN_MODES = ("watershed", "nearest")
-SEED_MODES = ("threshold", "minima")
-MERGE_ORDERS = ("weakest_boundary", "smallest_region")
 EXECUTION_OPTIONS = ("device", "batch_size")  # how a boundary model runs, not what it outputs
 EPOC_FIELDS = ("threshold", "max_tokens", "min_area", "merge", "assign", "seeds")  # EPOC's options, by name
 MODEL_OPTION_ARGS = ("resolution", "keep_aspect", "pyramid_layers", "device", "dtype")  # the commands' flags
 DEVICE_NAME = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")  # the devices a boundary model can run on, by name
 
-# The one default tokenizer budget of the processor, the CLI, precompute, convert and the demo. Chosen by
-# measurement on BSDS500 (embedded EdgeNet): minima seeds fill the budget and, up to 128 tokens, beat threshold
-# seeds on both boundary F and ASA (val: 127 tokens, F 0.678, ASA 0.926 against threshold seeds' 73 tokens,
-# F 0.660, ASA 0.915); at 256 minima seeds trade boundary F for ASA. README "Python API" states it.
-DEFAULT_MAX_TOKENS = 128
-DEFAULT_SEEDS = "minima"
 DEFAULT_LABEL_SIZE = (336, 336)  # (height, width) of the label maps: the processor's, and precompute's
 
 
@@ -51,31 +51,6 @@ def output_options(model_options: dict[str, Any]) -> dict[str, Any]:
         for key, value in model_options.items()
         if key not in EXECUTION_OPTIONS and not (key == "dtype" and value == "float32")
     }
-
-
-def check_max_tokens(max_tokens: int | None) -> None:
-    """Raise ``ValueError`` unless ``max_tokens`` is a positive integer or ``None`` (the one check of the budget)."""
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1
-    ):
-        raise ValueError(f"max_tokens must be a positive integer or None, got {max_tokens!r}")
-
-
-def check_epoc_options(
-    threshold: float, max_tokens: int | None, min_area: int, merge: str, assign: str, seeds: str
-) -> None:
-    """Raise ``ValueError`` naming the first EPOC option that cannot work (the one definition of valid)."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a number in [0, 1] (a boundary probability), got {threshold!r}")
-    check_max_tokens(max_tokens)
-    if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
-        raise ValueError(f"min_area must be a non-negative integer, got {min_area!r}")
-    if merge not in MERGE_ORDERS:
-        raise ValueError(f"merge must be one of {MERGE_ORDERS}, got {merge!r}")
-    if assign not in ASSIGN_MODES:
-        raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
-    if seeds not in SEED_MODES:
-        raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
 
 
 @dataclass(frozen=True)
