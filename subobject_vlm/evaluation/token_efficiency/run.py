@@ -297,13 +297,14 @@ def shared_segmenter(experiment: Experiment):
     """A ``Segmenter`` whose caches (``with_settings`` shares them) hold the boundary maps of every image of the
     experiment for each of its boundary models (keyed by model, output options and label size), so that the
     budgets and EPOC settings of one model cost EPOC only."""
+    from ...segmentation.registry import BOUNDARY
     from ...segmentation.segmenter import Segmenter
     from ...segmentation.settings import SegmentationSettings, output_options
 
     models = set()
     for name in experiment.config.tokenizers:
         settings = tokenizer_settings(experiment.config, name, 1)
-        if not settings.is_baseline:
+        if settings.kind == BOUNDARY:
             models.add(
                 (settings.boundary_model, repr(sorted(output_options(settings.model_options).items())))
             )
