@@ -240,8 +240,9 @@ def attribute_groups(config: ComparisonConfig) -> dict[str, list[str]]:
     if "synthetic" in config.data and "attribute_words" not in config.data:
         from ...data.clevr_like import COLOURS, MATERIALS, NUMBERS, SHAPES, SIZES
 
+        scenes = config.data["synthetic"]  # the counts its captions can say: min_objects..max_objects (3..10)
         return {
-            "count": list(NUMBERS[1:]),
+            "count": list(NUMBERS[scenes.get("min_objects", 3) : scenes.get("max_objects", 10) + 1]),
             "size": list(SIZES),
             "material": list(MATERIALS),
             "colour": list(COLOURS),
@@ -252,10 +253,8 @@ def attribute_groups(config: ComparisonConfig) -> dict[str, list[str]]:
 
 def attribute_words(config: ComparisonConfig) -> list[str]:
     """The words ``attribute_accuracy`` scores: ``data.attribute_words`` and every group's words; for the
-    built-in scenes by default, the words only the image can tell (``clevr_like.ATTRIBUTE_WORDS``)."""
-    from ...data.clevr_like import ATTRIBUTE_WORDS
-
-    words = config.data.get("attribute_words", list(ATTRIBUTE_WORDS) if "synthetic" in config.data else [])
+    built-in scenes by default, the words only the image can tell (the groups of :func:`attribute_groups`)."""
+    words = config.data.get("attribute_words", [])
     grouped = [word for words in attribute_groups(config).values() for word in words]
     return list(dict.fromkeys([*words, *grouped]))
 
