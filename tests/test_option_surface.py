@@ -87,12 +87,13 @@ def test_segment_takes_num_tokens_only_as_the_deprecated_name_of_max_tokens(astr
 
 def test_segment_image_checks_max_tokens_once_in_the_settings(monkeypatch, astronaut):
     import subobject_vlm.segmentation.baselines as baselines
+    import subobject_vlm.segmentation.options as options
     import subobject_vlm.segmentation.regions as regions
     import subobject_vlm.segmentation.settings as settings_module
 
     calls = []
-    check = settings_module.check_max_tokens
-    for module in (settings_module, regions, baselines):
+    check = options.check_max_tokens
+    for module in (options, settings_module, regions, baselines):
         monkeypatch.setattr(module, "check_max_tokens", lambda value: (calls.append(value), check(value))[1])
     settings = SegmentationSettings("gradient", max_tokens=8, min_area=4)
     assert calls == [8]
