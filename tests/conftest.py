@@ -21,6 +21,20 @@ def astronaut() -> np.ndarray:
     return data.astronaut()
 
 
+class Stripes:
+    """A label-map tokenizer: ``max_tokens`` vertical stripes."""
+
+    name = "test-stripes"
+
+    def label_maps(self, images, max_tokens):
+        return [
+            np.repeat(
+                (np.arange(im.shape[1]) * max_tokens // im.shape[1])[None].astype(np.int32), im.shape[0], 0
+            )
+            for im in images
+        ]
+
+
 @pytest.fixture
 def scratch_registry(monkeypatch):
     """The tokenizer registry, restored after the test: what a test registers never reaches the others (the

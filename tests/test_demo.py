@@ -5,7 +5,7 @@ import runpy
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, write_tiny_bsds
+from conftest import REPO_ROOT, Stripes, write_tiny_bsds
 from PIL import Image
 
 from subobject_vlm.demo.pipeline import (
@@ -36,20 +36,6 @@ class CountingModel:
     def predict(self, images):
         self.calls += 1
         return [gradient_boundary_probs(image) for image in images]
-
-
-class Stripes:
-    """A label-map tokenizer: ``max_tokens`` vertical stripes."""
-
-    name = "test-stripes"
-
-    def label_maps(self, images, max_tokens):
-        return [
-            np.repeat(
-                (np.arange(im.shape[1]) * max_tokens // im.shape[1])[None].astype(np.int32), im.shape[0], 0
-            )
-            for im in images
-        ]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import Stripes
 
 from subobject_vlm.evaluation.boundary_benchmark import (
     average_precision,
@@ -379,20 +380,6 @@ def test_eval_bsds_with_a_baseline_model_has_no_boundary_benchmark(bsds_root, tm
     )
     assert report["boundary"] is None and not (tmp_path / "pr_curve.png").exists()
     assert report["tokens"]["patch"]["24"]["tokens"] == 24
-
-
-class Stripes:
-    """A label-map tokenizer: ``max_tokens`` vertical stripes."""
-
-    name = "test-stripes"
-
-    def label_maps(self, images, max_tokens):
-        return [
-            np.repeat(
-                (np.arange(im.shape[1]) * max_tokens // im.shape[1])[None].astype(np.int32), im.shape[0], 0
-            )
-            for im in images
-        ]
 
 
 class CountingSobel:
