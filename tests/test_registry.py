@@ -6,13 +6,20 @@ import numpy as np
 import pytest
 
 from subobject_vlm import SubobjectImageProcessor
-from subobject_vlm.segmentation import load_boundary_model, segment
+from subobject_vlm.segmentation import SegmentationSettings, Segmenter, load_boundary_model, segment
 from subobject_vlm.segmentation.registry import (
+    BOUNDARY,
+    LABEL_MAP,
     check_tokenizer_name,
     create_boundary_model,
+    describe_names,
     is_hub_id,
     register_boundary_model,
+    register_label_map_tokenizer,
+    register_tokenizer,
+    register_tokenizer_family,
     registered_names,
+    tokenizer_kind,
 )
 
 
@@ -48,7 +55,7 @@ def test_hub_ids_local_folders_and_names_are_told_apart(tmp_path):
     (tmp_path / "owner" / "name" / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match=r"pickled weights \(pytorch_model.bin\).*use_safetensors=False"):
         create_boundary_model(tmp_path / "owner" / "name")
-    with pytest.raises(ValueError, match="baseline"):
+    with pytest.raises(ValueError, match="'slic' is a label-map tokenizer: it has no boundary map"):
         create_boundary_model("slic")
 
 
@@ -78,7 +85,7 @@ def test_a_registered_boundary_model_is_a_tokenizer_everywhere(astronaut):
         boundary_model="test-stripes", label_size={"height": 64, "width": 128}
     )
     assert processor.segment([image])[0].max() + 1 == 4
-    with pytest.raises(ValueError, match="baseline"):
+    with pytest.raises(ValueError, match="'slic' is a built-in label_map tokenizer"):
         register_boundary_model("slic", lambda **options: Stripes())
 
 
@@ -93,3 +100,113 @@ def test_hf_hub_prefix_always_means_the_hub_even_where_a_local_folder_has_that_n
         create_boundary_model("owner/name")
     with pytest.raises(ValueError, match="'owner/name' is not in the local Hugging Face cache"):
         create_boundary_model("hf-hub:owner/name")  # the prefix: the hub, never the folder
+
+
+def test_every_tokenizer_has_a_kind(tmp_path):
+    assert registered_names(BOUNDARY)[:2] == ["default", "gradient"]
+    assert registered_names(LABEL_MAP)[:3] == ["patch", "slic", "felzenszwalb"]
+    assert [tokenizer_kind(name) for name in ("default", "gradient", "patch", "slic")] == [
+        BOUNDARY,
+        BOUNDARY,
+        LABEL_MAP,
+        LABEL_MAP,
+    ]
+    assert tokenizer_kind(tmp_path) == BOUNDARY  # a checkpoint folder holds a boundary model
+    assert tokenizer_kind("owner/name") == BOUNDARY
+    assert SegmentationSettings("felzenszwalb").kind == LABEL_MAP
+    assert "patch, slic, felzenszwalb (label-map tokenizers)" in describe_names()
+    assert "label-map" not in describe_names(baselines=False)
+
+
+class Halves:
+    """Left and right halves, whatever the budget (a label-map tokenizer that counts its calls)."""
+
+    name = "halves"
+
+    def __init__(self):
+        self.calls = []
+
+    def label_maps(self, images, max_tokens):
+        self.calls.append(len(images))
+        return [
+            np.repeat((np.arange(im.shape[1]) >= im.shape[1] // 2)[None].astype(np.int32), im.shape[0], 0)
+            for im in images
+        ]
+
+
+def test_a_registered_label_map_tokenizer_is_a_tokenizer_everywhere(astronaut):
+    halves = Halves()
+    register_label_map_tokenizer("test-halves", lambda **options: halves)
+    image = astronaut[:32, :48]
+    assert tokenizer_kind("test-halves") == LABEL_MAP
+    assert segment(image, "test-halves").max() == 1
+    segmenter = Segmenter(SegmentationSettings("test-halves"), label_size=(16, 16))
+    label_maps = segmenter.label_maps([image, astronaut[:40, :40], image])
+    assert [m.shape for m in label_maps] == [(16, 16)] * 3 and halves.calls[
+        -1
+    ] == 2  # one batch, one per image
+    with pytest.raises(ValueError, match="'test-halves' is a label-map tokenizer"):
+        segmenter.boundary_maps([image])
+    with pytest.raises(ValueError, match="'test-halves' is a label-map tokenizer: it has no boundary map"):
+        load_boundary_model("test-halves")
+    processor = SubobjectImageProcessor(boundary_model="test-halves", label_size={"height": 8, "width": 8})
+    assert processor.segment([image])[0].max() == 1
+    assert "test-halves" in registered_names(LABEL_MAP)
+
+
+def test_a_family_takes_any_checkpoint_of_its_architecture(tmp_path, astronaut):
+    seen = []
+
+    @register_tokenizer_family("test-family", LABEL_MAP)
+    def family(checkpoint, **options):
+        """A family of one architecture."""
+        seen.append((checkpoint, options))
+        return Halves()
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    name = f"test-family:{folder}"
+    assert check_tokenizer_name(name) == name and tokenizer_kind(name) == LABEL_MAP
+    assert check_tokenizer_name("test-family:owner/model") == "test-family:owner/model"  # a hub id
+    assert segment(astronaut[:20, :20], name, points=4).max() == 1
+    assert seen == [(str(folder), {"points": 4})]
+    assert "test-family:CHECKPOINT (label-map tokenizers)" in describe_names()
+    for bad in ("test-family:", "test-family:no such folder"):
+        with pytest.raises(ValueError, match="test-family: takes a local checkpoint folder or a hub id"):
+            check_tokenizer_name(bad)
+
+
+def test_names_are_checked_when_registered():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        register_tokenizer("test-kind", "masks", lambda **options: None)
+    with pytest.raises(ValueError, match="a tokenizer name is letters"):
+        register_label_map_tokenizer("bad:name", lambda **options: None)
+    with pytest.raises(ValueError, match="'default' is a built-in boundary tokenizer"):
+        register_label_map_tokenizer("default", lambda **options: None)
+
+
+@pytest.mark.parametrize(
+    "returned, message",
+    [
+        (lambda images: [], "returned 0 label maps for 2 images"),
+        (
+            lambda images: [np.zeros((3, 3), np.int32)] * 2,
+            r"returned a label map of shape \(3, 3\).*image 0 of size \(10, 12\)",
+        ),
+        (
+            lambda images: [np.zeros(im.shape[:2], np.float32) for im in images],
+            "returned a label map of shape .* and dtype float32",
+        ),
+    ],
+)
+def test_a_label_map_tokenizer_that_returns_the_wrong_maps_is_named(returned, message, astronaut):
+    class Broken:
+        name = "broken"
+
+        def label_maps(self, images, max_tokens):
+            return returned(images)
+
+    register_label_map_tokenizer("test-broken", lambda **options: Broken())
+    segmenter = Segmenter(SegmentationSettings("test-broken"), cache_size=0)
+    with pytest.raises(ValueError, match=f"tokenizer 'test-broken' {message}"):
+        segmenter.label_maps([astronaut[:10, :12], astronaut[10:20, :12]])

@@ -82,7 +82,7 @@ def test_cache_size_zero_disables_the_cache(images, calls):
 
 
 def test_a_baseline_has_no_boundary_map(images):
-    with pytest.raises(ValueError, match="'slic' makes label maps directly"):
+    with pytest.raises(ValueError, match="'slic' is a label-map tokenizer: it makes label maps directly"):
         Segmenter(SegmentationSettings("slic")).boundary_maps(images)
 
 

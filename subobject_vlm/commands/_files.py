@@ -170,13 +170,12 @@ def quiet_third_parties() -> None:
 
 
 def load_model(settings: SegmentationSettings):
-    """The boundary model of ``settings`` (``None`` for a baseline); the device is checked before it loads."""
-    if settings.is_baseline:
-        return None
+    """The tokenizer of ``settings``, loaded (``api.load_tokenizer``: later loads get this one); the device is
+    checked before it loads."""
     from ..devices import check_device
 
     check_device(settings.model_options.get("device", "cpu"))  # right after torch loads: before the weights
-    from ..segmentation import load_boundary_model
+    from ..segmentation import load_tokenizer
 
     quiet_third_parties()
-    return load_boundary_model(settings.boundary_model, **settings.model_options)
+    return load_tokenizer(settings.boundary_model, **settings.model_options)

@@ -19,11 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..segmentation.registry import LABEL_MAP
     from ..segmentation.settings import SegmentationSettings
 
     settings = SegmentationSettings.from_args(args)  # before anything heavy loads
-    if settings.is_baseline:
-        raise ValueError(f"{settings.boundary_model} is a baseline tokenizer and has no boundary map")
+    if settings.kind == LABEL_MAP:
+        raise ValueError(f"{settings.boundary_model} is a label-map tokenizer and has no boundary map")
     paths = collect_inputs(args.inputs)  # before any model loads
     import numpy as np
     from PIL import Image

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..segmentation.settings import BASELINES
 from ._options import add_segmentation_arguments
 
 NAME = "eval-bsds"
@@ -24,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--baselines",
         nargs="*",
-        default=list(BASELINES),
-        help="baselines at equal per-image token counts",
+        default=None,
+        help="label-map tokenizers run at our per-image token counts (default: every registered one, "
+        "patch slic felzenszwalb; --baselines alone: none)",
     )
     parser.add_argument("--out", default="eval_bsds", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")

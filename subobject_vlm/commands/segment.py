@@ -38,15 +38,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import save_npy, write_bytes
     from ..image_utils import encode_label_map, load_image
-    from ..segmentation import segment_image
+    from ..segmentation.registry import BOUNDARY
+    from ..segmentation.segmenter import Segmenter
     from ..segmentation.visualize import save_composite
 
-    model = load_model(settings)
+    load_model(settings)  # the device checked, the model loaded: before the first file
+    segmenter = Segmenter(settings, cache_size=1)  # each image's boundary map, kept for its label map
 
     def process(path: Path, outputs: list[Path]) -> dict:
         image = load_image(path)
-        probs = None if model is None else model.predict([image])[0]
-        label_map = segment_image(image, settings, boundary_probs=probs)
+        probs = segmenter.boundary_maps([image])[0] if settings.kind == BOUNDARY else None
+        label_map = segmenter.label_maps([image])[0]
         if args.save_labels == "npy":
             save_npy(outputs[1], label_map.astype(np.int32))
         elif args.save_labels == "png":
@@ -76,13 +78,12 @@ def describe_tokens(tokens: list[int], settings: SegmentationSettings) -> str:
     --max-tokens 128 is a cap, not reached by 3 of 3)``."""
     low, high = min(tokens), max(tokens)
     notes = [] if low == high else [f"mean {sum(tokens) / len(tokens):.1f}"]
-    if not settings.is_baseline:  # (a baseline makes exactly --max-tokens regions)
-        cap = settings.max_tokens
-        fewer = sum(cap is None or count < cap for count in tokens)
-        if cap is None:
-            notes.append("no --max-tokens cap")
-        elif fewer:
-            notes.append(f"--max-tokens {cap} is a cap, not reached by {fewer} of {len(tokens)}")
+    cap = settings.max_tokens
+    fewer = sum(cap is not None and count < cap for count in tokens)
+    if cap is None:
+        notes.append("no --max-tokens cap")
+    elif fewer:  # (never for the baselines, which make exactly --max-tokens regions where pixels allow)
+        notes.append(f"--max-tokens {cap} is a cap, not reached by {fewer} of {len(tokens)}")
     counts = f"{low} tokens each" if low == high else f"{low}-{high} tokens per image"
     return f"{counts} ({'; '.join(notes)})" if notes else counts
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json
-from ..segmentation.settings import BASELINES, SegmentationSettings
+from ..segmentation.registry import LABEL_MAP, registered_names, tokenizer_kind
+from ..segmentation.settings import SegmentationSettings
 from .boundary_benchmark import (
     bsds_thresholds,
     default_workers,
@@ -97,7 +98,7 @@ def eval_bsds(
     split: str = "val",
     model: str | object = "default",
     max_tokens: Sequence[int] = (64, 128, 256),
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] | None = None,
     out_dir: str | os.PathLike = "eval_bsds",
     limit: int | None = None,
     thresholds: int | Sequence[float] | None = 99,
@@ -117,10 +118,11 @@ def eval_bsds(
     Args:
         root: BSDS folder (default: ``find_bsds_root``); any split present there, ``test`` included.
         split: ``train``, ``val`` or ``test``.
-        model: boundary model name / path / object (see ``load_boundary_model``) or a baseline name
-            (``patch``, ``slic``, ``felzenszwalb``: no boundary benchmark, exactly ``max_tokens`` tokens).
+        model: boundary model name / path / object (see ``load_boundary_model``) or a label-map tokenizer's name
+            (``patch``, ``slic``, ``felzenszwalb``, ...: no boundary benchmark).
         max_tokens: the token budgets of our tokenizer, one run each.
-        baselines: baselines run at exactly our per-image token count (the model itself is skipped).
+        baselines: label-map tokenizers run at exactly our per-image token count (the model itself is skipped);
+            default: every registered one (``registered_names("label_map")``).
         out_dir: output folder (created).
         limit: first ``limit`` images only.
         thresholds: boundary benchmark thresholds (number or sequence); ``None`` skips the benchmark.
@@ -147,10 +149,19 @@ def eval_bsds(
     started = time.perf_counter()
     if not max_tokens:
         raise ValueError("max_tokens must list at least one token budget")
-    unknown = [b for b in baselines if b not in BASELINES]
-    if unknown:
-        raise ValueError(f"unknown baselines {unknown}; choose from {BASELINES}")
-    is_baseline = isinstance(model, str) and model in BASELINES and boundary_probs_fn is None
+    if baselines is None:
+        baselines = [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+    for name in baselines:  # checked before any image loads; a mistyped name lists the valid ones
+        if tokenizer_kind(name) != LABEL_MAP:
+            raise ValueError(
+                f"baselines: {name!r} is a boundary model; name label-map tokenizers "
+                f"({', '.join(registered_names(LABEL_MAP))})"
+            )
+    is_baseline = (
+        isinstance(model, (str, os.PathLike))
+        and boundary_probs_fn is None
+        and tokenizer_kind(model) == LABEL_MAP
+    )
     if boundary_probs_fn is not None:
         ours = getattr(boundary_probs_fn, "__name__", "custom")
     else:

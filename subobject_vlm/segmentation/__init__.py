@@ -3,8 +3,15 @@
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "BASELINES": ".settings",
+    "BASELINES": ".registry",
     "BoundaryModel": ".api",
+    "LabelMapTokenizer": ".api",
+    "load_tokenizer": ".api",
+    "register_boundary_model": ".registry",
+    "register_label_map_tokenizer": ".registry",
+    "register_tokenizer_family": ".registry",
+    "registered_names": ".registry",
+    "tokenizer_kind": ".registry",
     "DEFAULT_WEIGHTS_DIR": ".registry",
     "BoundaryPredictor": ".predictor",
     "EdgeNetConfig": ".edgenet",
@@ -32,6 +39,13 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "BASELINES",
     "BoundaryModel",
+    "LabelMapTokenizer",
+    "load_tokenizer",
+    "register_boundary_model",
+    "register_label_map_tokenizer",
+    "register_tokenizer_family",
+    "registered_names",
+    "tokenizer_kind",
     "DEFAULT_WEIGHTS_DIR",
     "BoundaryPredictor",
     "EdgeNetConfig",

@@ -1,9 +1,9 @@
-"""Named boundary models and the one-call ``segment`` function.
+"""Loading tokenizers by name, the one path from an image to a label map, and the one-call ``segment``.
 
-A model name is ``"default"`` (the model embedded in the package: a learned EdgeNet, see
+A name is ``"default"`` (the model embedded in the package: a learned EdgeNet, see
 ``weights/default/README.md``), ``"gradient"`` (classical colour gradients), a hub id or local path of a
-DirectSAM (or EdgeNet) checkpoint, or a baseline (``patch``, ``slic``,
-``felzenszwalb``), which produces label maps directly.
+DirectSAM (or EdgeNet) checkpoint, or a label-map tokenizer (``patch``, ``slic``, ``felzenszwalb``, ...):
+see ``registry``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ from typing import Protocol
 
 import numpy as np
 
-from .baselines import run_baseline
 from .epoc import epoc_with
-from .registry import DEFAULT_WEIGHTS_DIR, check_tokenizer_name, create_boundary_model, has_embedded_weights
-from .settings import BASELINES, DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
+from .registry import (
+    BOUNDARY,
+    DEFAULT_WEIGHTS_DIR,
+    LABEL_MAP,
+    check_tokenizer_name,
+    create_tokenizer,
+    has_embedded_weights,
+    registry_entry,
+    tokenizer_kind,
+)
+from .settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
 
 
 class BoundaryModel(Protocol):
@@ -31,24 +39,49 @@ class BoundaryModel(Protocol):
         ...
 
 
-_CACHE: dict[tuple, BoundaryModel] = {}
+class LabelMapTokenizer(Protocol):
+    """Anything that maps RGB images to label maps directly (no boundary map, no EPOC)."""
+
+    name: str
+
+    def label_maps(self, images: list[np.ndarray], max_tokens: int | None) -> list[np.ndarray]:
+        """List of ``(H, W, 3)`` uint8 -> list of ``(H, W)`` int32, ids ``0..n-1`` in area-descending order,
+        ``n <= max_tokens`` (``None``: the tokenizer's own count)."""
+        ...
+
+
+_CACHE: dict[tuple, BoundaryModel | LabelMapTokenizer] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:
-    """Load (once, then cached) a boundary model by name: see ``registry`` for the names.
+def load_tokenizer(name: str | os.PathLike = "default", **options) -> BoundaryModel | LabelMapTokenizer:
+    """Load (once, then cached) tokenizer ``name``: a ``BoundaryModel`` or a ``LabelMapTokenizer``, as the
+    registry's ``tokenizer_kind(name)`` says; see ``registry`` for the names.
 
     Args:
-        name: a registered name (``"default"``, ``"gradient"``), a local checkpoint folder, or a hub id.
-        **options: passed to ``BoundaryPredictor.from_pretrained`` (``resolution``, ``keep_aspect``,
-            ``pyramid_layers``, ``dtype``, ``device``, ``batch_size``) or to ``GradientBoundaryModel``.
+        name: a registered name (``"default"``, ``"gradient"``, ``"slic"``, ...), ``family:checkpoint``, a
+            local checkpoint folder, or a hub id.
+        **options: passed to the tokenizer's factory: ``BoundaryPredictor.from_pretrained`` (``resolution``,
+            ``keep_aspect``, ``pyramid_layers``, ``dtype``, ``device``, ``batch_size``), ``GradientBoundaryModel``
+            and so on.
     """
     name = check_tokenizer_name(name)
-    key = (name, tuple(sorted((k, str(v)) for k, v in options.items())))
+    entry = registry_entry(name)  # a name registered again gets its new tokenizer
+    key = (name, entry, tuple(sorted((k, str(v)) for k, v in options.items())))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = create_boundary_model(name, **options)
+            _CACHE[key] = create_tokenizer(name, **options)
         return _CACHE[key]
+
+
+def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:
+    """Load (once, then cached) boundary model ``name`` (see ``load_tokenizer``); a label-map tokenizer has no
+    boundary map: ``ValueError``."""
+    if tokenizer_kind(name) != BOUNDARY:
+        raise ValueError(
+            f"{str(name)!r} is a label-map tokenizer: it has no boundary map; use segment(..., model={str(name)!r})"
+        )
+    return load_tokenizer(name, **options)
 
 
 def segment_image(
@@ -63,15 +96,18 @@ def segment_image(
         image: ``(H, W, 3)`` uint8 RGB; may be ``None`` when ``boundary_probs`` is given.
         settings: the tokenizer and its options.
         boundary_probs: ``(H, W)`` float boundary map already computed for this image (the boundary model is then
-            not run again); ignored by baselines.
+            not run again); ignored by label-map tokenizers.
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
-    if settings.is_baseline:
+    if settings.kind == LABEL_MAP:
         if image is None:
-            raise ValueError(f"the baseline {settings.boundary_model!r} segments the image: pass image")
-        return run_baseline(settings.boundary_model, image, settings.max_tokens)
+            raise ValueError(
+                f"the label-map tokenizer {settings.boundary_model!r} segments the image: pass image"
+            )
+        tokenizer = load_tokenizer(settings.boundary_model, **settings.model_options)
+        return tokenizer.label_maps([image], settings.max_tokens)[0]
     if boundary_probs is None:
         if image is None:
             raise ValueError("pass an image or its boundary_probs")
@@ -98,16 +134,17 @@ def segment(
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB (use ``image_utils.to_rgb_uint8`` for other inputs).
-        model: a boundary model or its name (see ``load_boundary_model``), or a baseline name.
+        model: a boundary model or a tokenizer's name (see ``load_tokenizer``).
         threshold, max_tokens, min_area, merge, assign, seeds: EPOC options (see ``epoc``); the defaults are
-            ``SegmentationSettings``'. A baseline makes exactly ``max_tokens`` regions.
+            ``SegmentationSettings``'. A label-map tokenizer reads ``max_tokens`` only (the baselines make
+            exactly ``max_tokens`` regions).
         num_tokens: the old name of ``max_tokens`` for a baseline (deprecated; a boundary model refuses it).
 
     Returns:
         ``(H, W)`` int32 label map, ids ``0..n-1`` in area-descending order.
     """
     if num_tokens is not None:
-        if not (isinstance(model, str) and model in BASELINES):
+        if not (isinstance(model, (str, os.PathLike)) and tokenizer_kind(model) == LABEL_MAP):
             raise ValueError("num_tokens (the old name of max_tokens) is only for baselines; use max_tokens")
         warnings.warn(
             "segment(num_tokens=...) is deprecated: use max_tokens", DeprecationWarning, stacklevel=2
@@ -131,8 +168,10 @@ def segment(
 __all__ = [
     "BoundaryModel",
     "DEFAULT_WEIGHTS_DIR",
+    "LabelMapTokenizer",
     "has_embedded_weights",
     "load_boundary_model",
+    "load_tokenizer",
     "segment",
     "segment_image",
 ]

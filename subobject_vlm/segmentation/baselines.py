@@ -11,7 +11,8 @@ import numpy as np
 
 from .gradient import gradient_boundary_probs
 from .regions import _merge_regions, relabel_by_area
-from .settings import BASELINES, DEFAULT_MAX_TOKENS, check_max_tokens
+from .registry import BASELINES
+from .settings import DEFAULT_MAX_TOKENS, check_max_tokens
 
 
 def _region_count(max_tokens: int | None, height: int, width: int) -> int:
@@ -110,4 +111,18 @@ def run_baseline(name: str, image: np.ndarray, max_tokens: int | None = DEFAULT_
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
-__all__ = ["BASELINES", "felzenszwalb", "patch_grid", "run_baseline", "slic"]
+class BaselineTokenizer:
+    """The ``LabelMapTokenizer`` of baseline ``name`` (what the registry's ``patch``, ``slic`` and
+    ``felzenszwalb`` build): each image on its own, exactly ``max_tokens`` regions."""
+
+    def __init__(self, name: str) -> None:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+        self.name = name
+
+    def label_maps(self, images: list[np.ndarray], max_tokens: int | None) -> list[np.ndarray]:
+        """``(H, W, 3)`` uint8 each -> ``(H, W)`` int32 label maps of ``min(max_tokens, H * W)`` regions."""
+        return [run_baseline(self.name, image, max_tokens) for image in images]
+
+
+__all__ = ["BASELINES", "BaselineTokenizer", "felzenszwalb", "patch_grid", "run_baseline", "slic"]

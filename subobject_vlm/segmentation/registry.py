@@ -1,12 +1,20 @@
 """Named tokenizers, in one place (as timm's ``register_model`` / ``create_model``).
 
-A tokenizer name is a registered boundary model (``default``, ``gradient``, or one you register), a baseline
-(``patch``, ``slic``, ``felzenszwalb``: label maps without a boundary map), a local checkpoint folder, or a
-hub id (``owner/name``) of a DirectSAM / EdgeNet checkpoint. Anything else fails at once, listing the names.
+Every tokenizer has a kind:
+
+- ``"boundary"``: a boundary model (``default``, ``gradient``, a DirectSAM / EdgeNet checkpoint folder or hub id,
+  or one you register); its map becomes a label map through EPOC;
+- ``"label_map"``: makes label maps directly (``patch``, ``slic``, ``felzenszwalb``, or one you register).
+
+A name is a registered tokenizer, ``family:checkpoint`` for a registered family that loads checkpoints of one
+architecture, a local checkpoint folder, or a hub id (``owner/name``, or ``hf-hub:owner/name``, always the hub)
+of a DirectSAM / EdgeNet checkpoint. Anything else fails at once, listing the names.
 
 >>> @register_boundary_model("my-edges")
-... def my_edges(**options) -> BoundaryModel: ...
->>> create_boundary_model("my-edges")
+... def my_edges(**options) -> BoundaryModel: ...          # .predict(images) -> boundary maps
+>>> @register_label_map_tokenizer("my-grid")
+... def my_grid(**options) -> LabelMapTokenizer: ...       # .label_maps(images, max_tokens) -> label maps
+>>> create_tokenizer("my-edges"), tokenizer_kind("my-grid")
 
 This module imports nothing heavy: listing names (``--help``) costs no torch import.
 """
@@ -16,14 +24,35 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BASELINES = ("patch", "slic", "felzenszwalb")  # label-map tokenizers (no boundary map, no EPOC)
+BOUNDARY = "boundary"  # a boundary map, then EPOC
+LABEL_MAP = "label_map"  # label maps directly (no boundary map, no EPOC)
+KINDS = (BOUNDARY, LABEL_MAP)
+BASELINES = ("patch", "slic", "felzenszwalb")  # the built-in label-map tokenizers, registered below
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "default"
-_FACTORIES: dict[str, Callable[..., Any]] = {}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_PREFIX = "hf-hub:"  # as timm's: "hf-hub:owner/name" is always the hub, never a local folder of that name
+
+
+@dataclass(frozen=True)
+class TokenizerEntry:
+    """One registered tokenizer: ``factory(**options)`` (a family's: ``factory(checkpoint, **options)``)."""
+
+    name: str
+    kind: str
+    factory: Callable[..., Any]
+    family: bool = False  # named "name:checkpoint"
+
+    @property
+    def summary(self) -> str:
+        """The first line of the factory's docstring."""
+        return (self.factory.__doc__ or "").strip().split("\n")[0]
+
+
+_REGISTRY: dict[str, TokenizerEntry] = {}
 
 
 def has_embedded_weights() -> bool:
@@ -34,28 +63,62 @@ def has_embedded_weights() -> bool:
     ).is_file()
 
 
-def register_boundary_model(name: str, factory: Callable[..., Any] | None = None):
-    """Register ``factory(**options) -> BoundaryModel`` under ``name``; usable as a decorator."""
+def register_tokenizer(
+    name: str, kind: str, factory: Callable[..., Any] | None = None, *, family: bool = False
+):
+    """Register ``factory`` under ``name`` as a tokenizer of ``kind`` (``"boundary"`` or ``"label_map"``);
+    usable as a decorator. With ``family=True`` the names are ``name:checkpoint`` and the factory is called
+    as ``factory(checkpoint, **options)`` (``checkpoint``: a local folder or hub id, see ``resolve_checkpoint``).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        raise ValueError(f"a tokenizer name is letters, digits, '_', '-' or '.', got {name!r}")
 
     def add(function: Callable[..., Any]) -> Callable[..., Any]:
-        if name in BASELINES:
-            raise ValueError(f"{name!r} is a baseline name; pick another")
-        _FACTORIES[name] = function
+        known = _REGISTRY.get(name)
+        if known is not None and name in _BUILT_IN:
+            raise ValueError(f"{name!r} is a built-in {known.kind} tokenizer; pick another name")
+        _REGISTRY[name] = TokenizerEntry(name, kind, function, family)
         return function
 
     return add(factory) if factory is not None else add
 
 
-def registered_names() -> list[str]:
-    """Every registered tokenizer name: boundary models, then baselines."""
-    return [*_FACTORIES, *BASELINES]
+def register_boundary_model(name: str, factory: Callable[..., Any] | None = None):
+    """Register ``factory(**options) -> BoundaryModel`` under ``name``; usable as a decorator."""
+    return register_tokenizer(name, BOUNDARY, factory)
+
+
+def register_label_map_tokenizer(name: str, factory: Callable[..., Any] | None = None):
+    """Register ``factory(**options) -> LabelMapTokenizer`` under ``name``; usable as a decorator."""
+    return register_tokenizer(name, LABEL_MAP, factory)
+
+
+def register_tokenizer_family(name: str, kind: str, factory: Callable[..., Any] | None = None):
+    """Register ``factory(checkpoint, **options)`` for the names ``name:checkpoint`` (e.g. ``sam:owner/model``);
+    usable as a decorator."""
+    return register_tokenizer(name, kind, factory, family=True)
+
+
+def registered_names(kind: str | None = None) -> list[str]:
+    """Registered tokenizer names (of ``kind``), boundary models first; a family is listed as ``name:``."""
+    names = [
+        f"{entry.name}:" if entry.family else entry.name
+        for wanted in (BOUNDARY, LABEL_MAP)
+        for entry in _REGISTRY.values()
+        if entry.kind == wanted and (kind is None or kind == wanted)
+    ]
+    return names
 
 
 def describe_names(baselines: bool = True) -> str:
     """One line for help texts and errors; ``baselines=False`` for commands that need a boundary model."""
-    listed = f"{', '.join(_FACTORIES)} (boundary models), "
+    boundary = ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(BOUNDARY))
+    listed = f"{boundary} (boundary models), "
     if baselines:
-        listed += f"{', '.join(BASELINES)} (baselines), "
+        label_map = ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(LABEL_MAP))
+        listed += f"{label_map} (label-map tokenizers), "
     return listed + (
         "a local checkpoint folder, or a hub id such as chendelong/DirectSAM-1800px-0424 "
         "(hf-hub:owner/name is always the hub, even where a local folder has that name)"
@@ -69,12 +132,45 @@ def is_hub_id(name: str) -> bool:
     return bool(_HUB_ID.match(name)) and not Path(name).expanduser().exists()
 
 
+def _lookup(name: str) -> tuple[TokenizerEntry | None, str | None]:
+    """``(entry, checkpoint)`` of a registered name or ``family:checkpoint``; ``(None, None)`` otherwise."""
+    if name in _REGISTRY and not _REGISTRY[name].family:
+        return _REGISTRY[name], None
+    prefix, colon, checkpoint = name.partition(":")
+    entry = _REGISTRY.get(prefix)
+    if colon and entry is not None and entry.family:
+        return entry, checkpoint
+    return None, None
+
+
 def check_tokenizer_name(name: str | os.PathLike) -> str:
     """``name`` as a string if it can name a tokenizer; otherwise ``ValueError`` listing the valid names."""
     name = str(name)
-    if name in _FACTORIES or name in BASELINES or Path(name).expanduser().exists() or is_hub_id(name):
+    entry, checkpoint = _lookup(name)
+    if entry is not None and not entry.family:
+        return name
+    if entry is not None:
+        if checkpoint and (Path(checkpoint).expanduser().exists() or is_hub_id(checkpoint)):
+            return name
+        raise ValueError(
+            f"{name!r}: {entry.name}: takes a local checkpoint folder or a hub id (owner/name), "
+            f"got {checkpoint!r}"
+        )
+    if Path(name).expanduser().exists() or is_hub_id(name):
         return name
     raise ValueError(f"unknown tokenizer {name!r}: use {describe_names()}")
+
+
+def registry_entry(name: str | os.PathLike) -> TokenizerEntry | None:
+    """The entry registered for ``name`` (a name or ``family:checkpoint``); ``None`` for checkpoints."""
+    return _lookup(str(name))[0]
+
+
+def tokenizer_kind(name: str | os.PathLike) -> str:
+    """``"boundary"`` or ``"label_map"``: what tokenizer ``name`` makes (checkpoints: boundary models)."""
+    name = check_tokenizer_name(name)
+    entry, _ = _lookup(name)
+    return BOUNDARY if entry is None else entry.kind
 
 
 def check_checkpoint_folder(path: Path) -> None:
@@ -122,24 +218,41 @@ def _resolve_hub_id(name: str) -> str:
     return snapshot_download(name, allow_patterns=patterns)
 
 
-def create_boundary_model(name: str | os.PathLike, **options):
-    """Build the boundary model ``name`` (uncached; ``load_boundary_model`` caches it)."""
-    name = check_tokenizer_name(name)
-    if name in BASELINES:
-        raise ValueError(
-            f"{name!r} is a baseline tokenizer: it has no boundary map; use segment(..., model={name!r})"
-        )
-    if name in _FACTORIES:
-        return _FACTORIES[name](**options)
-    from .predictor import BoundaryPredictor
-
+def resolve_checkpoint(name: str | os.PathLike) -> str:
+    """A local folder holding checkpoint ``name``: the folder itself (checked), or the snapshot of hub id
+    ``name`` (``hf-hub:owner/name`` or ``owner/name``) from the cache or downloaded."""
+    name = str(name)
     if name.startswith(HUB_PREFIX):
-        return BoundaryPredictor.from_pretrained(_resolve_hub_id(name.removeprefix(HUB_PREFIX)), **options)
+        return _resolve_hub_id(name.removeprefix(HUB_PREFIX))
     path = Path(name).expanduser()
     if path.exists():
         check_checkpoint_folder(path)
-        return BoundaryPredictor.from_pretrained(str(path), **options)
-    return BoundaryPredictor.from_pretrained(_resolve_hub_id(name), **options)
+        return str(path)
+    if not is_hub_id(name):
+        raise ValueError(f"{name!r} is neither a local checkpoint folder nor a hub id (owner/name)")
+    return _resolve_hub_id(name)
+
+
+def create_tokenizer(name: str | os.PathLike, **options):
+    """Build tokenizer ``name`` (uncached; ``api.load_tokenizer`` caches it): a ``BoundaryModel`` or a
+    ``LabelMapTokenizer``, as ``tokenizer_kind(name)`` says."""
+    name = check_tokenizer_name(name)
+    entry, checkpoint = _lookup(name)
+    if entry is not None:
+        return entry.factory(checkpoint, **options) if entry.family else entry.factory(**options)
+    from .predictor import BoundaryPredictor
+
+    return BoundaryPredictor.from_pretrained(resolve_checkpoint(name), **options)
+
+
+def create_boundary_model(name: str | os.PathLike, **options):
+    """Build the boundary model ``name`` (uncached; ``load_boundary_model`` caches it); a label-map tokenizer
+    has no boundary map: ``ValueError``."""
+    if tokenizer_kind(name) != BOUNDARY:
+        raise ValueError(
+            f"{str(name)!r} is a label-map tokenizer: it has no boundary map; use segment(..., model={str(name)!r})"
+        )
+    return create_tokenizer(name, **options)
 
 
 @register_boundary_model("default")
@@ -164,15 +277,53 @@ def _gradient(**options):
     return GradientBoundaryModel(**{k: v for k, v in options.items() if k in ("sigmas", "max_side")})
 
 
+@register_label_map_tokenizer("patch")
+def _patch(**options):
+    """A grid of near-square patches (as a ViT's), exactly max_tokens of them."""
+    from .baselines import BaselineTokenizer
+
+    return BaselineTokenizer("patch")
+
+
+@register_label_map_tokenizer("slic")
+def _slic(**options):
+    """SLIC superpixels (scikit-image), merged to exactly max_tokens."""
+    from .baselines import BaselineTokenizer
+
+    return BaselineTokenizer("slic")
+
+
+@register_label_map_tokenizer("felzenszwalb")
+def _felzenszwalb(**options):
+    """Felzenszwalb-Huttenlocher graph segments (scikit-image), merged to exactly max_tokens."""
+    from .baselines import BaselineTokenizer
+
+    return BaselineTokenizer("felzenszwalb")
+
+
+_BUILT_IN = frozenset(_REGISTRY)  # the names registered above cannot be replaced
+
 __all__ = [
+    "BASELINES",
+    "BOUNDARY",
     "DEFAULT_WEIGHTS_DIR",
     "HUB_PREFIX",
+    "KINDS",
+    "LABEL_MAP",
+    "TokenizerEntry",
     "check_checkpoint_folder",
     "check_tokenizer_name",
     "create_boundary_model",
+    "create_tokenizer",
     "describe_names",
     "has_embedded_weights",
     "is_hub_id",
     "register_boundary_model",
+    "register_label_map_tokenizer",
+    "register_tokenizer",
+    "register_tokenizer_family",
     "registered_names",
+    "registry_entry",
+    "resolve_checkpoint",
+    "tokenizer_kind",
 ]

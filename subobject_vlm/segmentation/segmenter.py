@@ -20,7 +20,8 @@ import numpy as np
 
 from ..caching import LRUCache, image_digest
 from ..image_utils import to_rgb_uint8
-from .api import load_boundary_model, segment_image
+from .api import load_boundary_model, load_tokenizer, segment_image
+from .registry import LABEL_MAP
 from .settings import SegmentationSettings, output_options
 
 
@@ -38,13 +39,28 @@ def pad_to_square(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     return padded
 
 
+def check_label_maps(label_maps: list[Any], images: list[np.ndarray], tokenizer: str) -> None:
+    """Raise ``ValueError`` naming the tokenizer unless it returned one integer ``(H, W)`` map per image."""
+    if not isinstance(label_maps, (list, tuple)) or len(label_maps) != len(images):
+        count = len(label_maps) if hasattr(label_maps, "__len__") else type(label_maps).__name__
+        raise ValueError(f"tokenizer {tokenizer!r} returned {count} label maps for {len(images)} images")
+    for i, (label_map, image) in enumerate(zip(label_maps, images)):
+        shape = getattr(label_map, "shape", None)
+        if shape != image.shape[:2] or not np.issubdtype(label_map.dtype, np.integer):
+            raise ValueError(
+                f"tokenizer {tokenizer!r} returned a label map of shape {shape} and dtype "
+                f"{getattr(label_map, 'dtype', None)} for image {i} of size {image.shape[:2]}: it must be an "
+                "integer (H, W) map"
+            )
+
+
 class Segmenter:
     """Images -> boundary maps and label maps for one ``SegmentationSettings`` and label size, cached.
 
     Args:
         settings: the tokenizer and its options (with ``pad_color``, images are padded to a square first).
         label_size: ``(height, width)`` of the maps returned (EPOC runs there, on the area-averaged boundary
-            map; a baseline segments the area-averaged image); ``None``: each image's own size.
+            map; a label-map tokenizer segments the area-averaged image); ``None``: each image's own size.
         cache_size: label maps (and, separately, boundary maps) kept; 0 keeps none.
     """
 
@@ -82,10 +98,11 @@ class Segmenter:
     def boundary_maps(self, images: list[Any]) -> list[np.ndarray]:
         """Boundary probabilities of ``images`` (anything ``to_rgb_uint8`` reads): ``(h, w)`` float32 each, at
         ``label_size`` (area-averaged) or the image's size; the boundary model runs once, batched, on the images
-        not cached. A baseline has none: ``ValueError``."""
-        if self.settings.is_baseline:
+        not cached. A label-map tokenizer has none: ``ValueError``."""
+        if self.settings.kind == LABEL_MAP:
             raise ValueError(
-                f"the baseline {self.settings.boundary_model!r} makes label maps directly: it has no boundary map"
+                f"{self.settings.boundary_model!r} is a label-map tokenizer: it makes label maps directly, "
+                "it has no boundary map"
             )
         rgb_images = self._prepare(images)
         digests = [image_digest(image) for image in rgb_images]
@@ -98,22 +115,28 @@ class Segmenter:
         digests = [image_digest(image) for image in rgb_images]
         keys = [f"{digest}:{self.settings!r}:{self.label_size}" for digest in digests]
         # hits first; results stay here too, since a small cache may evict them before we return
-        computed: dict[int, np.ndarray] = {}
-        for i, key in enumerate(keys):
+        computed: dict[str, np.ndarray] = {}
+        for key in keys:
             hit = self._label_cache.get(key)
             if hit is not None:
-                computed[i] = hit
-        missing = [i for i in range(len(keys)) if i not in computed]
-        if missing and self.settings.is_baseline:
-            for i in missing:
-                computed[i] = segment_image(self._at_label_size(rgb_images[i]), self.settings)
-                self._label_cache.put(keys[i], computed[i])
+                computed[key] = hit
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}  # an image given twice is done once
+        missing = [i for key, i in first.items() if key not in computed]
+        missing.sort()
+        if missing and self.settings.kind == LABEL_MAP:  # one batched call of the tokenizer
+            tokenizer = load_tokenizer(self.settings.boundary_model, **self.settings.model_options)
+            batch = [self._at_label_size(rgb_images[i]) for i in missing]
+            label_maps = tokenizer.label_maps(batch, self.settings.max_tokens)
+            check_label_maps(label_maps, batch, self.settings.boundary_model)
+            for i, label_map in zip(missing, label_maps):
+                computed[keys[i]] = label_map.astype(np.int32, copy=False)
+                self._label_cache.put(keys[i], computed[keys[i]])
         elif missing:
             boundary_maps = self._boundary_maps(rgb_images, digests, missing)
             for i, probs in zip(missing, boundary_maps):
-                computed[i] = segment_image(None, self.settings, boundary_probs=probs)
-                self._label_cache.put(keys[i], computed[i])
-        return [computed[i].copy() for i in range(len(keys))]  # callers never share the cached arrays
+                computed[keys[i]] = segment_image(None, self.settings, boundary_probs=probs)
+                self._label_cache.put(keys[i], computed[keys[i]])
+        return [computed[key].copy() for key in keys]  # callers never share the cached arrays
 
     def _prepare(self, images: list[Any]) -> list[np.ndarray]:
         """``(H, W, 3)`` uint8 RGB arrays, padded to a square with ``pad_color`` before anything reads them
@@ -156,4 +179,4 @@ class Segmenter:
         return [maps[i] for i in indices]
 
 
-__all__ = ["Segmenter", "pad_to_square"]
+__all__ = ["Segmenter", "check_label_maps", "pad_to_square"]

@@ -19,7 +19,13 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from .registry import BASELINES, check_tokenizer_name  # registry imports nothing of ours: one way
+from .registry import (  # imports nothing of ours
+    BASELINES,
+    BOUNDARY,
+    LABEL_MAP,
+    check_tokenizer_name,
+    registry_entry,
+)
 
 ASSIGN_MODES = ("watershed", "nearest")
 SEED_MODES = ("threshold", "minima")
@@ -77,12 +83,14 @@ class SegmentationSettings:
     """A tokenizer and its options.
 
     Args:
-        boundary_model: ``"default"`` (embedded), ``"gradient"``, a DirectSAM / EdgeNet hub id or local folder,
-            or a baseline (``"patch"``, ``"slic"``, ``"felzenszwalb"``), which makes label maps directly.
+        boundary_model: the tokenizer's name (``registry``): a boundary model (``"default"``, embedded;
+            ``"gradient"``; a DirectSAM / EdgeNet hub id or local folder) or a label-map tokenizer (``"patch"``,
+            ``"slic"``, ``"felzenszwalb"``, ...), which makes label maps directly.
         boundary_model_options: options of the boundary model (``resolution``, ``keep_aspect``, ``device``,
             ``dtype``, ``batch_size``, ...); a dict is accepted and kept as sorted ``(key, value)`` pairs.
         threshold, max_tokens, min_area, merge, assign, seeds: EPOC's options (see ``epoc``); for a baseline
-            ``max_tokens`` is the exact number of regions (``DEFAULT_MAX_TOKENS`` when ``None``).
+            ``max_tokens`` is the exact number of regions (``DEFAULT_MAX_TOKENS`` when ``None``); a label-map
+            tokenizer reads ``max_tokens`` only.
         pad_color: ``(r, g, b)`` 0-255: the image processor pads each image to a square of this colour (centred,
             LLaVA-1.5's pad-to-square) before it is segmented; ``None`` (default): not padded.
     """
@@ -134,9 +142,16 @@ class SegmentationSettings:
             object.__setattr__(self, "pad_color", tuple(int(c) for c in color))
 
     @property
+    def kind(self) -> str:
+        """``"boundary"`` (a boundary map, then EPOC) or ``"label_map"`` (label maps directly): the registry's
+        ``tokenizer_kind``; a name the registry does not know (a custom model's) is a boundary model."""
+        entry = registry_entry(self.boundary_model)
+        return BOUNDARY if entry is None else entry.kind
+
+    @property
     def is_baseline(self) -> bool:
-        """Whether the tokenizer makes label maps directly (no boundary map, no EPOC)."""
-        return self.boundary_model in BASELINES
+        """Whether the tokenizer makes label maps directly (``kind == "label_map"``)."""
+        return self.kind == LABEL_MAP
 
     @property
     def model_options(self) -> dict[str, Any]:
