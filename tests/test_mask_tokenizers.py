@@ -260,3 +260,127 @@ def test_the_real_public_configs_build_their_models_on_the_meta_device(name, tmp
         model = model_class(config)
     assert config_dict["model_type"] in tokenizer_class.model_types
     assert low <= sum(p.numel() for p in model.parameters()) <= high
+
+
+# --- every entry point, through the registry -------------------------------------------------------------
+
+
+def family_name(kind: str, folders: dict[str, Path]) -> str:
+    return f"{kind}:{folders[kind]}"
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_each_family_is_a_label_map_tokenizer_in_the_registry(kind, tiny_mask_folders):
+    from subobject_vlm.segmentation.registry import LABEL_MAP, registered_names, tokenizer_kind
+
+    assert tokenizer_kind(family_name(kind, tiny_mask_folders)) == LABEL_MAP
+    assert f"{kind}:" in registered_names(LABEL_MAP)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_segment_runs_each_mask_tokenizer_by_name_with_its_options(kind, tiny_mask_folders):
+    from subobject_vlm.segmentation import segment
+
+    image = random_images()[0]
+    label_map = segment(image, family_name(kind, tiny_mask_folders), max_tokens=6, **TINY_OPTIONS[kind])
+    assert_label_map(label_map, image.shape[:2], 6, connected=0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_the_segmenter_batches_each_mask_tokenizer_at_label_size(kind, tiny_mask_folders):
+    from subobject_vlm.segmentation import SegmentationSettings, Segmenter
+
+    settings = SegmentationSettings(family_name(kind, tiny_mask_folders), TINY_OPTIONS[kind], max_tokens=7)
+    label_maps = Segmenter(settings, label_size=(24, 40)).label_maps(random_images())
+    for label_map in label_maps:
+        assert_label_map(label_map, (24, 40), 7, connected=0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_the_image_processor_takes_a_mask_tokenizer_as_its_boundary_model(kind, tiny_mask_folders):
+    from subobject_vlm import SubobjectImageProcessor
+
+    processor = SubobjectImageProcessor(
+        boundary_model=family_name(kind, tiny_mask_folders),
+        boundary_model_options=TINY_OPTIONS[kind],
+        max_tokens=9,
+        label_size={"height": 16, "width": 16},
+    )
+    batch = processor(random_images()[:2], return_tensors="pt")
+    assert batch["label_maps"].shape == (2, 16, 16)
+    assert all(1 <= n <= 9 for n in batch["num_tokens"].tolist())
+    assert batch["boxes"].shape == (int(batch["num_tokens"].sum()), 4)
+
+
+@pytest.fixture
+def photo_folder(tmp_path, astronaut) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray(astronaut[::8, ::8]).save(folder / "astronaut.png")  # 64 x 64
+    Image.fromarray(astronaut[:40, :1]).save(folder / "strip.png")  # 40 x 1
+    return folder
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_the_segment_command_runs_each_mask_tokenizer(kind, tiny_mask_folders, photo_folder, tmp_path):
+    from subobject_vlm.cli import main
+
+    out = tmp_path / "out"
+    model = family_name(kind, tiny_mask_folders)
+    argv = ["segment", str(photo_folder), "--out", str(out), "--model", model, "--max-tokens", "5"]
+    assert main([*argv, "--save-labels", "npy"]) == 0
+    assert_label_map(np.load(out / "astronaut.npy"), (64, 64), 5, connected=0)
+    assert_label_map(np.load(out / "strip.npy"), (40, 1), 5, connected=0)
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(1 <= record["tokens"] <= 5 for record in summary["images"])
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_precompute_writes_the_label_maps_of_each_mask_tokenizer(
+    kind, tiny_mask_folders, photo_folder, tmp_path
+):
+    from subobject_vlm.commands import main
+    from subobject_vlm.data.precompute import decode_label_map, load_precomputed
+
+    out = tmp_path / "pre"
+    model = family_name(kind, tiny_mask_folders)
+    argv = ["precompute", str(photo_folder), "--out", str(out), "--model", model, "--max-tokens", "6"]
+    assert main([*argv, "--label-size", "24"]) == 0
+    rows = list(load_precomputed(out))
+    assert len(rows) == 2
+    for row in rows:
+        assert_label_map(decode_label_map(row["label_map"]), (24, 24), 6, connected=0)
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_eval_bsds_compares_each_mask_tokenizer_at_our_token_counts(kind, tiny_mask_folders, tmp_path):
+    from conftest import write_tiny_bsds
+
+    from subobject_vlm.cli import main
+
+    root = write_tiny_bsds(tmp_path / "bsds", {"val": 1}, size=48)
+    out = tmp_path / "eval"
+    model = family_name(kind, tiny_mask_folders)
+    argv = ["eval-bsds", "--root", str(root), "--limit", "1", "--max-tokens", "8", "--workers", "1"]
+    assert (
+        main([*argv, "--model", "gradient", "--baselines", model, "--thresholds", "3", "--out", str(out)])
+        == 0
+    )
+    report = json.loads((out / "metrics.json").read_text())
+    [image] = report["per_image"]
+    assert 1 <= image["tokens"]["8"][model]["tokens"] <= image["tokens"]["8"]["gradient"]["tokens"]
+
+
+def test_eval_bsds_takes_a_mask_tokenizer_as_the_model(tiny_mask_folders, tmp_path):
+    from conftest import write_tiny_bsds
+
+    from subobject_vlm.cli import main
+
+    root = write_tiny_bsds(tmp_path / "bsds", {"val": 1}, size=48)
+    model = family_name("sam", tiny_mask_folders)
+    argv = ["eval-bsds", "--root", str(root), "--limit", "1", "--max-tokens", "8", "--workers", "1"]
+    assert main([*argv, "--model", model, "--baselines", "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["boundary"] is None and 1 <= report["tokens"][model]["8"]["tokens"] <= 8

@@ -26,27 +26,11 @@ import torch
 from ..devices import check_device, resolve_dtype, warn_slow_half_precision
 from .masks import masks_to_label_map
 from .predictor import pyramid_crop_boxes
+from .registry import resolve_checkpoint
 from .settings import check_max_tokens
 
 Masks = tuple[np.ndarray, np.ndarray]  # (N, H, W) bool masks and their (N,) scores
 _NOT_OPTIONS = ("self", "model", "processor", "checkpoint")  # constructor arguments that are not user options
-
-
-def checkpoint_folder(checkpoint: str | os.PathLike) -> str:
-    """A local folder holding ``checkpoint``: the folder itself (checked: config.json and safetensors), or the
-    snapshot of hub id ``checkpoint`` (``hf-hub:owner/name`` is always the hub)."""
-    from .registry import HUB_PREFIX, _resolve_hub_id, check_checkpoint_folder, is_hub_id
-
-    name = str(checkpoint)
-    if name.startswith(HUB_PREFIX):
-        return _resolve_hub_id(name.removeprefix(HUB_PREFIX))
-    path = Path(name).expanduser()
-    if path.exists():
-        check_checkpoint_folder(path)
-        return str(path)
-    if is_hub_id(name):
-        return _resolve_hub_id(name)
-    raise ValueError(f"{name!r} is neither a local checkpoint folder nor a hub id (owner/name)")
 
 
 def _check_model_type(folder: str, checkpoint: str, kind: str, model_types: tuple[str, ...]) -> dict:
@@ -143,7 +127,7 @@ class MaskTokenizer:
         torch_dtype = resolve_dtype(dtype)
         device = check_device(device)  # before loading anything: one clear line
         warn_slow_half_precision(device, torch_dtype)
-        folder = checkpoint_folder(checkpoint)
+        folder = resolve_checkpoint(checkpoint)
         config = _check_model_type(folder, str(checkpoint), cls.kind, cls.model_types)
         try:
             model, processor = cls._load(folder, config, torch_dtype)
@@ -498,7 +482,6 @@ __all__ = [
     "PanopticTokenizer",
     "Sam2Tokenizer",
     "SamTokenizer",
-    "checkpoint_folder",
     "create_mask2former_tokenizer",
     "create_oneformer_tokenizer",
     "create_sam2_tokenizer",
