@@ -170,6 +170,31 @@ def test_sam_masks_that_overlap_and_outnumber_the_budget_still_cover_every_pixel
     assert_label_map(label_map, image.shape[:2], 5, connected=0)
 
 
+@pytest.mark.parametrize("kind, size, iou", [("sam", (37, 53), 5e-5), ("sam2", (48, 48), 0.5)])
+def test_automatic_masks_equal_the_transformers_mask_generation_pipeline(kind, size, iou, tiny_mask_folders):
+    # (SAM 2 on a square image: the pipeline places SAM 2's points as SAM's, off on other shapes)
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoModel, pipeline
+
+    folder = str(tiny_mask_folders[kind])
+    image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    knobs = dict(pred_iou_thresh=iou, stability_score_thresh=0.0)  # ~ the median IoU the tiny model predicts
+    tokenizer = getattr(mask_models, f"create_{kind}_tokenizer")(
+        folder, points_per_side=4, box_nms_thresh=1.0, **knobs
+    )
+    [(ours, our_scores)] = tokenizer.masks([image])
+    generator = pipeline(
+        "mask-generation",
+        model=AutoModel.from_pretrained(folder),
+        image_processor=AutoImageProcessor.from_pretrained(folder),
+        device="cpu",
+    )
+    theirs = generator(Image.fromarray(image), points_per_crop=4, crops_nms_thresh=1.0, **knobs)
+    assert 0 < len(ours) < 3 * 16  # the IoU filter kept some masks, not all
+    assert np.array_equal(ours, np.stack([mask.numpy() for mask in theirs["masks"]]))
+    assert np.allclose(our_scores, theirs["scores"].numpy())
+
+
 def test_panoptic_pixels_left_unlabelled_become_regions(tiny_tokenizers):
     image = random_images()[0]
     [(masks, _)] = tiny_tokenizers["oneformer"].masks([image])
