@@ -211,6 +211,17 @@ def test_a_batch_of_mixed_sizes_gives_the_maps_of_single_images(tiny_tokenizers)
         assert all(np.array_equal(a, b) for a, b in zip(together, alone))
 
 
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_each_mask_tokenizer_runs_in_half_precision(kind, tiny_mask_folders):
+    with pytest.warns(UserWarning, match="on CPU is emulated"):
+        tokenizer = getattr(mask_models, f"create_{kind}_tokenizer")(
+            str(tiny_mask_folders[kind]), dtype="bfloat16", **TINY_OPTIONS[kind]
+        )
+    assert tokenizer.dtype == torch.bfloat16
+    [label_map] = tokenizer.label_maps(random_images()[:1], 5)
+    assert_label_map(label_map, ODD_SIZES[0], 5, connected=0)
+
+
 def test_sam2_loads_a_checkpoint_saved_as_the_video_model(tiny_mask_folders, tmp_path):
     folder = shutil.copytree(tiny_mask_folders["sam2"], tmp_path / "sam2-video")
     config = json.loads((folder / "config.json").read_text())
@@ -245,7 +256,7 @@ def test_an_unknown_option_is_refused_with_the_options_there_are(tiny_mask_folde
     ):
         mask_models.create_sam_tokenizer(str(tiny_mask_folders["sam"]), threshold=0.5)
     with pytest.raises(ValueError, match="points_per_side must be an integer >= 1, got 0"):
-        mask_models.create_sam_tokenizer(str(tiny_mask_folders["sam"]), points_per_side=0)
+        mask_models.create_sam_tokenizer("no/such-checkpoint", points_per_side=0)  # before any load
 
 
 def test_a_missing_folder_that_is_no_hub_id_is_refused(tmp_path):

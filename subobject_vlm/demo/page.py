@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from ..segmentation.registry import describe_names, registered_names  # noqa: E402
+from ..segmentation.registry import BOUNDARY, describe_names, registered_names  # noqa: E402
 from ..segmentation.settings import (  # noqa: E402
     BASELINES,
     DEFAULT_MAX_TOKENS,
@@ -115,7 +115,7 @@ def build_demo(
     """
     cache = cache if cache is not None else BoundaryMapCache()
     examples = [str(path) for path in example_photos()]
-    model_names = [name for name in registered_names() if name not in BASELINES]
+    model_names = registered_names(BOUNDARY)  # ours is a boundary model (families, 'sam:', are label-map)
 
     def update(photo, model_name, max_tokens, threshold, seeds, min_area, resolution, ground_truth, view):
         """Ours first (the boundary map cached: a new budget costs EPOC only), then the baselines at our count:

@@ -124,6 +124,7 @@ class MaskTokenizer:
     ) -> MaskTokenizer:
         """Load the model and processor of ``checkpoint`` (local folder or hub id; safetensors only)."""
         cls._check_options(options)
+        cls(torch.nn.Identity(), None, **options)  # the options' values checked before any weights load
         torch_dtype = resolve_dtype(dtype)
         device = check_device(device)  # before loading anything: one clear line
         warn_slow_half_precision(device, torch_dtype)
@@ -336,8 +337,8 @@ class PanopticTokenizer(MaskTokenizer):
     ``post_process_panoptic_segmentation``); pixels it leaves unlabelled are holes (regions of their own).
 
     Args:
-        threshold: segments whose class score is at most this are dropped by the model's filter (their pixels
-            become holes).
+        score_threshold: segments whose class score is at most this are dropped by the model's filter (their
+            pixels become holes); transformers' ``threshold``, renamed here, where ``threshold`` is EPOC's.
         mask_threshold: binarisation of each query's mask probabilities.
         overlap_mask_area_threshold: a segment whose visible area is at most this fraction of its mask is
             dropped (its pixels become holes).
@@ -355,7 +356,7 @@ class PanopticTokenizer(MaskTokenizer):
         processor,
         *,
         checkpoint: str = "",
-        threshold: float = 0.5,
+        score_threshold: float = 0.5,
         mask_threshold: float = 0.5,
         overlap_mask_area_threshold: float = 0.8,
         batch_size: int = 4,
@@ -363,7 +364,7 @@ class PanopticTokenizer(MaskTokenizer):
     ) -> None:
         super().__init__(model, processor, checkpoint=checkpoint, min_hole_area=min_hole_area)
         kind = self.kind
-        self.threshold = _check_number(kind, "threshold", threshold, 0.0, 1.0)
+        self.score_threshold = _check_number(kind, "score_threshold", score_threshold, 0.0, 1.0)
         self.mask_threshold = _check_number(kind, "mask_threshold", mask_threshold, 0.0, 1.0)
         self.overlap_mask_area_threshold = _check_number(
             kind, "overlap_mask_area_threshold", overlap_mask_area_threshold, 0.0, 1.0
@@ -393,7 +394,7 @@ class PanopticTokenizer(MaskTokenizer):
         height, width = images[0].shape[:2]
         results = self.processor.post_process_panoptic_segmentation(
             outputs,
-            threshold=self.threshold,
+            threshold=self.score_threshold,
             mask_threshold=self.mask_threshold,
             overlap_mask_area_threshold=self.overlap_mask_area_threshold,
             label_ids_to_fuse=set(),
