@@ -301,6 +301,38 @@ def _felzenszwalb(**options):
     return BaselineTokenizer("felzenszwalb")
 
 
+@register_tokenizer_family("sam", LABEL_MAP)
+def _sam(checkpoint: str, **options):
+    """SAM's automatic masks as label maps (any SamModel checkpoint, e.g. facebook/sam-vit-base)."""
+    from .mask_models import create_sam_tokenizer
+
+    return create_sam_tokenizer(checkpoint, **options)
+
+
+@register_tokenizer_family("sam2", LABEL_MAP)
+def _sam2(checkpoint: str, **options):
+    """SAM 2's automatic masks as label maps (any Sam2Model checkpoint, e.g. facebook/sam2.1-hiera-tiny)."""
+    from .mask_models import create_sam2_tokenizer
+
+    return create_sam2_tokenizer(checkpoint, **options)
+
+
+@register_tokenizer_family("mask2former", LABEL_MAP)
+def _mask2former(checkpoint: str, **options):
+    """Mask2Former's panoptic segments as label maps (e.g. facebook/mask2former-swin-tiny-coco-panoptic)."""
+    from .mask_models import create_mask2former_tokenizer
+
+    return create_mask2former_tokenizer(checkpoint, **options)
+
+
+@register_tokenizer_family("oneformer", LABEL_MAP)
+def _oneformer(checkpoint: str, **options):
+    """OneFormer's panoptic segments as label maps (e.g. shi-labs/oneformer_ade20k_swin_tiny)."""
+    from .mask_models import create_oneformer_tokenizer
+
+    return create_oneformer_tokenizer(checkpoint, **options)
+
+
 _BUILT_IN = frozenset(_REGISTRY)  # the names registered above cannot be replaced
 
 __all__ = [
