@@ -9,6 +9,7 @@ from conftest import REPO_ROOT, Stripes, write_tiny_bsds
 from PIL import Image
 
 from subobject_vlm.demo.pipeline import (
+    add_baselines,
     check_boundary_model_name,
     comparison_names,
     demo_segmenter,
@@ -163,6 +164,28 @@ def test_a_registered_label_map_tokenizer_joins_the_comparison_at_our_count(phot
     result = tokenize(photo, settings(), demo_segmenter())
     assert result.tokens["test-stripes"] == result.tokens["ours"]
     assert "test-stripes" in pictures(result)
+
+
+@pytest.fixture(scope="module")
+def tiny_mask2former(tmp_path_factory) -> str:
+    """``mask2former:FOLDER`` of a tiny random Mask2Former saved here (never downloaded)."""
+    from subobject_vlm.tiny_mask_models import save_tiny_mask_model
+
+    return f"mask2former:{save_tiny_mask_model('mask2former', tmp_path_factory.mktemp('masks') / 'm2f')}"
+
+
+def test_a_mask_tokenizer_asked_for_joins_the_comparison_at_most_at_our_count(
+    photo, counting_model, tiny_mask2former
+):
+    names = comparison_names([tiny_mask2former])
+    assert names == ["patch", "slic", "felzenszwalb", tiny_mask2former]
+    segmenter = demo_segmenter()
+    result = add_baselines(tokenize(photo, settings(), segmenter, baselines=False), segmenter, names, "cpu")
+    label_map = result.label_maps[tiny_mask2former]
+    assert (
+        label_map.shape == photo.shape[:2] and 1 <= result.tokens[tiny_mask2former] <= result.tokens["ours"]
+    )
+    assert len(np.unique(label_map)) == label_map.max() + 1 and tiny_mask2former in pictures(result)
 
 
 def test_recall_against_a_ground_truth_scores_every_tokenizer(photo, counting_model):
@@ -325,6 +348,19 @@ def test_the_page_shows_a_registered_label_map_tokenizer_titled_by_its_summary(p
     assert f"| Vertical stripes | {count} |" in summary
 
 
+def test_the_page_shows_a_mask_tokenizer_titled_by_its_family_and_checkpoint(
+    photo, tmp_path, tiny_mask2former
+):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    update = page_handler(model="gradient", compare=[tiny_mask2former])
+    state, *images, summary, status, downloads, _ = run_page(update, str(path))
+    count = state["result"].tokens[tiny_mask2former]
+    assert count <= state["result"].tokens["ours"]
+    assert images[-1].label == f"Mask2Former's panoptic segments as label maps (m2f) · {count} tokens"
+    assert f"| Mask2Former's panoptic segments as label maps (m2f) | {count} |" in summary
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
@@ -365,6 +401,18 @@ def test_the_demo_command_refuses_a_label_map_tokenizer_as_its_model(capsys):
 
     assert main(["demo", "--model", "slic", "--port", "1"]) == 2
     assert "'slic' is a label-map tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("gradient", "--compare 'gradient' is a boundary model"), ("sam", "unknown tokenizer 'sam'")],
+)
+def test_the_demo_command_refuses_a_comparison_that_is_not_a_label_map_tokenizer(capsys, name, message):
+    from subobject_vlm.cli import main
+
+    assert main(["demo", "--compare", name, "--port", "1"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
 
 
 def test_the_demo_command_without_gradio_says_how_to_install_it(monkeypatch, capsys):

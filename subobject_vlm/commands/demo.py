@@ -1,6 +1,6 @@
 """``subobject-vlm demo``: serve the demo page (a photo's subobject tokens next to every registered label-map
-tokenizer: patches, SLIC, Felzenszwalb, ...) on this machine; needs the ``demo`` extra
-(``pip install -e ".[demo]"``)."""
+tokenizer: patches, SLIC, Felzenszwalb, ..., and the mask tokenizers of ``--compare sam:CHECKPOINT``) on this
+machine; needs the ``demo`` extra (``pip install -e ".[demo]"``)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"boundary model selected at start: {describe_names(baselines=False)}",
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device of the boundary model: cpu, cuda, cuda:N, mps"
+        "--device",
+        default="cpu",
+        help="torch device of the boundary model (and of --compare's mask models): cpu, cuda, cuda:N, mps",
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="TOKENIZER",
+        help="add a mask tokenizer to the comparison row, shown at (at most) our token count; repeatable: "
+        "sam:CHECKPOINT, sam2:CHECKPOINT, mask2former:CHECKPOINT, oneformer:CHECKPOINT (a local folder or a hub "
+        "id, e.g. sam:facebook/sam-vit-base)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo.pipeline import check_boundary_model_name
+    from ..demo.pipeline import check_boundary_model_name, check_comparison_name
 
     check_boundary_model_name(args.model)  # a mistyped name or a label-map tokenizer fails before serving
+    compare = [check_comparison_name(name) for name in args.compare]  # so does a --compare boundary model
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
     try:
@@ -47,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet_third_parties()
     print(f"serving the demo on http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
-    launch(build_demo(model=args.model, device=args.device), host=args.host, port=args.port)
+    launch(build_demo(model=args.model, device=args.device, compare=compare), host=args.host, port=args.port)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,11 @@ def title(name: str) -> str:
     if name in TITLES:
         return TITLES[name]
     entry = registry_entry(name)
-    return (entry.summary.rstrip(".") if entry is not None else "") or name
+    summary = entry.summary.rstrip(".") if entry is not None else ""
+    if entry is not None and entry.family and summary:  # "SAM's automatic masks as label maps (sam-vit-base)"
+        checkpoint = name.partition(":")[2].rstrip("/\\")
+        return f"{summary.split(' (')[0]} ({Path(checkpoint).name or checkpoint})"
+    return summary or name
 
 
 def _caption(result: Tokenization, name: str, what: str = "") -> str:
@@ -176,7 +181,7 @@ def _make_update(segmenter: Segmenter, device: str, comparisons: list[str]):
         status = _status(result, file_name)
         yield ({"result": result, "view": view}, *ours, *pending, gr.skip(), status, gr.skip(), "")
         try:
-            add_baselines(result, segmenter, comparisons)
+            add_baselines(result, segmenter, comparisons, device)
             shown = pictures(result, view)
             downloads = [str(path) for path in write_downloads(result, Path(photo).stem)]
         except Exception as error:  # noqa: BLE001 - keep ours on the page, say what failed
@@ -325,7 +330,12 @@ def _connect(demo: gr.Blocks, page: _Page, update) -> None:
         )
 
 
-def build_demo(model: str = "default", device: str = "cpu", segmenter: Segmenter | None = None) -> gr.Blocks:
+def build_demo(
+    model: str = "default",
+    device: str = "cpu",
+    segmenter: Segmenter | None = None,
+    compare: Sequence[str] = (),
+) -> gr.Blocks:
     """The demo page.
 
     Args:
@@ -334,9 +344,11 @@ def build_demo(model: str = "default", device: str = "cpu", segmenter: Segmenter
         device: torch device of the boundary model.
         segmenter: keeps boundary maps and label maps between events (``demo_segmenter()`` by default; tests
             pass theirs to count the model's runs).
+        compare: mask tokenizers added to the comparison row (``sam:CHECKPOINT``, ``mask2former:CHECKPOINT``,
+            ...), run on ``device`` at (at most) our count.
     """
     segmenter = segmenter if segmenter is not None else demo_segmenter()
-    comparisons = comparison_names()  # the label-map tokenizers registered now
+    comparisons = comparison_names(compare)  # the label-map tokenizers registered now, then those asked for
     with gr.Blocks(title="Subobject tokens", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         page = _layout(model, comparisons)
         _connect(demo, page, _make_update(segmenter, device, comparisons))

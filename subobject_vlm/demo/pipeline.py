@@ -1,7 +1,7 @@
 """The demo's work, as plain functions (no web framework): an uploaded file becomes a working image, the image
 is tokenized by our boundary model and, at the same token count, by every registered label-map tokenizer
-(patches, SLIC, Felzenszwalb, and any registered one), and the results become pictures, region facts and
-downloads.
+(patches, SLIC, Felzenszwalb, and any registered one) and the mask tokenizers asked for (``sam:CHECKPOINT``, ...:
+at most our count), and the results become pictures, region facts and downloads.
 
 >>> segmenter = demo_segmenter()
 >>> image, original_shape, notes = prepare_image("photo.jpg")
@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 from ..atomic import save_image, save_npy, write_bytes
 from ..caching import digest, image_digest
 from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, encode_label_map, load_image
-from ..segmentation.registry import LABEL_MAP, registered_names, tokenizer_kind
+from ..segmentation.registry import LABEL_MAP, registered_names, registry_entry, tokenizer_kind
 from ..segmentation.segmenter import Segmenter
 from ..segmentation.settings import SegmentationSettings
 from ..segmentation.visualize import colorize_probs, composite, mean_colour_image, region_overlay
@@ -87,10 +88,24 @@ def demo_segmenter(cache_size: int = CACHE_SIZE) -> Segmenter:
     return Segmenter(SegmentationSettings(), cache_size=cache_size)
 
 
-def comparison_names() -> list[str]:
+def comparison_names(extra: Sequence[str] = ()) -> list[str]:
     """The tokenizers shown next to ours: every registered label-map tokenizer that needs no checkpoint
-    (``patch``, ``slic``, ``felzenszwalb``, and any registered one), in registration order."""
-    return [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+    (``patch``, ``slic``, ``felzenszwalb``, and any registered one), in registration order, then each of
+    ``extra`` (e.g. ``sam:facebook/sam-vit-base``, checked by :func:`check_comparison_name`) not already there."""
+    names = [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+    return list(dict.fromkeys([*names, *(check_comparison_name(name) for name in extra)]))
+
+
+def check_comparison_name(name: str) -> str:
+    """A tokenizer to add to the comparison row, stripped and checked: a label-map tokenizer (a mask family's
+    ``sam:CHECKPOINT``, ``mask2former:CHECKPOINT``, ...); a boundary model or an unknown name is refused."""
+    name = str(name or "").strip()
+    if tokenizer_kind(name) != LABEL_MAP:
+        raise ValueError(
+            f"--compare {name!r} is a boundary model, not a label-map tokenizer; compare with "
+            "sam:CHECKPOINT, sam2:CHECKPOINT, mask2former:CHECKPOINT or oneformer:CHECKPOINT"
+        )
+    return name
 
 
 @dataclass
@@ -156,11 +171,21 @@ def tokenize(
     return add_baselines(result, segmenter) if baselines else result
 
 
-def add_baselines(result: Tokenization, segmenter: Segmenter, names: list[str] | None = None) -> Tokenization:
+def add_baselines(
+    result: Tokenization, segmenter: Segmenter, names: list[str] | None = None, device: str | None = None
+) -> Tokenization:
     """Add each comparison's label map (``names``, default ``comparison_names()``) at our token count, and its
-    recall, to ``result``; returns it."""
+    recall, to ``result``; returns it. A mask tokenizer (``sam:CHECKPOINT``, ...) runs on ``device`` (default:
+    its own), one model call at a time, and gives at most our count (its masks merge, never split)."""
     count = result.tokens["ours"]
     for name in comparison_names() if names is None else names:
+        entry = registry_entry(name)
+        if entry is not None and entry.family:  # a checkpoint's model
+            options = {} if device is None else {"device": device}
+            compared = segmenter.with_settings(SegmentationSettings(name, options, max_tokens=count))
+            with _MODEL_LOCK:
+                [result.label_maps[name]] = compared.label_maps([result.image])
+            continue
         compared = segmenter.with_settings(SegmentationSettings(name, max_tokens=count))
         [result.label_maps[name]] = compared.label_maps([result.image])
     _score(result)
@@ -358,6 +383,7 @@ __all__ = [
     "Tokenization",
     "add_baselines",
     "check_boundary_model_name",
+    "check_comparison_name",
     "comparison_names",
     "demo_segmenter",
     "example_photos",

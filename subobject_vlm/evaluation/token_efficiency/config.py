@@ -143,9 +143,11 @@ class ComparisonConfig:
                 raise ConfigError(
                     f"tokenizers.{name}.match: {match!r} must name another tokenizer without 'match'"
                 )
-            if match is not None and spec["boundary_model"] not in ("patch", "slic", "felzenszwalb"):
+            if match is not None and not _is_label_map_tokenizer(spec["boundary_model"]):
                 raise ConfigError(
-                    f"tokenizers.{name}.match: only baselines (patch, slic, felzenszwalb) take exact counts"
+                    f"tokenizers.{name}.match: only label-map tokenizers (patch, slic, felzenszwalb: exact "
+                    f"counts; sam:, sam2:, mask2former:, oneformer: at most) take another's per-image counts, "
+                    f"not {spec['boundary_model']!r}"
                 )
         for key in ("budgets", "seeds"):
             values = getattr(self, key)
@@ -177,6 +179,14 @@ class ComparisonConfig:
             check_device(self.device)
         except ValueError as error:
             raise ConfigError(f"device: {error}") from None
+
+
+def _is_label_map_tokenizer(name: Any) -> bool:
+    """Whether ``name`` is a registered label-map tokenizer (a baseline, or a mask family's ``kind:checkpoint``)."""
+    from ...segmentation.registry import LABEL_MAP, registry_entry
+
+    entry = registry_entry(name) if isinstance(name, str) else None
+    return entry is not None and entry.kind == LABEL_MAP
 
 
 def _check_data_section(data: dict) -> None:
@@ -246,14 +256,52 @@ def load_config(
 
     Relative ``data.<split>.path`` and ``image_folder`` are taken from ``base_dir`` (default: the YAML file's
     folder, or the working directory for a dict); a ``path`` with nothing there stays as written (a dataset
-    name on the Hub), except a missing ``.json`` / ``.jsonl`` file: a ``ConfigError`` naming its key."""
+    name on the Hub), except a missing ``.json`` / ``.jsonl`` file: a ``ConfigError`` naming its key. So is a
+    tokenizer's relative checkpoint folder (``boundary_model: ckpt`` or ``sam:ckpt``, see
+    :func:`_resolve_checkpoints`)."""
     if not isinstance(config, dict):
         base_dir = Path(config).parent if base_dir is None else base_dir
         config = read_yaml_mapping(config)
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    if isinstance(config.get("tokenizers"), dict):
+        config = {**config, "tokenizers": _resolve_checkpoints(config["tokenizers"], base)}
     parsed = load_yaml_config(config, ComparisonConfig, _convert)
     if "synthetic" not in parsed.data:
-        parsed.data = _resolve_data_paths(parsed.data, Path.cwd() if base_dir is None else Path(base_dir))
+        parsed.data = _resolve_data_paths(parsed.data, base)
     return parsed
+
+
+def _resolve_checkpoints(tokenizers: dict, base_dir: Path) -> dict:
+    """A copy of ``tokenizers`` whose relative checkpoint folders (``boundary_model: folder`` or
+    ``family:folder``) that exist under ``base_dir`` are absolute. A family's relative checkpoint found nowhere
+    that is not a hub id (``owner/name``) is a ``ConfigError`` naming the key; other names stay as written."""
+    from ...segmentation.registry import HUB_PREFIX, is_hub_id, registry_entry
+
+    resolved = {}
+    for name, spec in tokenizers.items():
+        model = spec.get("boundary_model") if isinstance(spec, dict) else None
+        if not isinstance(model, str) or model.startswith(HUB_PREFIX):
+            resolved[name] = spec
+            continue
+        entry = registry_entry(model)
+        if entry is not None and not entry.family:  # default, patch, slic, ... or a registered name
+            resolved[name] = spec
+            continue
+        prefix, checkpoint = model.partition(":")[::2] if entry is not None else ("", model)
+        path = Path(checkpoint).expanduser()
+        if checkpoint.startswith(HUB_PREFIX) or path.is_absolute():
+            resolved[name] = spec
+        elif (base_dir / path).exists():
+            folder = str((base_dir / path).resolve())
+            resolved[name] = {**spec, "boundary_model": f"{prefix}:{folder}" if prefix else folder}
+        elif entry is not None and not is_hub_id(checkpoint):
+            raise ConfigError(
+                f"tokenizers.{name}.boundary_model: no checkpoint folder {str(base_dir / path)!r} (relative "
+                f"paths are taken from the config's folder) and {checkpoint!r} is not a hub id (owner/name)"
+            )
+        else:
+            resolved[name] = spec
+    return resolved
 
 
 def _resolve_data_paths(data: dict, base_dir: Path) -> dict:

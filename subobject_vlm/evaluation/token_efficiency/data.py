@@ -145,7 +145,8 @@ def segment_split(
     """Label maps (N, h, w) int16 of tokenizer ``name`` at ``max_tokens`` (one of its budgets) for the images of
     ``data`` (split name ``split``), cached in ``out_dir`` (written atomically).
 
-    ``counts`` (N,): exact per-image counts for a baseline matched to another tokenizer. ``segmenter``: a
+    ``counts`` (N,): per-image counts for a label-map tokenizer matched to another tokenizer (a baseline gives
+    exactly them; a mask tokenizer at most: its masks are merged to the count, never split). ``segmenter``: a
     :class:`~subobject_vlm.segmentation.Segmenter` whose caches to share (``with_settings``), so that a boundary
     model runs once per image for every budget and EPOC setting of the experiment; default: a new one.
     """
@@ -180,7 +181,7 @@ def segment_split(
         batch = list(images[start : start + chunk])
         if counts is None:
             label_maps = segmenter.label_maps(batch)
-        else:  # a baseline at exactly the matched tokenizer's count for each image
+        else:  # a label-map tokenizer at the matched tokenizer's count for each image
             label_maps = [
                 exactly(int(n)).label_maps([image])[0]
                 for image, n in zip(batch, counts[start : start + chunk])

@@ -261,7 +261,8 @@ def label_maps(
     experiment: Experiment, name: str, budget: int, segmenter: Any = None
 ) -> dict[str, np.ndarray]:
     """Split -> (N, h, w) int16 label maps of tokenizer ``name`` at ``budget`` (a matched baseline at exactly
-    the counts of the tokenizer it matches), from ``segmentations/`` when made before."""
+    the counts of the tokenizer it matches, a matched mask tokenizer at most), from ``segmentations/`` when made
+    before."""
     config, folder = experiment.config, experiment.out_dir / "segmentations"
     match = config.tokenizers[name].get("match")
     maps = {}
@@ -288,9 +289,22 @@ def segment_jobs(experiment: Experiment) -> list[Job]:
             seconds = time.perf_counter() - started
             _log(
                 f"label maps {jobs[-1].label}: {jobs[-1].mean_tokens:.1f} tokens/image ({_duration(seconds)})"
+                + _matched_note(experiment, name, budget, maps)
             )
     segmenter.clear_cache()
     return jobs
+
+
+def _matched_note(experiment: Experiment, name: str, budget: int, maps: dict[str, np.ndarray]) -> str:
+    """For a tokenizer matched to another: how many images got fewer tokens than the one it matches (a
+    baseline: none; a mask tokenizer's masks merge, never split, so it may give fewer); else ``""``."""
+    match = experiment.config.tokenizers[name].get("match")
+    if not match:
+        return ""
+    matched = label_maps(experiment, match, budget)  # made before (run order): read from segmentations/
+    fewer = sum(int((token_counts(maps[s]) < token_counts(matched[s])).sum()) for s in maps)
+    total = sum(len(maps[s]) for s in maps)
+    return f"; matched to {match}: {fewer} of {total} images got fewer tokens than it"
 
 
 def shared_segmenter(experiment: Experiment):
