@@ -174,18 +174,20 @@ def tiny_mask2former(tmp_path_factory) -> str:
     return f"mask2former:{save_tiny_mask_model('mask2former', tmp_path_factory.mktemp('masks') / 'm2f')}"
 
 
+@pytest.mark.parametrize("kind", ["mask2former", "oneformer", "sam", "sam2"])
 def test_a_mask_tokenizer_asked_for_joins_the_comparison_at_most_at_our_count(
-    photo, counting_model, tiny_mask2former
+    photo, counting_model, kind, tmp_path
 ):
-    names = comparison_names([tiny_mask2former])
-    assert names == ["patch", "slic", "felzenszwalb", tiny_mask2former]
+    from subobject_vlm.tiny_mask_models import save_tiny_mask_model
+
+    name = f"{kind}:{save_tiny_mask_model(kind, tmp_path / kind)}"
+    names = comparison_names([name])
+    assert names == ["patch", "slic", "felzenszwalb", name]
     segmenter = demo_segmenter()
     result = add_baselines(tokenize(photo, settings(), segmenter, baselines=False), segmenter, names, "cpu")
-    label_map = result.label_maps[tiny_mask2former]
-    assert (
-        label_map.shape == photo.shape[:2] and 1 <= result.tokens[tiny_mask2former] <= result.tokens["ours"]
-    )
-    assert len(np.unique(label_map)) == label_map.max() + 1 and tiny_mask2former in pictures(result)
+    label_map = result.label_maps[name]
+    assert label_map.shape == photo.shape[:2] and 1 <= result.tokens[name] <= result.tokens["ours"]
+    assert len(np.unique(label_map)) == label_map.max() + 1 and name in pictures(result)
 
 
 def test_recall_against_a_ground_truth_scores_every_tokenizer(photo, counting_model):

@@ -1,4 +1,4 @@
-"""compare-tokenizers with a mask tokenizer (issue 22): a tiny random Mask2Former in the grid, its checkpoint
+"""compare-tokenizers with mask tokenizers (issue 22): tiny random SAM, SAM 2, Mask2Former and OneFormer in the grid, checkpoints
 relative to the config's folder, matched to our per-image counts (at most them), and the errors."""
 
 import json
@@ -14,19 +14,28 @@ from subobject_vlm.evaluation.token_efficiency import load_config
 from subobject_vlm.tiny_mask_models import save_tiny_mask_model
 from subobject_vlm.training.config import ConfigError
 
+KINDS = ("mask2former", "sam", "sam2", "oneformer")
+
 
 @pytest.fixture(scope="module")
 def mask_grid(tmp_path_factory):
     """The toy grid plus a tiny Mask2Former (checkpoint folder named relative to the config) matched to ``ours``,
     run through the command from another folder: output folder and stderr."""
     folder = tmp_path_factory.mktemp("mask-grid")
-    save_tiny_mask_model("mask2former", folder / "models" / "m2f")
+    for kind in KINDS:
+        save_tiny_mask_model(kind, folder / "models" / kind)
     config = toy_config("out", budgets=[32])  # more than the tiny model's masks: some images get fewer
     config["tokenizers"]["m2f"] = {
-        "boundary_model": "mask2former:models/m2f",
+        "boundary_model": "mask2former:models/mask2former",
         "boundary_model_options": {"overlap_mask_area_threshold": 0.2},
         "match": "ours",
     }
+    for kind in ("sam", "sam2", "oneformer"):  # every family runs in the grid (a small point grid: fast)
+        options = {"points_per_side": 4} if kind.startswith("sam") else {}
+        config["tokenizers"][kind] = {
+            "boundary_model": f"{kind}:models/{kind}",
+            "boundary_model_options": options,
+        }
     config["training"]["steps"] = 2
     (folder / "compare.yaml").write_text(yaml.safe_dump(config))
     elsewhere = tmp_path_factory.mktemp("elsewhere")
@@ -35,11 +44,12 @@ def mask_grid(tmp_path_factory):
     return elsewhere / "out", stderr
 
 
-def test_a_mask_tokenizer_with_a_checkpoint_relative_to_the_config_runs_in_the_grid(mask_grid):
+def test_every_mask_tokenizer_with_a_checkpoint_relative_to_the_config_runs_in_the_grid(mask_grid):
     out_dir, _ = mask_grid
     runs = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
-    [run] = [r for r in runs if r["tokenizer"] == "m2f"]
-    assert run["budget"] == 32 and 1 <= run["mean_tokens"] <= 32 and np.isfinite(run["val_loss"])
+    for name in ("m2f", "sam", "sam2", "oneformer"):
+        [run] = [r for r in runs if r["tokenizer"] == name]
+        assert run["budget"] == 32 and 1 <= run["mean_tokens"] <= 32 and np.isfinite(run["val_loss"])
 
 
 def test_a_matched_mask_tokenizer_gets_at_most_the_per_image_counts_and_says_how_many_got_fewer(mask_grid):
