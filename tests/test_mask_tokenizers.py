@@ -222,6 +222,18 @@ def test_each_mask_tokenizer_runs_in_half_precision(kind, tiny_mask_folders):
     assert_label_map(label_map, ODD_SIZES[0], 5, connected=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CI and tests never require one)")
+@pytest.mark.parametrize("kind", MASK_KINDS)
+def test_each_mask_tokenizer_on_cuda_gives_the_label_maps_of_the_cpu(
+    kind, tiny_mask_folders, tiny_tokenizers
+):
+    create = getattr(mask_models, f"create_{kind}_tokenizer")
+    on_gpu = create(str(tiny_mask_folders[kind]), device="cuda", **TINY_OPTIONS[kind])
+    images = random_images()
+    for cpu_map, gpu_map in zip(tiny_tokenizers[kind].label_maps(images, 5), on_gpu.label_maps(images, 5)):
+        assert (cpu_map == gpu_map).mean() > 0.95  # other kernels, other float order: nearly the same pixels
+
+
 def test_sam2_loads_a_checkpoint_saved_as_the_video_model(tiny_mask_folders, tmp_path):
     folder = shutil.copytree(tiny_mask_folders["sam2"], tmp_path / "sam2-video")
     config = json.loads((folder / "config.json").read_text())
