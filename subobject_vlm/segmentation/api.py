@@ -114,7 +114,7 @@ def segment_image(
         [boundary_probs] = load_boundary_model(settings.boundary_model, **settings.model_options).predict(
             [image]
         )
-    return epoc_with(boundary_probs, settings)  # the options were checked once, by the settings
+    return epoc_with(boundary_probs, **settings.epoc_options)  # checked once, by the settings
 
 
 def segment(

@@ -14,8 +14,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from .options import ASSIGN_MODES, SEED_MODES, check_epoc_options
 from .regions import MergeOrder, _merge_regions, relabel_by_area
-from .settings import ASSIGN_MODES, SEED_MODES, SegmentationSettings, check_epoc_options
 
 Assign = Literal["watershed", "nearest"]
 Seeds = Literal["threshold", "minima"]
@@ -193,10 +193,10 @@ def epoc(
     return _epoc(probs, threshold, max_tokens, min_area, merge, assign, seeds)
 
 
-def epoc_with(boundary_probs, settings: SegmentationSettings) -> np.ndarray:
-    """``epoc(boundary_probs, **settings.epoc_options)`` without checking the options again: ``settings``
-    checked them when it was made (the path of ``segment_image``, the processor and the commands)."""
-    return _epoc(as_boundary_probs(boundary_probs), **settings.epoc_options)
+def epoc_with(boundary_probs, **options) -> np.ndarray:
+    """``epoc(boundary_probs, **options)`` without checking the options again: the segmentation settings
+    checked them when they were made (the path of ``segment_image``, the processor and the commands)."""
+    return _epoc(as_boundary_probs(boundary_probs), **options)
 
 
 def _epoc(

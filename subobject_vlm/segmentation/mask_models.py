@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from ..devices import check_device, resolve_dtype, warn_slow_half_precision
+from .checkpoints import resolve_checkpoint
 from .masks import masks_to_label_map
+from .options import check_max_tokens
 from .predictor import pyramid_crop_boxes
-from .registry import resolve_checkpoint
-from .settings import check_max_tokens
 
 Masks = tuple[np.ndarray, np.ndarray]  # (N, H, W) bool masks and their (N,) scores
 _NOT_OPTIONS = ("self", "model", "processor", "checkpoint")  # constructor arguments that are not user options

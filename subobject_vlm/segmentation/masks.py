@@ -38,8 +38,8 @@ import cv2
 import numpy as np
 
 from .epoc import _assign_nearest
+from .options import check_max_tokens
 from .regions import _as_probs_of, _merge_regions, relabel_by_area
-from .settings import check_max_tokens
 
 _BLOCK = 1 << 24  # elements of one (masks x pixels) block: 16 MB of bool
 
