@@ -339,9 +339,10 @@ def test_records_from_before_best_val_loss_take_it_from_their_curve():
     assert "| 0.5500 ± 0.0000 (step 200) |" in results_table([run])
 
 
-def test_the_committed_quick_results_md_is_the_report_of_its_results_jsonl(tmp_path):
-    committed = REPO_CONFIGS.parent / "benchmarks" / "results" / "compare_quick"
+@pytest.mark.parametrize("preset", ["compare_quick", "compare_medium"])
+def test_the_committed_results_md_is_the_report_of_its_results_jsonl(preset, tmp_path):
+    committed = REPO_CONFIGS.parent / "benchmarks" / "results" / preset
     (tmp_path / "results.jsonl").write_text((committed / "results.jsonl").read_text())
-    config = yaml.safe_load((REPO_CONFIGS / "compare_quick.yaml").read_text())
+    config = yaml.safe_load((REPO_CONFIGS / f"{preset}.yaml").read_text())
     token_efficiency.write_report({**config, "output_dir": str(tmp_path)})
     assert (tmp_path / "results.md").read_text() == (committed / "results.md").read_text()
