@@ -95,3 +95,11 @@ def test_threads_sharing_a_small_cache_get_the_same_label_maps_as_one_thread(ast
         results = list(pool.map(lambda k: shared.label_maps([images[k % 9]])[0], range(36)))
     for k, label_map in enumerate(results):
         np.testing.assert_array_equal(label_map, expected[k % 9])
+
+
+def test_an_image_given_twice_in_one_call_is_predicted_once(images, calls):
+    segmenter = Segmenter(SegmentationSettings("test-counting"), label_size=(64, 64), cache_size=0)
+    first, again, other = segmenter.boundary_maps([images[0], images[0], images[1]])
+    assert calls == [2] and np.array_equal(first, again) and first is not again
+    label_maps = segmenter.label_maps([images[1], images[1]])
+    assert calls == [2, 1] and np.array_equal(*label_maps)

@@ -128,9 +128,10 @@ class Segmenter:
             hit = self._label_cache.get(key)
             if hit is not None:
                 computed[key] = hit
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}  # an image given twice is done once
-        missing = [i for key, i in first.items() if key not in computed]
-        missing.sort()
+        first: dict[str, int] = {}  # an image given twice is done once
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        missing = [i for key, i in first.items() if key not in computed]  # in the order given
         if missing and self.settings.kind == LABEL_MAP:  # one batched call of the tokenizer
             tokenizer = load_tokenizer(self.settings.boundary_model, **self.settings.model_options)
             batch = [self._at_label_size(rgb_images[i]) for i in missing]
@@ -155,7 +156,7 @@ class Segmenter:
         return rgb_images
 
     def _at_label_size(self, image: np.ndarray) -> np.ndarray:
-        """``image`` area-averaged to ``label_size`` (itself without one)."""
+        """``image`` (an RGB image or a boundary map) area-averaged to ``label_size`` (itself without one)."""
         if self.label_size is None:
             return image
         label_h, label_w = self.label_size
@@ -173,19 +174,19 @@ class Segmenter:
             )
         )
         keys = {i: f"{digests[i]}:{model_key}" for i in indices}
-        maps = {i: self._boundary_cache.get(keys[i]) for i in indices}
-        to_predict = [i for i in indices if maps[i] is None]
+        maps = {key: self._boundary_cache.get(key) for key in keys.values()}  # an image given twice: one key
+        to_predict: dict[str, int] = {}  # key -> the first index of its image, in the order given
+        for i, key in keys.items():
+            if maps[key] is None:
+                to_predict.setdefault(key, i)
         if to_predict:  # one batched call of the boundary model
             model = load_boundary_model(settings.boundary_model, **settings.model_options)
             self._model_runs[0] += 1
-            for i, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict])):
-                if self.label_size is not None:
-                    # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
-                    label_h, label_w = self.label_size
-                    probs = cv2.resize(probs, (label_w, label_h), interpolation=cv2.INTER_AREA)
-                maps[i] = probs
-                self._boundary_cache.put(keys[i], probs)
-        return [maps[i] for i in indices]
+            for key, probs in zip(to_predict, model.predict([rgb_images[i] for i in to_predict.values()])):
+                # EPOC at label resolution: area-averaged probabilities keep thin boundaries as weaker lines.
+                maps[key] = self._at_label_size(probs)
+                self._boundary_cache.put(key, maps[key])
+        return [maps[keys[i]] for i in indices]
 
 
 __all__ = ["Segmenter", "check_label_maps", "pad_to_square"]
