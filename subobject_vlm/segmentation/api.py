@@ -17,13 +17,13 @@ import numpy as np
 
 from .epoc import epoc_with
 from .registry import (
-    BOUNDARY,
     DEFAULT_WEIGHTS_DIR,
     LABEL_MAP,
     check_tokenizer_name,
     create_tokenizer,
     has_embedded_weights,
     registry_entry,
+    require_boundary_model,
     tokenizer_kind,
 )
 from .settings import DEFAULT_MAX_TOKENS, DEFAULT_SEEDS, SegmentationSettings
@@ -77,11 +77,7 @@ def load_tokenizer(name: str | os.PathLike = "default", **options) -> BoundaryMo
 def load_boundary_model(name: str | os.PathLike = "default", **options) -> BoundaryModel:
     """Load (once, then cached) boundary model ``name`` (see ``load_tokenizer``); a label-map tokenizer has no
     boundary map: ``ValueError``."""
-    if tokenizer_kind(name) != BOUNDARY:
-        raise ValueError(
-            f"{str(name)!r} is a label-map tokenizer: it has no boundary map; use segment(..., model={str(name)!r})"
-        )
-    return load_tokenizer(name, **options)
+    return load_tokenizer(require_boundary_model(name), **options)
 
 
 def segment_image(

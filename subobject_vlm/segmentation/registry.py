@@ -103,23 +103,24 @@ def register_tokenizer_family(name: str, kind: str, factory: Callable[..., Any] 
 
 def registered_names(kind: str | None = None) -> list[str]:
     """Registered tokenizer names (of ``kind``), boundary models first; a family is listed as ``name:``."""
-    names = [
+    return [
         f"{entry.name}:" if entry.family else entry.name
         for wanted in (BOUNDARY, LABEL_MAP)
         for entry in _REGISTRY.values()
         if entry.kind == wanted and (kind is None or kind == wanted)
     ]
-    return names
 
 
 def describe_names(baselines: bool = True) -> str:
     """One line for help texts and errors; ``baselines=False`` for commands that need a boundary model."""
-    boundary = ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(BOUNDARY))
-    listed = f"{boundary} (boundary models), "
+
+    def listed(kind: str) -> str:
+        return ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(kind))
+
+    described = f"{listed(BOUNDARY)} (boundary models), "
     if baselines:
-        label_map = ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(LABEL_MAP))
-        listed += f"{label_map} (label-map tokenizers), "
-    return listed + (
+        described += f"{listed(LABEL_MAP)} (label-map tokenizers), "
+    return described + (
         "a local checkpoint folder, or a hub id such as chendelong/DirectSAM-1800px-0424 "
         "(hf-hub:owner/name is always the hub, even where a local folder has that name)"
     )
@@ -178,14 +179,20 @@ def create_tokenizer(name: str | os.PathLike, **options):
     return BoundaryPredictor.from_pretrained(resolve_checkpoint(name), **options)
 
 
-def create_boundary_model(name: str | os.PathLike, **options):
-    """Build the boundary model ``name`` (uncached; ``load_boundary_model`` caches it); a label-map tokenizer
-    has no boundary map: ``ValueError``."""
+def require_boundary_model(name: str | os.PathLike) -> str:
+    """``name`` as a string if it names a boundary model; a label-map tokenizer has no boundary map:
+    ``ValueError`` (and an unknown name lists the valid ones)."""
     if tokenizer_kind(name) != BOUNDARY:
         raise ValueError(
             f"{str(name)!r} is a label-map tokenizer: it has no boundary map; use segment(..., model={str(name)!r})"
         )
-    return create_tokenizer(name, **options)
+    return str(name)
+
+
+def create_boundary_model(name: str | os.PathLike, **options):
+    """Build the boundary model ``name`` (uncached; ``load_boundary_model`` caches it); a label-map tokenizer
+    has no boundary map: ``ValueError``."""
+    return create_tokenizer(require_boundary_model(name), **options)
 
 
 @register_boundary_model("default")
@@ -289,6 +296,7 @@ __all__ = [
     "register_tokenizer_family",
     "registered_names",
     "registry_entry",
+    "require_boundary_model",
     "resolve_checkpoint",
     "tokenizer_kind",
 ]
