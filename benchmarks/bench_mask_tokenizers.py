@@ -15,6 +15,9 @@ EdgeNet + EPOC, 128 tokens) is taken within the same run, on the same machine an
 
     python benchmarks/bench_mask_tokenizers.py            # writes benchmarks/results/mask_tokenizers.json
     python benchmarks/bench_mask_tokenizers.py --skip-real   # tiny models only (a minute)
+    python benchmarks/bench_mask_tokenizers.py --device cuda  # every model on the GPU (ours too): ..._cuda.json
+
+On a GPU the peak memory column is the GPU's (``torch.cuda.max_memory_allocated``), not the process's.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def photos() -> list[np.ndarray]:
     return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
 
 
-def real_tokenizer(kind: str, config_file: str, processor_size: dict):
+def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: str = "cpu"):
     """A tokenizer around a random-weight model of a real public config and its published processor sizes."""
     import torch
     import transformers
@@ -81,7 +84,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict):
         (Path(folder) / "config.json").write_text((CONFIGS / config_file).read_text())
         config = model_class.config_class.from_pretrained(folder)
     torch.manual_seed(0)
-    model = model_class(config).eval()
+    model = model_class(config).eval().to(device)
     if kind == "sam":
         processor = transformers.SamImageProcessor()
     elif kind == "sam2":
@@ -99,8 +102,9 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict):
     return tokenizer_class(model, processor, checkpoint=f"{config_file} (random weights)", **options)
 
 
-def run_one(name: str, images: int, repeats: int, tiny_root: str) -> dict:
-    """Time one tokenizer in this process: seconds per image (after one warm-up image) and peak memory."""
+def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = "cpu") -> dict:
+    """Time one tokenizer in this process on ``device``: seconds per image (after one warm-up image) and peak
+    memory (the process's on the CPU, the GPU's on CUDA)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
@@ -109,7 +113,8 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str) -> dict:
     batch = photos()[:images]
     extra = {}
     if name == "default":
-        segmenter = Segmenter(SegmentationSettings(max_tokens=MAX_TOKENS), cache_size=0)
+        settings = SegmentationSettings(max_tokens=MAX_TOKENS, boundary_model_options=(("device", device),))
+        segmenter = Segmenter(settings, cache_size=0)
 
         def label_maps(images):
             return segmenter.label_maps(images)
@@ -117,13 +122,14 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str) -> dict:
     elif name.startswith("tiny-"):
         kind = name.removeprefix("tiny-")
         options = SAM_OPTIONS if kind in ("sam", "sam2") else {}
-        tokenizer = getattr(mask_models, f"create_{kind}_tokenizer")(str(Path(tiny_root) / kind), **options)
+        create = getattr(mask_models, f"create_{kind}_tokenizer")
+        tokenizer = create(str(Path(tiny_root) / kind), device=device, **options)
 
         def label_maps(images):
             return tokenizer.label_maps(images, MAX_TOKENS)
 
     else:
-        tokenizer = real_tokenizer(*REAL[name])
+        tokenizer = real_tokenizer(*REAL[name], device=device)
 
         def label_maps(images):
             return tokenizer.label_maps(images, MAX_TOKENS)
@@ -132,23 +138,34 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str) -> dict:
             pixels = tokenizer.processor(
                 images=batch[:1], return_tensors="pt", input_data_format="channels_last"
             )
-            start = time.perf_counter()
+            pixel_values = pixels["pixel_values"].to(device)
             with torch.inference_mode():
-                tokenizer.model.get_image_embeddings(pixels["pixel_values"])
+                if device != "cpu":  # the first CUDA call's kernel set-up out of the timing
+                    tokenizer.model.get_image_embeddings(pixel_values)
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                tokenizer.model.get_image_embeddings(pixel_values)
+                if device != "cpu":
+                    torch.cuda.synchronize()
             extra["image_encoder_seconds"] = time.perf_counter() - start
 
-    if repeats > 1 or name == "default":  # (a real-size model's warm-up would cost minutes)
+    if (
+        repeats > 1 or name == "default" or device != "cpu"
+    ):  # (a real-size model's warm-up costs minutes on CPU)
         label_maps(batch[:1])  # warm-up: loading and first-call costs out of the timing
     tokens, start = [], time.perf_counter()
     for _ in range(repeats):
         for image in batch:
             tokens.append(int(label_maps([image])[0].max()) + 1)
     seconds = (time.perf_counter() - start) / (repeats * len(batch))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux -> MB
+    if device == "cpu":
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux -> MB
+    else:
+        peak = torch.cuda.max_memory_allocated() / 2**20
     return {
         "seconds_per_image": seconds,
         "images_per_second": 1 / seconds,
-        "peak_rss_mb": peak,
+        "peak_rss_mb" if device == "cpu" else "peak_cuda_mb": peak,
         "mean_tokens": float(np.mean(tokens)),
         "images": len(batch),
         "repeats": repeats,
@@ -163,13 +180,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the photos (tiny models, ours)")
     parser.add_argument("--skip-real", action="store_true", help="tiny models only")
     parser.add_argument("--real-images", type=int, default=1, help="photos for each real-size model")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mask_tokenizers.json"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every tokenizer, ours too)")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/mask_tokenizers[_cuda].json")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process: one tokenizer
     parser.add_argument("--images", type=int, default=4, help=argparse.SUPPRESS)
     parser.add_argument("--tiny-root", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.images, args.repeats, args.tiny_root)))
+        print(json.dumps(run_one(args.one, args.images, args.repeats, args.tiny_root, args.device)))
         return
 
     from subobject_vlm.tiny_mask_models import MASK_KINDS, save_tiny_mask_model
@@ -184,7 +202,7 @@ def main() -> None:
             runs += [("default-1", args.real_images, 1)] + [(name, args.real_images, 1) for name in REAL]
         for name, images, repeats in runs:
             command = [sys.executable, __file__, "--one", name.removesuffix("-1"), "--images", str(images)]
-            command += ["--repeats", str(repeats), "--tiny-root", tiny_root]
+            command += ["--repeats", str(repeats), "--tiny-root", tiny_root, "--device", args.device]
             started = time.perf_counter()
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode:
@@ -198,16 +216,19 @@ def main() -> None:
     for name, row in results.items():
         print(
             f"{name:>28} | {row['images_per_second']:>7.3f} | {row['slowdown_vs_default']:>8.1f} | "
-            f"{row['peak_rss_mb']:>7.0f} | {row['mean_tokens']:.0f}"
+            f"{row.get('peak_rss_mb', row.get('peak_cuda_mb')):>7.0f} | {row['mean_tokens']:.0f}"
         )
     record = {
+        "device": args.device,
         "threads": int(env["OMP_NUM_THREADS"]),
         "max_tokens": MAX_TOKENS,
         "photos": "skimage.data astronaut, coffee, chelsea, rocket (first --real-images for the real-size rows)",
         "results": results,
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"mask_tokenizers{suffix}.json")
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -426,7 +426,7 @@ def _check_source_name(src: str | Path) -> None:
     from .segmentation.registry import check_checkpoint_folder, is_hub_id
 
     if Path(src).expanduser().exists():
-        check_checkpoint_folder(Path(src).expanduser())
+        check_checkpoint_folder(Path(src).expanduser(), model_class="AutoModelForImageTextToText")
     elif not is_hub_id(str(src)):
         raise ValueError(f"{src!r} is neither an existing checkpoint folder nor a hub id (owner/name)")
 

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -140,6 +141,21 @@ def test_cli_convert_writes_the_checkpoint(llava_dir, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "out")
     model = AutoModelForImageTextToText.from_pretrained(tmp_path / "out")
     assert model.dtype == torch.bfloat16 and os.path.exists(tmp_path / "out" / "processor_config.json")
+
+
+def test_a_pickled_source_is_refused_naming_the_class_that_keeps_its_language_head(
+    llava_dir, tmp_path, capsys
+):
+    from subobject_vlm.cli import main
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(llava_dir / "config.json", pickled / "config.json")
+    (pickled / "pytorch_model.bin").write_bytes(b"pickle")
+    assert main(["convert", str(pickled), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "pickled weights (pytorch_model.bin)" in error and "import AutoModelForImageTextToText" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_that_is_not_llava_is_refused_before_any_weight_loads(tmp_path, capsys):

@@ -128,7 +128,7 @@ class MaskTokenizer:
         torch_dtype = resolve_dtype(dtype)
         device = check_device(device)  # before loading anything: one clear line
         warn_slow_half_precision(device, torch_dtype)
-        folder = resolve_checkpoint(checkpoint)
+        folder = resolve_checkpoint(checkpoint, model_class=cls._model_class)
         config = _check_model_type(folder, str(checkpoint), cls.kind, cls.model_types)
         try:
             model, processor = cls._load(folder, config, torch_dtype)

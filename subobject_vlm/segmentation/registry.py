@@ -176,7 +176,9 @@ def create_tokenizer(name: str | os.PathLike, **options):
         return entry.factory(checkpoint, **options) if entry.family else entry.factory(**options)
     from .predictor import BoundaryPredictor
 
-    return BoundaryPredictor.from_pretrained(resolve_checkpoint(name), **options)
+    return BoundaryPredictor.from_pretrained(
+        resolve_checkpoint(name, model_class="AutoModelForSemanticSegmentation"), **options
+    )
 
 
 def require_boundary_model(name: str | os.PathLike) -> str:
