@@ -20,6 +20,7 @@ TOKENIZER_FLAGS = (
     "--pyramid-layers",
     "--device",
     "--dtype",
+    "--model-option",
     "--max-tokens",
     "--threshold",
     "--min-area",

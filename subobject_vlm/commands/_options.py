@@ -12,12 +12,55 @@ default of each option is the settings' and the help states it. Importing this m
 from __future__ import annotations
 
 import argparse
+import ast
 from collections.abc import Sequence
+from typing import Any
 
 from ..segmentation.settings import ASSIGN_MODES, MERGE_ORDERS, SEED_MODES, SegmentationSettings
 from ._files import DTYPE_NAMES
 
 DEFAULTS = SegmentationSettings()
+_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(key, value)``: the value read as a Python literal (``16``, ``0.86``, ``True``,
+    ``[1, 2]`` as a tuple), ``true`` / ``false`` / ``none`` in any case, or else kept as text (``cuda``). The
+    ``type`` of every ``--...-option`` flag."""
+    key, sep, value = str(text).partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. points_per_side=16), got {text!r}")
+    value = value.strip()
+    if value.lower() in _WORDS:
+        return key, _WORDS[value.lower()]
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return key, value
+    return key, tuple(parsed) if isinstance(parsed, list) else parsed
+
+
+def named_options(
+    pairs: Sequence[Sequence[str]] | None, flag: str, names: Sequence[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``--flag TOKENIZER KEY=VALUE`` pairs (repeatable) -> ``{tokenizer: {key: value}}``; a tokenizer that is
+    not among ``names`` (when given) or a key given two values is a ``ValueError`` naming it."""
+    options: dict[str, dict[str, Any]] = {}
+    for name, text in pairs or ():
+        if names is not None and name not in names:
+            raise ValueError(
+                f"{flag} {name} {text}: {name!r} is not among the tokenizers ({', '.join(names)})"
+            )
+        try:
+            key, value = key_value(text)
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"{flag} {name}: {error}") from None
+        given = options.setdefault(name, {})
+        if key in given and given[key] != value:
+            raise ValueError(f"{flag} {name}: {key} given twice ({given[key]!r} and {value!r})")
+        given[key] = value
+    return options
 
 
 def add_segmentation_arguments(
@@ -71,6 +114,16 @@ def add_segmentation_arguments(
         choices=DTYPE_NAMES,
         help="boundary model dtype; half precision only pays on a GPU (default: float32)",
     )
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        type=key_value,
+        default=None,
+        metavar="KEY=VALUE",
+        help="any other option of --model's tokenizer, repeatable: e.g. points_per_side=16, pred_iou_thresh=0.86, "
+        "crops_n_layers=1 (sam:), score_threshold=0.7 (mask2former:, oneformer:), batch_size=8 (a boundary "
+        "model); a name the tokenizer lacks is refused with the list of its options",
+    )
     if not epoc:
         return
     budget = (
@@ -121,4 +174,4 @@ def add_segmentation_arguments(
     )
 
 
-__all__ = ["add_segmentation_arguments"]
+__all__ = ["add_segmentation_arguments", "key_value", "named_options"]

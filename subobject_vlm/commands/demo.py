@@ -40,13 +40,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sam:CHECKPOINT, sam2:CHECKPOINT, mask2former:CHECKPOINT, oneformer:CHECKPOINT (a local folder or a hub "
         "id, e.g. sam:facebook/sam-vit-base)",
     )
+    parser.add_argument(
+        "--compare-option",
+        action="append",
+        nargs=2,
+        default=None,
+        metavar=("TOKENIZER", "KEY=VALUE"),
+        help="an option of one of --compare, repeatable: e.g. --compare-option sam:facebook/sam-vit-base "
+        "points_per_side=16 (SAM's 32 a side take minutes an image on a CPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from ..demo.pipeline import check_boundary_model_name, check_comparison_name
+    from ._options import named_options
 
     check_boundary_model_name(args.model)  # a mistyped name or a label-map tokenizer fails before serving
     compare = [check_comparison_name(name) for name in args.compare]  # so does a --compare boundary model
+    compare_options = named_options(args.compare_option, "--compare-option", compare)
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
     try:
@@ -55,11 +66,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f'the demo needs gradio ({error}); install it with: pip install -e ".[demo]"'
         ) from None
+    from ..segmentation.api import load_tokenizer
     from ._files import quiet_third_parties
 
     quiet_third_parties()
+    for name in compare:  # loaded now, as the page will (cached): a broken checkpoint or option fails here
+        load_tokenizer(name, **{"device": args.device, **compare_options.get(name, {})})
     print(f"serving the demo on http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
-    launch(build_demo(model=args.model, device=args.device, compare=compare), host=args.host, port=args.port)
+    demo = build_demo(model=args.model, device=args.device, compare=compare, compare_options=compare_options)
+    launch(demo, host=args.host, port=args.port)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import add_segmentation_arguments
+from ._options import add_segmentation_arguments, named_options
 
 NAME = "eval-bsds"
 HELP = "BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines at equal counts"
@@ -29,6 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="label-map tokenizers run at our per-image token counts, e.g. sam:CHECKPOINT (default: every "
         f"registered one: {' '.join(n for n in registered_names(LABEL_MAP) if not n.endswith(':'))}; "
         "--baselines alone: none)",
+    )
+    parser.add_argument(
+        "--baseline-option",
+        action="append",
+        nargs=2,
+        default=None,
+        metavar=("TOKENIZER", "KEY=VALUE"),
+        help="an option of one of --baselines, repeatable: e.g. --baseline-option sam:facebook/sam-vit-base "
+        "points_per_side=16",
     )
     parser.add_argument("--out", default="eval_bsds", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
@@ -67,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         args.limit,
         args.thresholds or None,
         segment_options={k: v for k, v in settings.epoc_options.items() if k != "max_tokens"},
+        baseline_options=named_options(args.baseline_option, "--baseline-option"),
         nms=args.nms,
         matcher=args.matcher,
         workers=args.workers,

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no telemetry
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -148,7 +149,9 @@ def _ground_truth_or_none(ground_truth, original_shape, shape) -> list | None:
         return None
 
 
-def _make_update(segmenter: Segmenter, device: str, comparisons: list[str]):
+def _make_update(
+    segmenter: Segmenter, device: str, comparisons: list[str], options: Mapping[str, Mapping] | None = None
+):
     """The page's handler: ours first (the boundary map cached: a new budget costs EPOC only), then each
     comparison at our count; a generator, so the page shows each step as soon as it is done."""
 
@@ -181,7 +184,7 @@ def _make_update(segmenter: Segmenter, device: str, comparisons: list[str]):
         status = _status(result, file_name)
         yield ({"result": result, "view": view}, *ours, *pending, gr.skip(), status, gr.skip(), "")
         try:
-            add_baselines(result, segmenter, comparisons, device)
+            add_baselines(result, segmenter, comparisons, device, options)
             shown = pictures(result, view)
             downloads = [str(path) for path in write_downloads(result, Path(photo).stem)]
         except Exception as error:  # noqa: BLE001 - keep ours on the page, say what failed
@@ -335,6 +338,7 @@ def build_demo(
     device: str = "cpu",
     segmenter: Segmenter | None = None,
     compare: Sequence[str] = (),
+    compare_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> gr.Blocks:
     """The demo page.
 
@@ -346,12 +350,13 @@ def build_demo(
             pass theirs to count the model's runs).
         compare: mask tokenizers added to the comparison row (``sam:CHECKPOINT``, ``mask2former:CHECKPOINT``,
             ...), run on ``device`` at (at most) our count.
+        compare_options: a comparison's own options by name (``{"sam:CKPT": {"points_per_side": 16}}``).
     """
     segmenter = segmenter if segmenter is not None else demo_segmenter()
     comparisons = comparison_names(compare)  # the label-map tokenizers registered now, then those asked for
     with gr.Blocks(title="Subobject tokens", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         page = _layout(model, comparisons)
-        _connect(demo, page, _make_update(segmenter, device, comparisons))
+        _connect(demo, page, _make_update(segmenter, device, comparisons, compare_options))
     return demo
 
 

@@ -20,9 +20,10 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -172,21 +173,27 @@ def tokenize(
 
 
 def add_baselines(
-    result: Tokenization, segmenter: Segmenter, names: list[str] | None = None, device: str | None = None
+    result: Tokenization,
+    segmenter: Segmenter,
+    names: list[str] | None = None,
+    device: str | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Tokenization:
     """Add each comparison's label map (``names``, default ``comparison_names()``) at our token count, and its
     recall, to ``result``; returns it. A mask tokenizer (``sam:CHECKPOINT``, ...) runs on ``device`` (default:
-    its own), one model call at a time, and gives at most our count (its masks merge, never split)."""
+    its own) with its ``options`` (by name: ``{"sam:CKPT": {"points_per_side": 16}}``), one model call at a
+    time, and gives at most our count (its masks merge, never split)."""
     count = result.tokens["ours"]
     for name in comparison_names() if names is None else names:
         entry = registry_entry(name)
+        given = dict((options or {}).get(name, {}))
         if entry is not None and entry.family:  # a checkpoint's model
-            options = {} if device is None else {"device": device}
-            compared = segmenter.with_settings(SegmentationSettings(name, options, max_tokens=count))
+            given = {**({} if device is None else {"device": device}), **given}
+            compared = segmenter.with_settings(SegmentationSettings(name, given, max_tokens=count))
             with _MODEL_LOCK:
                 [result.label_maps[name]] = compared.label_maps([result.image])
             continue
-        compared = segmenter.with_settings(SegmentationSettings(name, max_tokens=count))
+        compared = segmenter.with_settings(SegmentationSettings(name, given, max_tokens=count))
         [result.label_maps[name]] = compared.label_maps([result.image])
     _score(result)
     return result

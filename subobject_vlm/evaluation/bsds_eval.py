@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,8 @@ def _evaluate_sample(task: dict) -> dict:
         metrics = {ours: segmentation_metrics(labels, segs, bdrys, task["tolerance"], task["max_dist"])}
         count = metrics[ours]["tokens"]
         for name in baselines:
-            baseline_labels = segment_image(image, SegmentationSettings(name, max_tokens=count))
+            baseline = SegmentationSettings(name, task["baseline_options"].get(name), max_tokens=count)
+            baseline_labels = segment_image(image, baseline)
             metrics[name] = segmentation_metrics(
                 baseline_labels, segs, bdrys, task["tolerance"], task["max_dist"]
             )
@@ -106,6 +108,7 @@ def eval_bsds(
     *,
     boundary_probs_fn: Callable[[np.ndarray], np.ndarray] | None = None,
     segment_options: dict | None = None,
+    baseline_options: Mapping[str, Mapping[str, Any]] | None = None,
     nms: bool = True,
     max_dist: float = BSDS_MAX_DIST,
     tolerance: float = 2,
@@ -129,6 +132,7 @@ def eval_bsds(
         thresholds: boundary benchmark thresholds (number or sequence); ``None`` skips the benchmark.
         boundary_probs_fn: any ``(H, W, 3) uint8 -> (H, W) float [0, 1]`` function used instead of ``model``.
         segment_options: EPOC's other options (``threshold``, ``min_area``, ...; default: the settings').
+        baseline_options: a baseline's own options by name (``{"sam:CKPT": {"points_per_side": 16}}``).
         nms: benchmark the map after ``non_maximum_suppression`` (the edge-detection protocol of HED, RCF,
             Structured Edges); the tokenizer always segments the raw map.
         max_dist: BSDS matching tolerance (fraction of the diagonal).
@@ -164,9 +168,16 @@ def eval_bsds(
 
     probs_fn = None if is_label_map else _boundary_probs_fn(model, boundary_probs_fn, model_options)
     baselines = [b for b in baselines if b != ours]
+    baseline_options = {name: dict(given) for name, given in (baseline_options or {}).items()}
+    for name in baseline_options:
+        if name not in baselines:
+            raise ValueError(
+                f"baseline_options names {name!r}, which is not among the baselines ({', '.join(baselines)})"
+            )
     thresholds = None if thresholds is None or probs_fn is None else bsds_thresholds(thresholds)
     options = {"thresholds": thresholds, "nms": nms, "max_dist": max_dist, "matcher": matcher}
     options.update(tolerance=tolerance, tokenizer=tokenizer, ours=ours, baselines=baselines)
+    options["baseline_options"] = baseline_options
     bar = tqdm(total=len(samples), desc=f"eval-bsds {split}", unit="img", disable=not progress)
     workers = default_workers() if workers is None else workers
     results = _evaluate_all(samples, lambda sample: _task(sample, probs_fn, options), workers, bar.update)
@@ -185,6 +196,7 @@ def eval_bsds(
         "tolerance_px": tolerance,
         "matcher": matcher,
         "segment_options": segment_options or {},
+        **({"baseline_options": baseline_options} if baseline_options else {}),
         "definitions": _definitions(tolerance),
     }
     report = _report(config, results, thresholds, [t.max_tokens for t in tokenizer], started)

@@ -26,7 +26,7 @@ import torch
 from ..devices import check_device, resolve_dtype, warn_slow_half_precision
 from .checkpoints import resolve_checkpoint
 from .masks import masks_to_label_map
-from .options import check_max_tokens
+from .options import check_max_tokens, check_tokenizer_options
 from .predictor import pyramid_crop_boxes
 
 Masks = tuple[np.ndarray, np.ndarray]  # (N, H, W) bool masks and their (N,) scores
@@ -140,11 +140,7 @@ class MaskTokenizer:
     def _check_options(cls, options: dict) -> None:
         """``ValueError`` naming the first option this tokenizer does not have, and the ones it has."""
         known = [name for name in inspect.signature(cls.__init__).parameters if name not in _NOT_OPTIONS]
-        for name in options:
-            if name not in known:
-                raise ValueError(
-                    f"the {cls.kind} tokenizer has no option {name!r}; its options: {', '.join(['device', 'dtype', *known])}"
-                )
+        check_tokenizer_options(f"the {cls.kind} tokenizer", options, ["device", "dtype", *known])
 
     @classmethod
     def _load(cls, folder: str, config: dict, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
-"""EPOC's options and the token budget: their valid values, the defaults, and the one check of each.
+"""EPOC's options and the token budget: their valid values, the defaults, and the one check of each; and the
+one check of a tokenizer's own options (``check_tokenizer_options``).
 
 The bottom of ``segmentation``: imports nothing of ours, so EPOC, the region merge and the baselines check
 their options here without reaching up to the settings (which gather these with the tokenizer's name).
@@ -7,6 +8,8 @@ their options here without reaching up to the settings (which gather these with 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 ASSIGN_MODES = ("watershed", "nearest")
 SEED_MODES = ("threshold", "minima")
@@ -45,12 +48,38 @@ def check_epoc_options(
         raise ValueError(f"seeds must be one of {SEED_MODES}, got {seeds!r}")
 
 
+# How any boundary model runs and what every one takes (the commands pass them to whichever is chosen): a model
+# they do not apply to (the gradient model has no resolution) takes and ignores them.
+BOUNDARY_MODEL_OPTIONS = ("resolution", "keep_aspect", "pyramid_layers", "device", "dtype", "batch_size")
+DEVICE_OPTIONS = (
+    "device",
+    "dtype",
+    "batch_size",
+)  # where a tokenizer runs: one on the CPU alone ignores them
+
+
+def check_tokenizer_options(
+    tokenizer: str, options: Mapping[str, Any], known: Iterable[str], ignored: Iterable[str] = ()
+) -> dict[str, Any]:
+    """``options`` without the ``ignored`` ones; ``ValueError`` naming the first that is neither ``known`` nor
+    ``ignored``, and listing the ``known`` ones (``tokenizer``: how the message names it, "the sam tokenizer")."""
+    known, ignored = list(known), set(ignored)
+    for name in options:
+        if name not in known and name not in ignored:
+            listed = ", ".join(known) if known else "none"
+            raise ValueError(f"{tokenizer} has no option {name!r}; its options: {listed}")
+    return {name: value for name, value in options.items() if name not in ignored}
+
+
 __all__ = [
     "ASSIGN_MODES",
+    "BOUNDARY_MODEL_OPTIONS",
+    "DEVICE_OPTIONS",
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_SEEDS",
     "MERGE_ORDERS",
     "SEED_MODES",
     "check_epoc_options",
     "check_max_tokens",
+    "check_tokenizer_options",
 ]

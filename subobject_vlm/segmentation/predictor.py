@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 
 from ..devices import check_device, resolve_dtype, warn_slow_half_precision
+from .options import BOUNDARY_MODEL_OPTIONS, check_tokenizer_options
 
 MAX_ASPECT = 2.0  # wider than this (either way), an image is scaled as its MAX_ASPECT:1 windows would be
 MAX_AREA = 16  # ... within this many times the pixels of a resolution x resolution square
@@ -129,6 +130,9 @@ class BoundaryPredictor:
         """
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
+        check_tokenizer_options(
+            "a DirectSAM / EdgeNet boundary model", options, BOUNDARY_MODEL_OPTIONS + ("overlap",)
+        )
         torch_dtype = resolve_dtype(dtype)
         device = check_device(device)  # before loading anything: 'cuda' without CUDA is one clear line
         warn_slow_half_precision(device, torch_dtype)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoints import HUB_PREFIX, check_checkpoint_folder, is_hub_id, resolve_checkpoint  # (re-exported)
+from .options import BOUNDARY_MODEL_OPTIONS, DEVICE_OPTIONS, check_tokenizer_options
 
 BOUNDARY = "boundary"  # a boundary map, then EPOC
 LABEL_MAP = "label_map"  # label maps directly (no boundary map, no EPOC)
@@ -216,7 +217,10 @@ def _gradient(**options):
     """Classical CIELAB colour gradients (no learned weights)."""
     from .gradient import GradientBoundaryModel
 
-    return GradientBoundaryModel(**{k: v for k, v in options.items() if k in ("sigmas", "max_side")})
+    ignored = [name for name in BOUNDARY_MODEL_OPTIONS if name not in ("sigmas", "max_side")]
+    return GradientBoundaryModel(
+        **check_tokenizer_options("the gradient tokenizer", options, ["sigmas", "max_side"], ignored)
+    )
 
 
 @register_label_map_tokenizer("patch")
@@ -224,6 +228,7 @@ def _patch(**options):
     """A grid of near-square patches (as a ViT's), exactly max_tokens of them."""
     from .baselines import BaselineTokenizer
 
+    check_tokenizer_options("the patch tokenizer", options, [], DEVICE_OPTIONS)
     return BaselineTokenizer("patch")
 
 
@@ -232,6 +237,7 @@ def _slic(**options):
     """SLIC superpixels (scikit-image), merged to exactly max_tokens."""
     from .baselines import BaselineTokenizer
 
+    check_tokenizer_options("the slic tokenizer", options, [], DEVICE_OPTIONS)
     return BaselineTokenizer("slic")
 
 
@@ -240,6 +246,7 @@ def _felzenszwalb(**options):
     """Felzenszwalb-Huttenlocher graph segments (scikit-image), merged to exactly max_tokens."""
     from .baselines import BaselineTokenizer
 
+    check_tokenizer_options("the felzenszwalb tokenizer", options, [], DEVICE_OPTIONS)
     return BaselineTokenizer("felzenszwalb")
 
 

@@ -149,11 +149,22 @@ class SegmentationSettings:
         model = given.get("model")
         if model is not None:
             check_tokenizer_name(model)
-        device = given.get("device")
+        options = {**base.model_options}
+        given_options = {key: given[key] for key in MODEL_OPTION_ARGS if given.get(key) is not None}
+        for key, value in given.get("model_option") or ():  # --model-option KEY=VALUE, repeatable
+            if key in EPOC_FIELDS:
+                raise ValueError(
+                    f"--model-option {key}: EPOC's option, not the model's: pass --{key.replace('_', '-')}"
+                )
+            if key in given_options and given_options[key] != value:
+                raise ValueError(
+                    f"--model-option {key}={value!r} contradicts {key}={given_options[key]!r}, given too"
+                )
+            given_options[key] = value
+        device = given_options.get("device")
         if device is not None and not DEVICE_NAME.match(str(device)):
             raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {device!r}")
-        options = {**base.model_options}
-        options.update({key: given[key] for key in MODEL_OPTION_ARGS if given.get(key) is not None})
+        options.update(given_options)
         return replace(
             base,
             boundary_model=base.boundary_model if model is None else model,
