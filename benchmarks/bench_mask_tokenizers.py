@@ -7,7 +7,7 @@ EdgeNet + EPOC, 128 tokens) is taken within the same run, on the same machine an
 - ``tiny-*``: the tiny random models of ``subobject_vlm.tiny_mask_models`` (the tests' models): the cost of the
   pipeline around a model (point grids, mask post-processing, masks -> label map), not of a real model;
 - ``real-*``: models built from the real public configs (``tests/data/mask_configs``, random weights) with the
-  published processors' sizes: SAM ViT-B and SAM 2.1 Hiera-T at 1024 px with SAM's default automatic-mask
+  published processors' sizes: SAM ViT-B, SAM 2.1 Hiera-T and EdgeTAM at 1024 px with SAM's default automatic-mask
   knobs (32 x 32 points, 64 a batch) but the IoU filter off (``SAM_OPTIONS``), Mask2Former Swin-T (shortest side 384) and OneFormer Swin-T (512).
   Random weights: the model's compute is the real one, but its masks are not, so what depends on the masks
   (how many pass SAM's IoU / stability filter and are run-length coded, the budget merge) is not measured as
@@ -45,6 +45,7 @@ SAM_OPTIONS = {"pred_iou_thresh": 0.0}
 REAL = {
     "real-sam-vit-base": ("sam", "sam-vit-base.json", {}),
     "real-sam2.1-hiera-tiny": ("sam2", "sam2.1-hiera-tiny.json", {}),
+    "real-edgetam": ("edgetam", "edgetam.json", {}),
     "real-mask2former-swin-tiny": (
         "mask2former",
         "mask2former-swin-tiny-coco-panoptic.json",
@@ -76,6 +77,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
     tokenizer_class = {
         "sam": mask_models.SamTokenizer,
         "sam2": mask_models.Sam2Tokenizer,
+        "edgetam": mask_models.EdgeTamTokenizer,
         "mask2former": mask_models.Mask2FormerTokenizer,
         "oneformer": mask_models.OneFormerTokenizer,
     }[kind]
@@ -87,7 +89,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
     model = model_class(config).eval().to(device)
     if kind == "sam":
         processor = transformers.SamImageProcessor()
-    elif kind == "sam2":
+    elif kind in ("sam2", "edgetam"):
         processor = transformers.Sam2ImageProcessor()
     elif kind == "mask2former":
         processor = transformers.Mask2FormerImageProcessor(**processor_size)
@@ -98,7 +100,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
             max_seq_length=config.text_encoder_context_length,
             task_seq_length=config.task_seq_len,
         )
-    options = SAM_OPTIONS if kind in ("sam", "sam2") else {}
+    options = SAM_OPTIONS if kind in ("sam", "sam2", "edgetam") else {}
     return tokenizer_class(model, processor, checkpoint=f"{config_file} (random weights)", **options)
 
 
@@ -121,7 +123,7 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
 
     elif name.startswith("tiny-"):
         kind = name.removeprefix("tiny-")
-        options = SAM_OPTIONS if kind in ("sam", "sam2") else {}
+        options = SAM_OPTIONS if kind in ("sam", "sam2", "edgetam") else {}
         create = getattr(mask_models, f"create_{kind}_tokenizer")
         tokenizer = create(str(Path(tiny_root) / kind), device=device, **options)
 
@@ -134,7 +136,7 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
         def label_maps(images):
             return tokenizer.label_maps(images, MAX_TOKENS)
 
-        if name.startswith("real-sam"):  # the image encoder alone: the rest is prompts and post-processing
+        if name.startswith(("real-sam", "real-edgetam")):  # the image encoder alone: the rest is prompts and post-processing
             pixels = tokenizer.processor(
                 images=batch[:1], return_tensors="pt", input_data_format="channels_last"
             )

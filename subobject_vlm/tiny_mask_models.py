@@ -1,10 +1,10 @@
-"""Tiny random mask models (SAM, SAM 2, Mask2Former, OneFormer) saved as checkpoints, for tests, examples and
+"""Tiny random mask models (SAM, SAM 2, EdgeTAM, Mask2Former, OneFormer) saved as checkpoints, for tests, examples and
 benchmarks: built locally from their config classes, never downloaded.
 
 >>> folder = save_tiny_mask_model("sam", tmp_path / "sam")   # config.json, model.safetensors, processor config
 >>> tokenizer = create_sam_tokenizer(str(folder), pred_iou_thresh=0.0, stability_score_thresh=0.0)
 
-Each is a few layers of a few channels (12k-130k parameters) at a 64-pixel input; its masks are random, which is
+Each is a few layers of a few channels (12k-220k parameters) at a 64-pixel input; its masks are random, which is
 what the label-map rules are tested against: they overlap, leave holes and outnumber small budgets.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MASK_KINDS = ("sam", "sam2", "mask2former", "oneformer")
+MASK_KINDS = ("sam", "sam2", "edgetam", "mask2former", "oneformer")
 
 
 def _tiny_swin():
@@ -98,6 +98,40 @@ def _tiny_sam2():
     return Sam2Model(config), Sam2Processor(image_processor=image_processor)
 
 
+def _tiny_edgetam():
+    from transformers import (
+        EdgeTamConfig,
+        EdgeTamModel,
+        EdgeTamVisionConfig,
+        Sam2ImageProcessor,
+        Sam2Processor,
+        TimmWrapperConfig,
+    )
+
+    # timm's test ConvNeXt (built locally, no weights) for EdgeTAM's RepViT: four stages at strides 4-32
+    backbone = TimmWrapperConfig(
+        architecture="test_convnext",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+    )
+    vision = EdgeTamVisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=[64, 48, 32, 24],
+        backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+        fpn_hidden_size=16,
+    )
+    config = EdgeTamConfig(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(
+            hidden_size=16, mlp_dim=16, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=8
+        ),
+    )
+    image_processor = Sam2ImageProcessor(
+        size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}
+    )
+    return EdgeTamModel(config), Sam2Processor(image_processor=image_processor)
+
+
 def _tiny_mask2former():
     from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
 
@@ -171,6 +205,7 @@ def save_tiny_mask_model(kind: str, folder: str | Path, seed: int = 0) -> Path:
     builders = {
         "sam": _tiny_sam,
         "sam2": _tiny_sam2,
+        "edgetam": _tiny_edgetam,
         "mask2former": _tiny_mask2former,
         "oneformer": _tiny_oneformer,
     }

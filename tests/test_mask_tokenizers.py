@@ -24,6 +24,7 @@ ODD_SIZES = [(37, 53), (1, 40), (40, 1), (64, 64)]
 TINY_OPTIONS = {
     "sam": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
     "sam2": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, crops_n_layers=1),
+    "edgetam": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
     "mask2former": dict(overlap_mask_area_threshold=0.2),
     "oneformer": dict(),
 }
@@ -170,9 +171,11 @@ def test_sam_masks_that_overlap_and_outnumber_the_budget_still_cover_every_pixel
     assert_label_map(label_map, image.shape[:2], 5, connected=0)
 
 
-@pytest.mark.parametrize("kind, size, iou", [("sam", (37, 53), 5e-5), ("sam2", (48, 48), 0.5)])
+@pytest.mark.parametrize(
+    "kind, size, iou", [("sam", (37, 53), 5e-5), ("sam2", (48, 48), 0.5), ("edgetam", (48, 48), 0.5)]
+)
 def test_automatic_masks_equal_the_transformers_mask_generation_pipeline(kind, size, iou, tiny_mask_folders):
-    # (SAM 2 on a square image: the pipeline places SAM 2's points as SAM's, off on other shapes)
+    # (SAM 2 / EdgeTAM on a square image: the pipeline places their points as SAM's, off on other shapes)
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModel, pipeline
 
@@ -238,12 +241,15 @@ def test_each_mask_tokenizer_on_cuda_gives_the_label_maps_of_the_cpu(
         assert (cpu_map == gpu_map).mean() > 0.95  # other kernels, other float order: nearly the same pixels
 
 
-def test_sam2_loads_a_checkpoint_saved_as_the_video_model(tiny_mask_folders, tmp_path):
-    folder = shutil.copytree(tiny_mask_folders["sam2"], tmp_path / "sam2-video")
+@pytest.mark.parametrize(("kind", "video"), [("sam2", "Sam2VideoModel"), ("edgetam", "EdgeTamVideoModel")])
+def test_sam2_and_edgetam_load_a_checkpoint_saved_as_the_video_model(
+    tiny_mask_folders, tmp_path, kind, video
+):
+    folder = shutil.copytree(tiny_mask_folders[kind], tmp_path / f"{kind}-video")
     config = json.loads((folder / "config.json").read_text())
-    config.update(model_type="sam2_video", architectures=["Sam2VideoModel"])  # as the SAM 2.1 hub checkpoints
+    config.update(model_type=f"{kind}_video", architectures=[video])  # as the SAM 2.1 hub checkpoints
     (folder / "config.json").write_text(json.dumps(config))
-    tokenizer = mask_models.create_sam2_tokenizer(str(folder), points_per_side=2)
+    tokenizer = getattr(mask_models, f"create_{kind}_tokenizer")(str(folder), points_per_side=2)
     [label_map] = tokenizer.label_maps(random_images()[:1], 4)
     assert_label_map(label_map, ODD_SIZES[0], 4, connected=0)
 
@@ -288,10 +294,12 @@ def test_images_that_are_not_rgb_are_refused_by_index(tiny_tokenizers):
 # --- the real public configs -------------------------------------------------------------------------------
 
 # Parameters of the published checkpoints: SAM ViT-B 93.7M; SAM 2.1 Hiera-T 38.9M with its video memory, of which
-# Sam2Model (the image model) holds 31.4M; Mask2Former Swin-T 47.4M; OneFormer Swin-T (ADE20K) 50.7M.
+# Sam2Model (the image model) holds 31.4M; EdgeTAM's image model 9.1M (RepViT-M1 4.9M); Mask2Former Swin-T 47.4M;
+# OneFormer Swin-T (ADE20K) 50.7M.
 REAL_CONFIGS = {
     "sam-vit-base.json": (mask_models.SamTokenizer, 90e6, 97e6),
     "sam2.1-hiera-tiny.json": (mask_models.Sam2Tokenizer, 30e6, 39e6),
+    "edgetam.json": (mask_models.EdgeTamTokenizer, 8.5e6, 10e6),
     "mask2former-swin-tiny-coco-panoptic.json": (mask_models.Mask2FormerTokenizer, 45e6, 50e6),
     "oneformer_ade20k_swin_tiny.json": (mask_models.OneFormerTokenizer, 48e6, 53e6),
 }

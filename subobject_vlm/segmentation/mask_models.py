@@ -328,6 +328,15 @@ class Sam2Tokenizer(SamTokenizer):
     _model_class = "Sam2Model"
 
 
+class EdgeTamTokenizer(Sam2Tokenizer):
+    """EdgeTAM's automatic mask generation: SAM 2's (same options and defaults) with ``EdgeTamModel``, SAM 2's
+    on-device variant (a RepViT image encoder instead of Hiera; the same prompt encoder and mask decoder)."""
+
+    kind = "edgetam"
+    model_types = ("edgetam", "edgetam_video")
+    _model_class = "EdgeTamModel"
+
+
 class PanopticTokenizer(MaskTokenizer):
     """A universal-segmentation model's panoptic segments as masks (its image processor's
     ``post_process_panoptic_segmentation``); pixels it leaves unlabelled are holes (regions of their own).
@@ -471,6 +480,11 @@ def create_sam2_tokenizer(checkpoint: str, **options) -> Sam2Tokenizer:
     return Sam2Tokenizer.from_pretrained(checkpoint, **options)
 
 
+def create_edgetam_tokenizer(checkpoint: str, **options) -> EdgeTamTokenizer:
+    """The ``edgetam`` tokenizer family: any ``EdgeTamModel`` checkpoint (e.g. ``yonigozlan/EdgeTAM-hf``)."""
+    return EdgeTamTokenizer.from_pretrained(checkpoint, **options)
+
+
 def create_mask2former_tokenizer(checkpoint: str, **options) -> Mask2FormerTokenizer:
     """The ``mask2former`` tokenizer family (e.g. ``facebook/mask2former-swin-tiny-coco-panoptic``)."""
     return Mask2FormerTokenizer.from_pretrained(checkpoint, **options)
@@ -482,12 +496,14 @@ def create_oneformer_tokenizer(checkpoint: str, **options) -> OneFormerTokenizer
 
 
 __all__ = [
+    "EdgeTamTokenizer",
     "Mask2FormerTokenizer",
     "MaskTokenizer",
     "OneFormerTokenizer",
     "PanopticTokenizer",
     "Sam2Tokenizer",
     "SamTokenizer",
+    "create_edgetam_tokenizer",
     "create_mask2former_tokenizer",
     "create_oneformer_tokenizer",
     "create_sam2_tokenizer",

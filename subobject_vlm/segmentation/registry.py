@@ -266,6 +266,14 @@ def _sam2(checkpoint: str, **options):
     return create_sam2_tokenizer(checkpoint, **options)
 
 
+@register_tokenizer_family("edgetam", LABEL_MAP)
+def _edgetam(checkpoint: str, **options):
+    """EdgeTAM's automatic masks as label maps (SAM 2's on-device variant, e.g. yonigozlan/EdgeTAM-hf)."""
+    from .mask_models import create_edgetam_tokenizer
+
+    return create_edgetam_tokenizer(checkpoint, **options)
+
+
 @register_tokenizer_family("mask2former", LABEL_MAP)
 def _mask2former(checkpoint: str, **options):
     """Mask2Former's panoptic segments as label maps (e.g. facebook/mask2former-swin-tiny-coco-panoptic)."""
