@@ -59,15 +59,26 @@ def _tiny_sam():
     return SamModel(config), SamProcessor(image_processor=image_processor)
 
 
-def _tiny_sam2():
-    from transformers import (
-        Sam2Config,
-        Sam2HieraDetConfig,
-        Sam2ImageProcessor,
-        Sam2Model,
-        Sam2Processor,
-        Sam2VisionConfig,
+def _sam2_like(config_class, model_class, vision):
+    """A SAM 2-style model (SAM 2, EdgeTAM) around the image encoder ``vision``: a tiny prompt encoder and mask
+    decoder at a 64-pixel input, and SAM 2's processor."""
+    from transformers import Sam2ImageProcessor, Sam2Processor
+
+    config = config_class(
+        vision_config=vision,
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(
+            hidden_size=16, mlp_dim=16, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=8
+        ),
     )
+    image_processor = Sam2ImageProcessor(
+        size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}
+    )
+    return model_class(config), Sam2Processor(image_processor=image_processor)
+
+
+def _tiny_sam2():
+    from transformers import Sam2Config, Sam2HieraDetConfig, Sam2Model, Sam2VisionConfig
 
     backbone = Sam2HieraDetConfig(
         hidden_size=8,
@@ -85,28 +96,11 @@ def _tiny_sam2():
         backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
         fpn_hidden_size=16,
     )
-    config = Sam2Config(
-        vision_config=vision,
-        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
-        mask_decoder_config=dict(
-            hidden_size=16, mlp_dim=16, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=8
-        ),
-    )
-    image_processor = Sam2ImageProcessor(
-        size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}
-    )
-    return Sam2Model(config), Sam2Processor(image_processor=image_processor)
+    return _sam2_like(Sam2Config, Sam2Model, vision)
 
 
 def _tiny_edgetam():
-    from transformers import (
-        EdgeTamConfig,
-        EdgeTamModel,
-        EdgeTamVisionConfig,
-        Sam2ImageProcessor,
-        Sam2Processor,
-        TimmWrapperConfig,
-    )
+    from transformers import EdgeTamConfig, EdgeTamModel, EdgeTamVisionConfig, TimmWrapperConfig
 
     # timm's test ConvNeXt (built locally, no weights) for EdgeTAM's RepViT: four stages at strides 4-32
     backbone = TimmWrapperConfig(
@@ -119,17 +113,7 @@ def _tiny_edgetam():
         backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
         fpn_hidden_size=16,
     )
-    config = EdgeTamConfig(
-        vision_config=vision,
-        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
-        mask_decoder_config=dict(
-            hidden_size=16, mlp_dim=16, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=8
-        ),
-    )
-    image_processor = Sam2ImageProcessor(
-        size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}
-    )
-    return EdgeTamModel(config), Sam2Processor(image_processor=image_processor)
+    return _sam2_like(EdgeTamConfig, EdgeTamModel, vision)
 
 
 def _tiny_mask2former():
