@@ -136,7 +136,9 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
         def label_maps(images):
             return tokenizer.label_maps(images, MAX_TOKENS)
 
-        if name.startswith(("real-sam", "real-edgetam")):  # the image encoder alone: the rest is prompts and post-processing
+        if name.startswith(
+            ("real-sam", "real-edgetam")
+        ):  # the image encoder alone: the rest is prompts and post-processing
             pixels = tokenizer.processor(
                 images=batch[:1], return_tensors="pt", input_data_format="channels_last"
             )

@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..segmentation.registry import describe_names
+    from ..segmentation.registry import LABEL_MAP, describe_names, family_names
 
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
@@ -37,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="TOKENIZER",
         help="add a mask tokenizer to the comparison row, shown at (at most) our token count; repeatable: "
-        "sam:CHECKPOINT, sam2:CHECKPOINT, mask2former:CHECKPOINT, oneformer:CHECKPOINT (a local folder or a hub "
-        "id, e.g. sam:facebook/sam-vit-base)",
+        f"{', '.join(family_names(LABEL_MAP))} (a local folder or a hub id, e.g. sam:facebook/sam-vit-base)",
     )
     parser.add_argument(
         "--compare-option",

@@ -31,7 +31,13 @@ import numpy as np
 from ..atomic import save_image, save_npy, write_bytes
 from ..caching import digest, image_digest
 from ..image_utils import IMAGE_EXTENSIONS, ImageLoadError, encode_label_map, load_image
-from ..segmentation.registry import LABEL_MAP, registered_names, registry_entry, tokenizer_kind
+from ..segmentation.registry import (
+    LABEL_MAP,
+    family_names,
+    registered_names,
+    registry_entry,
+    tokenizer_kind,
+)
 from ..segmentation.segmenter import Segmenter
 from ..segmentation.settings import SegmentationSettings
 from ..segmentation.visualize import colorize_probs, composite, mean_colour_image, region_overlay
@@ -104,7 +110,7 @@ def check_comparison_name(name: str) -> str:
     if tokenizer_kind(name) != LABEL_MAP:
         raise ValueError(
             f"--compare {name!r} is a boundary model, not a label-map tokenizer; compare with "
-            "sam:CHECKPOINT, sam2:CHECKPOINT, mask2former:CHECKPOINT or oneformer:CHECKPOINT"
+            f"{', '.join(family_names(LABEL_MAP))}"
         )
     return name
 

@@ -112,6 +112,11 @@ def registered_names(kind: str | None = None) -> list[str]:
     ]
 
 
+def family_names(kind: str | None = None) -> list[str]:
+    """The registered families (of ``kind``) as their names are written: ``["sam:CHECKPOINT", ...]``."""
+    return [f"{name}CHECKPOINT" for name in registered_names(kind) if name.endswith(":")]
+
+
 def describe_names(baselines: bool = True) -> str:
     """One line for help texts and errors; ``baselines=False`` for commands that need a boundary model."""
 
@@ -305,6 +310,7 @@ __all__ = [
     "create_boundary_model",
     "create_tokenizer",
     "describe_names",
+    "family_names",
     "has_embedded_weights",
     "is_hub_id",
     "register_boundary_model",

@@ -33,7 +33,7 @@ Config layout (unknown keys are errors)::
       ours: {boundary_model: default, boundary_model_options: {resolution: 256}}
       slic: {boundary_model: slic, match: ours}    # exactly `ours`' per-image counts at each budget
       sam: {boundary_model: "sam:facebook/sam-vit-base", boundary_model_options: {points_per_side: 16},
-            match: ours}               # a mask tokenizer (sam:, sam2:, mask2former:, oneformer:; a relative
+            match: ours}               # a mask tokenizer (sam:, sam2:, edgetam:, mask2former:, ...; a relative
                                        # checkpoint folder: from the config's folder): at most `ours`' counts
     budgets: [16, 64]                  # max_tokens (baselines: exact counts; patch 16 = 4x4 grid)
     seeds: [0, 1]

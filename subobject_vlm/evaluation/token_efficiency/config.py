@@ -144,9 +144,12 @@ class ComparisonConfig:
                     f"tokenizers.{name}.match: {match!r} must name another tokenizer without 'match'"
                 )
             if match is not None and not _is_label_map_tokenizer(spec["boundary_model"]):
+                from ...segmentation.registry import LABEL_MAP, family_names, registered_names
+
+                exact = [n for n in registered_names(LABEL_MAP) if not n.endswith(":")]
                 raise ConfigError(
-                    f"tokenizers.{name}.match: only label-map tokenizers (patch, slic, felzenszwalb: exact "
-                    f"counts; sam:, sam2:, mask2former:, oneformer: at most) take another's per-image counts, "
+                    f"tokenizers.{name}.match: only label-map tokenizers ({', '.join(exact)}: exact counts; "
+                    f"{', '.join(family_names(LABEL_MAP))}: at most) take another's per-image counts, "
                     f"not {spec['boundary_model']!r}"
                 )
         for key in ("budgets", "seeds"):
