@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from subobject_vlm.segmentation import checkpoints
 from subobject_vlm.segmentation.registry import create_boundary_model, create_tokenizer
@@ -184,3 +185,49 @@ def test_a_pickled_boundary_model_is_refused_naming_the_class_that_keeps_its_hea
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match="from transformers import AutoModelForSemanticSegmentation"):
         create_boundary_model(tmp_path)
+
+
+def _truncate_weights(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _break_config_json(folder: Path) -> None:
+    (folder / "config.json").write_text("{not json")
+
+
+def _config_as_a_list(folder: Path) -> None:
+    (folder / "config.json").write_text("[1, 2]")
+
+
+def _drop_the_processor(folder: Path) -> None:
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        (folder / name).unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_truncate_weights, "cannot load {kind} checkpoint"),
+        (_break_config_json, "cannot read config.json"),
+        (_config_as_a_list, "config.json holds a list, not a config object"),
+        (_drop_the_processor, "cannot load {kind} checkpoint"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["sam", "edgetam", "mask2former"])
+def test_a_broken_mask_checkpoint_is_named_in_one_line(kind, damage, message, tmp_path, capsys):
+    from subobject_vlm.cli import main
+
+    folder = save_tiny_mask_model(kind, tmp_path / kind)
+    damage(folder)
+    with pytest.raises(ValueError, match=re.escape(message.format(kind=kind))):
+        create_tokenizer(f"{kind}:{folder}")
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "in" / "a.png")
+    capsys.readouterr()
+    assert (
+        main(["segment", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--model", f"{kind}:{folder}"])
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert error.startswith("subobject-vlm segment: error:") and str(folder) in error

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from ..devices import check_device, resolve_dtype, warn_slow_half_precision
 from .checkpoints import resolve_checkpoint
@@ -35,7 +36,13 @@ _NOT_OPTIONS = ("self", "model", "processor", "checkpoint")  # constructor argum
 
 def _check_model_type(folder: str, checkpoint: str, kind: str, model_types: tuple[str, ...]) -> dict:
     """The checkpoint's config, after checking that it is of one of ``model_types``."""
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{checkpoint!r}: cannot read {path.name} ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{checkpoint!r}: {path.name} holds a {type(config).__name__}, not a config object")
     found = config.get("model_type")
     if found not in model_types:
         raise ValueError(
@@ -132,7 +139,7 @@ class MaskTokenizer:
         config = _check_model_type(folder, str(checkpoint), cls.kind, cls.model_types)
         try:
             model, processor = cls._load(folder, config, torch_dtype)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
             raise ValueError(f"cannot load {cls.kind} checkpoint {str(checkpoint)!r}: {error}") from None
         return cls(model.to(device), processor, checkpoint=str(checkpoint), **options)
 
