@@ -7,7 +7,7 @@ EdgeNet + EPOC, 128 tokens) is taken within the same run, on the same machine an
 - ``tiny-*``: the tiny random models of ``subobject_vlm.tiny_mask_models`` (the tests' models): the cost of the
   pipeline around a model (point grids, mask post-processing, masks -> label map), not of a real model;
 - ``real-*``: models built from the real public configs (``tests/data/mask_configs``, random weights) with the
-  published processors' sizes: SAM ViT-B, SAM 2.1 Hiera-T and EdgeTAM at 1024 px with SAM's default automatic-mask
+  published processors' sizes: SAM and SAM-HQ ViT-B, SAM 2.1 Hiera-T and EdgeTAM at 1024 px with SAM's default automatic-mask
   knobs (32 x 32 points, 64 a batch) but the IoU filter off (``SAM_OPTIONS``), Mask2Former Swin-T (shortest side 384) and OneFormer Swin-T (512).
   Random weights: the model's compute is the real one, but its masks are not, so what depends on the masks
   (how many pass SAM's IoU / stability filter and are run-length coded, the budget merge) is not measured as
@@ -41,9 +41,11 @@ MAX_TOKENS = 128
 # weights make the filter's choice meaningless; this is the upper bound of SAM's post-processing cost (with
 # trained weights and the default 0.88, the masks it drops are never upsampled: see SamTokenizer).
 SAM_OPTIONS = {"pred_iou_thresh": 0.0}
+SAM_STYLE = ("sam", "sam_hq", "sam2", "edgetam")  # automatic masks from a point grid
 # the published processors' input sizes (their preprocessor_config.json), for the real-size models
 REAL = {
     "real-sam-vit-base": ("sam", "sam-vit-base.json", {}),
+    "real-sam-hq-vit-base": ("sam_hq", "sam-hq-vit-base.json", {}),
     "real-sam2.1-hiera-tiny": ("sam2", "sam2.1-hiera-tiny.json", {}),
     "real-edgetam": ("edgetam", "edgetam.json", {}),
     "real-mask2former-swin-tiny": (
@@ -76,6 +78,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
 
     tokenizer_class = {
         "sam": mask_models.SamTokenizer,
+        "sam_hq": mask_models.SamHqTokenizer,
         "sam2": mask_models.Sam2Tokenizer,
         "edgetam": mask_models.EdgeTamTokenizer,
         "mask2former": mask_models.Mask2FormerTokenizer,
@@ -87,7 +90,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
         config = model_class.config_class.from_pretrained(folder)
     torch.manual_seed(0)
     model = model_class(config).eval().to(device)
-    if kind == "sam":
+    if kind in ("sam", "sam_hq"):
         processor = transformers.SamImageProcessor()
     elif kind in ("sam2", "edgetam"):
         processor = transformers.Sam2ImageProcessor()
@@ -100,7 +103,7 @@ def real_tokenizer(kind: str, config_file: str, processor_size: dict, device: st
             max_seq_length=config.text_encoder_context_length,
             task_seq_length=config.task_seq_len,
         )
-    options = SAM_OPTIONS if kind in ("sam", "sam2", "edgetam") else {}
+    options = SAM_OPTIONS if kind in SAM_STYLE else {}
     return tokenizer_class(model, processor, checkpoint=f"{config_file} (random weights)", **options)
 
 
@@ -123,7 +126,7 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
 
     elif name.startswith("tiny-"):
         kind = name.removeprefix("tiny-")
-        options = SAM_OPTIONS if kind in ("sam", "sam2", "edgetam") else {}
+        options = SAM_OPTIONS if kind in SAM_STYLE else {}
         create = getattr(mask_models, f"create_{kind}_tokenizer")
         tokenizer = create(str(Path(tiny_root) / kind), device=device, **options)
 

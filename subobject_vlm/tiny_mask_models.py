@@ -1,4 +1,4 @@
-"""Tiny random mask models (SAM, SAM 2, EdgeTAM, Mask2Former, OneFormer) saved as checkpoints, for tests, examples and
+"""Tiny random mask models (SAM, SAM-HQ, SAM 2, EdgeTAM, Mask2Former, OneFormer) saved as checkpoints, for tests, examples and
 benchmarks: built locally from their config classes, never downloaded.
 
 >>> folder = save_tiny_mask_model("sam", tmp_path / "sam")   # config.json, model.safetensors, processor config
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MASK_KINDS = ("sam", "sam2", "edgetam", "mask2former", "oneformer")
+MASK_KINDS = ("sam", "sam_hq", "sam2", "edgetam", "mask2former", "oneformer")
 
 
 def _tiny_swin():
@@ -29,10 +29,12 @@ def _tiny_swin():
     )
 
 
-def _tiny_sam():
-    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+def _sam_like(config_class, model_class, processor_class, **decoder):
+    """A SAM-style model (SAM, SAM-HQ): a two-layer ViT image encoder, a tiny prompt encoder and mask decoder
+    (``decoder``: the decoder's own extra fields) at a 64-pixel input, and SAM's image processor."""
+    from transformers import SamImageProcessor
 
-    config = SamConfig(
+    config = config_class(
         vision_config=dict(
             hidden_size=16,
             output_channels=8,
@@ -47,7 +49,12 @@ def _tiny_sam():
         ),
         prompt_encoder_config=dict(hidden_size=8, image_size=64, patch_size=8, mask_input_channels=4),
         mask_decoder_config=dict(
-            hidden_size=8, mlp_dim=16, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=8
+            hidden_size=8,
+            mlp_dim=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            iou_head_hidden_dim=8,
+            **decoder,
         ),
     )
     image_processor = SamImageProcessor(
@@ -56,7 +63,19 @@ def _tiny_sam():
         mask_size={"longest_edge": 16},
         mask_pad_size={"height": 16, "width": 16},
     )
-    return SamModel(config), SamProcessor(image_processor=image_processor)
+    return model_class(config), processor_class(image_processor=image_processor)
+
+
+def _tiny_sam():
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    return _sam_like(SamConfig, SamModel, SamProcessor)
+
+
+def _tiny_sam_hq():
+    from transformers import SamHQConfig, SamHQModel, SamHQProcessor
+
+    return _sam_like(SamHQConfig, SamHQModel, SamHQProcessor, vit_dim=16)  # vit_dim: the encoder's width
 
 
 def _sam2_like(config_class, model_class, vision):
@@ -188,6 +207,7 @@ def save_tiny_mask_model(kind: str, folder: str | Path, seed: int = 0) -> Path:
 
     builders = {
         "sam": _tiny_sam,
+        "sam_hq": _tiny_sam_hq,
         "sam2": _tiny_sam2,
         "edgetam": _tiny_edgetam,
         "mask2former": _tiny_mask2former,

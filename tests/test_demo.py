@@ -174,7 +174,7 @@ def tiny_mask2former(tmp_path_factory) -> str:
     return f"mask2former:{save_tiny_mask_model('mask2former', tmp_path_factory.mktemp('masks') / 'm2f')}"
 
 
-@pytest.mark.parametrize("kind", ["mask2former", "oneformer", "sam", "sam2", "edgetam"])
+@pytest.mark.parametrize("kind", ["mask2former", "oneformer", "sam", "sam_hq", "sam2", "edgetam"])
 def test_a_mask_tokenizer_asked_for_joins_the_comparison_at_most_at_our_count(
     photo, counting_model, kind, tmp_path
 ):

@@ -23,6 +23,7 @@ ODD_SIZES = [(37, 53), (1, 40), (40, 1), (64, 64)]
 # Options that make the tiny random models' masks many, overlapping and leaving holes (see tiny_mask_models).
 TINY_OPTIONS = {
     "sam": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
+    "sam_hq": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0),
     "sam2": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, crops_n_layers=1),
     "edgetam": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
     "mask2former": dict(overlap_mask_area_threshold=0.2),
@@ -172,7 +173,13 @@ def test_sam_masks_that_overlap_and_outnumber_the_budget_still_cover_every_pixel
 
 
 @pytest.mark.parametrize(
-    "kind, size, iou", [("sam", (37, 53), 5e-5), ("sam2", (48, 48), 0.5), ("edgetam", (48, 48), 0.5)]
+    "kind, size, iou",
+    [
+        ("sam", (37, 53), 5e-5),
+        ("sam_hq", (37, 53), 1e-5),
+        ("sam2", (48, 48), 0.5),
+        ("edgetam", (48, 48), 0.5),
+    ],
 )
 def test_automatic_masks_equal_the_transformers_mask_generation_pipeline(kind, size, iou, tiny_mask_folders):
     # (SAM 2 / EdgeTAM on a square image: the pipeline places their points as SAM's, off on other shapes)
@@ -293,11 +300,12 @@ def test_images_that_are_not_rgb_are_refused_by_index(tiny_tokenizers):
 
 # --- the real public configs -------------------------------------------------------------------------------
 
-# Parameters of the published checkpoints: SAM ViT-B 93.7M; SAM 2.1 Hiera-T 38.9M with its video memory, of which
+# Parameters of the published checkpoints: SAM ViT-B 93.7M; SAM-HQ ViT-B 94.8M; SAM 2.1 Hiera-T 38.9M with its video memory, of which
 # Sam2Model (the image model) holds 31.4M; EdgeTAM's image model 9.1M (RepViT-M1 4.9M); Mask2Former Swin-T 47.4M;
 # OneFormer Swin-T (ADE20K) 50.7M.
 REAL_CONFIGS = {
     "sam-vit-base.json": (mask_models.SamTokenizer, 90e6, 97e6),
+    "sam-hq-vit-base.json": (mask_models.SamHqTokenizer, 94e6, 96e6),
     "sam2.1-hiera-tiny.json": (mask_models.Sam2Tokenizer, 30e6, 39e6),
     "edgetam.json": (mask_models.EdgeTamTokenizer, 8.5e6, 10e6),
     "mask2former-swin-tiny-coco-panoptic.json": (mask_models.Mask2FormerTokenizer, 45e6, 50e6),

@@ -115,7 +115,7 @@ def test_every_tokenizer_has_a_kind(tmp_path):
     assert tokenizer_kind("owner/name") == BOUNDARY
     assert SegmentationSettings("felzenszwalb").kind == LABEL_MAP
     assert (
-        "patch, slic, felzenszwalb, sam:CHECKPOINT, sam2:CHECKPOINT, edgetam:CHECKPOINT, "
+        "patch, slic, felzenszwalb, sam:CHECKPOINT, sam_hq:CHECKPOINT, sam2:CHECKPOINT, edgetam:CHECKPOINT, "
         "mask2former:CHECKPOINT, oneformer:CHECKPOINT (label-map tokenizers)"
     ) in describe_names()
     assert "label-map" not in describe_names(baselines=False)

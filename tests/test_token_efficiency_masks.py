@@ -14,7 +14,7 @@ from subobject_vlm.evaluation.token_efficiency import load_config
 from subobject_vlm.tiny_mask_models import save_tiny_mask_model
 from subobject_vlm.training.config import ConfigError
 
-KINDS = ("mask2former", "sam", "sam2", "edgetam", "oneformer")
+KINDS = ("mask2former", "sam", "sam_hq", "sam2", "edgetam", "oneformer")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,13 @@ def mask_grid(tmp_path_factory):
         "boundary_model_options": {"overlap_mask_area_threshold": 0.2},
         "match": "ours",
     }
-    for kind in ("sam", "sam2", "edgetam", "oneformer"):  # every family runs in the grid (small point grids)
+    for kind in (
+        "sam",
+        "sam_hq",
+        "sam2",
+        "edgetam",
+        "oneformer",
+    ):  # every family in the grid (small point grids)
         options = {} if kind == "oneformer" else {"points_per_side": 4}
         config["tokenizers"][kind] = {
             "boundary_model": f"{kind}:models/{kind}",
@@ -47,7 +53,7 @@ def mask_grid(tmp_path_factory):
 def test_every_mask_tokenizer_with_a_checkpoint_relative_to_the_config_runs_in_the_grid(mask_grid):
     out_dir, _ = mask_grid
     runs = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
-    for name in ("m2f", "sam", "sam2", "edgetam", "oneformer"):
+    for name in ("m2f", "sam", "sam_hq", "sam2", "edgetam", "oneformer"):
         [run] = [r for r in runs if r["tokenizer"] == name]
         assert run["budget"] == 32 and 1 <= run["mean_tokens"] <= 32 and np.isfinite(run["val_loss"])
 

@@ -249,6 +249,14 @@ class SamTokenizer(MaskTokenizer):
                 boxes.setdefault(box, layer)  # a box repeated (tiny images) runs once
         return [(*box, layer) for box, layer in boxes.items()]
 
+    @staticmethod
+    def _crop_embeddings(embeddings, c: int) -> dict[str, Any]:
+        """The mask decoder's image inputs for crop ``c`` of ``get_image_embeddings``' output: SAM's
+        ``(C, D, s, s)`` tensor, or SAM 2's list of levels, each sliced to crop ``c``."""
+        if isinstance(embeddings, list):
+            return {"image_embeddings": [level[c : c + 1] for level in embeddings]}
+        return {"image_embeddings": embeddings[c : c + 1]}
+
     def _points(self, layer: int, model_height: int, model_width: int) -> torch.Tensor:
         """``(P, 2)`` point prompts ``(x, y)`` of a crop layer, in the model input's pixels: a grid of cell
         centres over the crop as the model sees it (SAM resizes the longer side, SAM 2 both sides)."""
@@ -266,22 +274,18 @@ class SamTokenizer(MaskTokenizer):
         crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1, _ in boxes]
         inputs = processor(images=crops, return_tensors="pt", input_data_format="channels_last")
         pixel_values = inputs["pixel_values"].to(self.device, self.dtype)  # (C, 3, S, S)
-        embeddings = model.get_image_embeddings(pixel_values)  # SAM: (C, D, s, s); SAM 2: a list of levels
+        embeddings = model.get_image_embeddings(pixel_values)  # (C, D, s, s); SAM 2: levels; SAM-HQ: + layers
         resized = inputs.get("reshaped_input_sizes")  # SAM: each crop's size before padding; SAM 2: none
         codes, scores, mask_boxes = [], [], []
         for c, (x0, y0, x1, y1, layer) in enumerate(boxes):
-            crop_embeddings = (
-                [level[c : c + 1] for level in embeddings]
-                if isinstance(embeddings, list)
-                else embeddings[c : c + 1]
-            )
+            crop_embeddings = self._crop_embeddings(embeddings, c)
             model_h, model_w = (int(v) for v in (pixel_values.shape[-2:] if resized is None else resized[c]))
             points = self._points(layer, model_h, model_w).to(self.device, self.dtype)  # (P, 2)
             crop_box = torch.tensor([x0, y0, x1, y1], dtype=torch.float32, device=self.device)
             for start in range(0, len(points), self.points_per_batch):  # batched point prompts
                 batch = points[start : start + self.points_per_batch]  # (B, 2)
                 outputs = model(
-                    image_embeddings=crop_embeddings,
+                    **crop_embeddings,
                     input_points=batch[None, :, None, :],  # (1, B, 1, 2)
                     input_labels=torch.ones((1, len(batch), 1), dtype=torch.long, device=self.device),
                     multimask_output=True,
@@ -324,6 +328,23 @@ class SamTokenizer(MaskTokenizer):
 
     def masks(self, images: list[np.ndarray]) -> list[Masks]:
         return [self._image_masks(image) for image in _check_images(images)]
+
+
+class SamHqTokenizer(SamTokenizer):
+    """SAM-HQ's automatic mask generation: SAM's (same options and defaults) with ``SamHQModel``, whose mask decoder
+    also reads the image encoder's early layers (``intermediate_embeddings``) for finer mask edges."""
+
+    kind = "sam_hq"
+    model_types = ("sam_hq",)
+    _model_class = "SamHQModel"
+
+    @staticmethod
+    def _crop_embeddings(embeddings, c: int) -> dict[str, Any]:
+        image_embeddings, layers = embeddings  # (C, D, s, s) and the encoder's early layers, each (C, ...)
+        return {
+            "image_embeddings": image_embeddings[c : c + 1],
+            "intermediate_embeddings": [layer[c : c + 1] for layer in layers],
+        }
 
 
 class Sam2Tokenizer(SamTokenizer):
@@ -482,6 +503,11 @@ def create_sam_tokenizer(checkpoint: str, **options) -> SamTokenizer:
     return SamTokenizer.from_pretrained(checkpoint, **options)
 
 
+def create_sam_hq_tokenizer(checkpoint: str, **options) -> SamHqTokenizer:
+    """The ``sam_hq`` tokenizer family: any ``SamHQModel`` checkpoint (e.g. ``syscv-community/sam-hq-vit-base``)."""
+    return SamHqTokenizer.from_pretrained(checkpoint, **options)
+
+
 def create_sam2_tokenizer(checkpoint: str, **options) -> Sam2Tokenizer:
     """The ``sam2`` tokenizer family: any ``Sam2Model`` checkpoint (e.g. ``facebook/sam2.1-hiera-tiny``)."""
     return Sam2Tokenizer.from_pretrained(checkpoint, **options)
@@ -509,10 +535,12 @@ __all__ = [
     "OneFormerTokenizer",
     "PanopticTokenizer",
     "Sam2Tokenizer",
+    "SamHqTokenizer",
     "SamTokenizer",
     "create_edgetam_tokenizer",
     "create_mask2former_tokenizer",
     "create_oneformer_tokenizer",
     "create_sam2_tokenizer",
+    "create_sam_hq_tokenizer",
     "create_sam_tokenizer",
 ]

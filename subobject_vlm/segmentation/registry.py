@@ -263,6 +263,14 @@ def _sam(checkpoint: str, **options):
     return create_sam_tokenizer(checkpoint, **options)
 
 
+@register_tokenizer_family("sam_hq", LABEL_MAP)
+def _sam_hq(checkpoint: str, **options):
+    """SAM-HQ's automatic masks as label maps (any SamHQModel checkpoint, e.g. syscv-community/sam-hq-vit-base)."""
+    from .mask_models import create_sam_hq_tokenizer
+
+    return create_sam_hq_tokenizer(checkpoint, **options)
+
+
 @register_tokenizer_family("sam2", LABEL_MAP)
 def _sam2(checkpoint: str, **options):
     """SAM 2's automatic masks as label maps (any Sam2Model checkpoint, e.g. facebook/sam2.1-hiera-tiny)."""
