@@ -63,6 +63,21 @@ def named_options(
     return options
 
 
+def add_named_option_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, of: str, note: str = ""
+) -> None:
+    """Add ``flag TOKENIZER KEY=VALUE`` (repeatable): an option of one of the tokenizers that ``of`` names
+    (``--baselines``, ``--compare``); ``named_options`` reads the pairs."""
+    parser.add_argument(
+        flag,
+        action="append",
+        nargs=2,
+        default=None,
+        metavar=("TOKENIZER", "KEY=VALUE"),
+        help=f"an option of one of {of}, repeatable: e.g. {flag} sam:facebook/sam-vit-base points_per_side=16{note}",
+    )
+
+
 def add_segmentation_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     *,
@@ -174,4 +189,4 @@ def add_segmentation_arguments(
     )
 
 
-__all__ = ["add_segmentation_arguments", "key_value", "named_options"]
+__all__ = ["add_named_option_argument", "add_segmentation_arguments", "key_value", "named_options"]

@@ -18,6 +18,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..segmentation.registry import LABEL_MAP, describe_names, family_names
+    from ._options import add_named_option_argument
 
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
@@ -39,14 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add a mask tokenizer to the comparison row, shown at (at most) our token count; repeatable: "
         f"{', '.join(family_names(LABEL_MAP))} (a local folder or a hub id, e.g. sam:facebook/sam-vit-base)",
     )
-    parser.add_argument(
-        "--compare-option",
-        action="append",
-        nargs=2,
-        default=None,
-        metavar=("TOKENIZER", "KEY=VALUE"),
-        help="an option of one of --compare, repeatable: e.g. --compare-option sam:facebook/sam-vit-base "
-        "points_per_side=16 (SAM's 32 a side take minutes an image on a CPU)",
+    add_named_option_argument(
+        parser, "--compare-option", of="--compare", note=" (SAM's 32 a side take minutes an image on a CPU)"
     )
 
 
@@ -65,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f'the demo needs gradio ({error}); install it with: pip install -e ".[demo]"'
         ) from None
+    from ..demo.pipeline import comparison_options
     from ..segmentation.api import load_tokenizer
     from ._files import quiet_third_parties
 
     quiet_third_parties()
     for name in compare:  # loaded now, as the page will (cached): a broken checkpoint or option fails here
-        load_tokenizer(name, **{"device": args.device, **compare_options.get(name, {})})
+        load_tokenizer(name, **comparison_options(name, args.device, compare_options))
     print(f"serving the demo on http://{args.host}:{args.port} (Ctrl+C to stop)", file=sys.stderr)
     demo = build_demo(model=args.model, device=args.device, compare=compare, compare_options=compare_options)
     launch(demo, host=args.host, port=args.port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import add_segmentation_arguments, named_options
+from ._options import add_named_option_argument, add_segmentation_arguments, named_options
 
 NAME = "eval-bsds"
 HELP = "BSDS500 boundary benchmark (ODS/OIS/AP) and token metrics vs baselines at equal counts"
@@ -27,18 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         help="label-map tokenizers run at our per-image token counts, e.g. sam:CHECKPOINT (default: every "
-        f"registered one: {' '.join(n for n in registered_names(LABEL_MAP) if not n.endswith(':'))}; "
+        f"registered one: {' '.join(registered_names(LABEL_MAP, families=False))}; "
         "--baselines alone: none)",
     )
-    parser.add_argument(
-        "--baseline-option",
-        action="append",
-        nargs=2,
-        default=None,
-        metavar=("TOKENIZER", "KEY=VALUE"),
-        help="an option of one of --baselines, repeatable: e.g. --baseline-option sam:facebook/sam-vit-base "
-        "points_per_side=16",
-    )
+    add_named_option_argument(parser, "--baseline-option", of="--baselines")
     parser.add_argument("--out", default="eval_bsds", help="output folder")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
     parser.add_argument("--thresholds", type=int, default=99, help="boundary benchmark thresholds (0: skip)")

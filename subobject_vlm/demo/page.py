@@ -245,7 +245,7 @@ def _settings_column(model: str, examples: list[str]) -> list:
     )
     model_box = (
         gr.Dropdown(  # the registered boundary models; any other name typed (a folder, family:checkpoint)
-            [name for name in registered_names(BOUNDARY) if not name.endswith(":")],
+            registered_names(BOUNDARY, families=False),
             value=model,
             allow_custom_value=True,
             label="boundary model",

@@ -16,6 +16,7 @@ output options, and a new budget only reruns EPOC and the label-map tokenizers.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -99,7 +100,7 @@ def comparison_names(extra: Sequence[str] = ()) -> list[str]:
     """The tokenizers shown next to ours: every registered label-map tokenizer that needs no checkpoint
     (``patch``, ``slic``, ``felzenszwalb``, and any registered one), in registration order, then each of
     ``extra`` (e.g. ``sam:facebook/sam-vit-base``, checked by :func:`check_comparison_name`) not already there."""
-    names = [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+    names = registered_names(LABEL_MAP, families=False)
     return list(dict.fromkeys([*names, *(check_comparison_name(name) for name in extra)]))
 
 
@@ -178,6 +179,18 @@ def tokenize(
     return add_baselines(result, segmenter) if baselines else result
 
 
+def comparison_options(
+    name: str, device: str | None = None, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The options comparison ``name`` runs with: its own (``options[name]``), on ``device`` when it is a
+    checkpoint's model (a mask family's ``sam:CHECKPOINT``, ...; the baselines run on the CPU)."""
+    given = dict((options or {}).get(name, {}))
+    entry = registry_entry(name)
+    if entry is not None and entry.family and device is not None:
+        given = {"device": device, **given}
+    return given
+
+
 def add_baselines(
     result: Tokenization,
     segmenter: Segmenter,
@@ -187,20 +200,16 @@ def add_baselines(
 ) -> Tokenization:
     """Add each comparison's label map (``names``, default ``comparison_names()``) at our token count, and its
     recall, to ``result``; returns it. A mask tokenizer (``sam:CHECKPOINT``, ...) runs on ``device`` (default:
-    its own) with its ``options`` (by name: ``{"sam:CKPT": {"points_per_side": 16}}``), one model call at a
-    time, and gives at most our count (its masks merge, never split)."""
+    its own) with its ``options`` (by name: ``{"sam:CKPT": {"points_per_side": 16}}``, see
+    :func:`comparison_options`), one model call at a time, and gives at most our count (its masks merge, never
+    split)."""
     count = result.tokens["ours"]
     for name in comparison_names() if names is None else names:
+        settings = SegmentationSettings(name, comparison_options(name, device, options), max_tokens=count)
         entry = registry_entry(name)
-        given = dict((options or {}).get(name, {}))
-        if entry is not None and entry.family:  # a checkpoint's model
-            given = {**({} if device is None else {"device": device}), **given}
-            compared = segmenter.with_settings(SegmentationSettings(name, given, max_tokens=count))
-            with _MODEL_LOCK:
-                [result.label_maps[name]] = compared.label_maps([result.image])
-            continue
-        compared = segmenter.with_settings(SegmentationSettings(name, given, max_tokens=count))
-        [result.label_maps[name]] = compared.label_maps([result.image])
+        one_at_a_time = _MODEL_LOCK if entry is not None and entry.family else contextlib.nullcontext()
+        with one_at_a_time:
+            [result.label_maps[name]] = segmenter.with_settings(settings).label_maps([result.image])
     _score(result)
     return result
 
@@ -398,6 +407,7 @@ __all__ = [
     "check_boundary_model_name",
     "check_comparison_name",
     "comparison_names",
+    "comparison_options",
     "demo_segmenter",
     "example_photos",
     "image_digest",

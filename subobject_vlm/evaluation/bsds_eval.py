@@ -208,7 +208,7 @@ def _check_baselines(baselines: Sequence[str] | None) -> list[str]:
     """The label-map tokenizers to compare against (default: every registered one without a checkpoint),
     checked before any image loads; a mistyped name lists the valid ones."""
     if baselines is None:
-        return [name for name in registered_names(LABEL_MAP) if not name.endswith(":")]
+        return registered_names(LABEL_MAP, families=False)
     for name in baselines:
         if tokenizer_kind(name) != LABEL_MAP:
             raise ValueError(

@@ -51,11 +51,8 @@ def check_epoc_options(
 # How any boundary model runs and what every one takes (the commands pass them to whichever is chosen): a model
 # they do not apply to (the gradient model has no resolution) takes and ignores them.
 BOUNDARY_MODEL_OPTIONS = ("resolution", "keep_aspect", "pyramid_layers", "device", "dtype", "batch_size")
-DEVICE_OPTIONS = (
-    "device",
-    "dtype",
-    "batch_size",
-)  # where a tokenizer runs: one on the CPU alone ignores them
+# Where a tokenizer runs: one that runs on the CPU alone takes and ignores them.
+DEVICE_OPTIONS = ("device", "dtype", "batch_size")
 
 
 def check_tokenizer_options(

@@ -102,26 +102,32 @@ def register_tokenizer_family(name: str, kind: str, factory: Callable[..., Any] 
     return register_tokenizer(name, kind, factory, family=True)
 
 
-def registered_names(kind: str | None = None) -> list[str]:
-    """Registered tokenizer names (of ``kind``), boundary models first; a family is listed as ``name:``."""
+def registered_names(kind: str | None = None, *, families: bool = True) -> list[str]:
+    """Registered tokenizer names (of ``kind``), boundary models first; a family is listed as ``name:``
+    (``families=False``: left out, the names that need no checkpoint only)."""
     return [
         f"{entry.name}:" if entry.family else entry.name
         for wanted in (BOUNDARY, LABEL_MAP)
         for entry in _REGISTRY.values()
-        if entry.kind == wanted and (kind is None or kind == wanted)
+        if entry.kind == wanted and (kind is None or kind == wanted) and (families or not entry.family)
     ]
+
+
+def _written(name: str) -> str:
+    """A registered name as a user writes it: a family's ``name:`` as ``name:CHECKPOINT``."""
+    return f"{name}CHECKPOINT" if name.endswith(":") else name
 
 
 def family_names(kind: str | None = None) -> list[str]:
     """The registered families (of ``kind``) as their names are written: ``["sam:CHECKPOINT", ...]``."""
-    return [f"{name}CHECKPOINT" for name in registered_names(kind) if name.endswith(":")]
+    return [_written(name) for name in registered_names(kind) if name.endswith(":")]
 
 
 def describe_names(baselines: bool = True) -> str:
     """One line for help texts and errors; ``baselines=False`` for commands that need a boundary model."""
 
     def listed(kind: str) -> str:
-        return ", ".join(f"{n}CHECKPOINT" if n.endswith(":") else n for n in registered_names(kind))
+        return ", ".join(_written(name) for name in registered_names(kind))
 
     described = f"{listed(BOUNDARY)} (boundary models), "
     if baselines:
@@ -222,37 +228,36 @@ def _gradient(**options):
     """Classical CIELAB colour gradients (no learned weights)."""
     from .gradient import GradientBoundaryModel
 
-    ignored = [name for name in BOUNDARY_MODEL_OPTIONS if name not in ("sigmas", "max_side")]
+    known = ("sigmas", "max_side")  # the options every boundary model takes do not apply: taken and ignored
     return GradientBoundaryModel(
-        **check_tokenizer_options("the gradient tokenizer", options, ["sigmas", "max_side"], ignored)
+        **check_tokenizer_options("the gradient tokenizer", options, known, BOUNDARY_MODEL_OPTIONS)
     )
+
+
+def _baseline(method: str, options: dict):
+    """The ``BaselineTokenizer`` of ``method``: it has no options, and runs on the CPU whatever the device."""
+    from .baselines import BaselineTokenizer
+
+    check_tokenizer_options(f"the {method} tokenizer", options, [], DEVICE_OPTIONS)
+    return BaselineTokenizer(method)
 
 
 @register_label_map_tokenizer("patch")
 def _patch(**options):
     """A grid of near-square patches (as a ViT's), exactly max_tokens of them."""
-    from .baselines import BaselineTokenizer
-
-    check_tokenizer_options("the patch tokenizer", options, [], DEVICE_OPTIONS)
-    return BaselineTokenizer("patch")
+    return _baseline("patch", options)
 
 
 @register_label_map_tokenizer("slic")
 def _slic(**options):
     """SLIC superpixels (scikit-image), merged to exactly max_tokens."""
-    from .baselines import BaselineTokenizer
-
-    check_tokenizer_options("the slic tokenizer", options, [], DEVICE_OPTIONS)
-    return BaselineTokenizer("slic")
+    return _baseline("slic", options)
 
 
 @register_label_map_tokenizer("felzenszwalb")
 def _felzenszwalb(**options):
     """Felzenszwalb-Huttenlocher graph segments (scikit-image), merged to exactly max_tokens."""
-    from .baselines import BaselineTokenizer
-
-    check_tokenizer_options("the felzenszwalb tokenizer", options, [], DEVICE_OPTIONS)
-    return BaselineTokenizer("felzenszwalb")
+    return _baseline("felzenszwalb", options)
 
 
 @register_tokenizer_family("sam", LABEL_MAP)

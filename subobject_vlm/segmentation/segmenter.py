@@ -13,6 +13,7 @@ options that decide its output: not the device or batch size) and label size.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import cv2
@@ -128,10 +129,7 @@ class Segmenter:
             hit = self._label_cache.get(key)
             if hit is not None:
                 computed[key] = hit
-        first: dict[str, int] = {}  # an image given twice is done once
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        missing = [i for key, i in first.items() if key not in computed]  # in the order given
+        missing = list(_first_indices(enumerate(keys), computed.__contains__).values())
         if missing and self.settings.kind == LABEL_MAP:  # one batched call of the tokenizer
             tokenizer = load_tokenizer(self.settings.boundary_model, **self.settings.model_options)
             batch = [self._at_label_size(rgb_images[i]) for i in missing]
@@ -175,10 +173,7 @@ class Segmenter:
         )
         keys = {i: f"{digests[i]}:{model_key}" for i in indices}
         maps = {key: self._boundary_cache.get(key) for key in keys.values()}  # an image given twice: one key
-        to_predict: dict[str, int] = {}  # key -> the first index of its image, in the order given
-        for i, key in keys.items():
-            if maps[key] is None:
-                to_predict.setdefault(key, i)
+        to_predict = _first_indices(keys.items(), lambda key: maps[key] is not None)
         if to_predict:  # one batched call of the boundary model
             model = load_boundary_model(settings.boundary_model, **settings.model_options)
             self._model_runs[0] += 1
@@ -187,6 +182,16 @@ class Segmenter:
                 maps[key] = self._at_label_size(probs)
                 self._boundary_cache.put(key, maps[key])
         return [maps[keys[i]] for i in indices]
+
+
+def _first_indices(indexed_keys: Iterable[tuple[int, str]], done: Callable[[str], bool]) -> dict[str, int]:
+    """Key -> the first index given with it, in the order given, for the keys not ``done``: an image given
+    twice in one call is computed once."""
+    first: dict[str, int] = {}
+    for i, key in indexed_keys:
+        if not done(key):
+            first.setdefault(key, i)
+    return first
 
 
 __all__ = ["Segmenter", "check_label_maps", "pad_to_square"]

@@ -149,7 +149,6 @@ class SegmentationSettings:
         model = given.get("model")
         if model is not None:
             check_tokenizer_name(model)
-        options = {**base.model_options}
         given_options = {key: given[key] for key in MODEL_OPTION_ARGS if given.get(key) is not None}
         for key, value in given.get("model_option") or ():  # --model-option KEY=VALUE, repeatable
             if key in EPOC_FIELDS:
@@ -164,11 +163,10 @@ class SegmentationSettings:
         device = given_options.get("device")
         if device is not None and not DEVICE_NAME.match(str(device)):
             raise ValueError(f"device must be cpu, cuda, cuda:N, mps or xpu, got {device!r}")
-        options.update(given_options)
         return replace(
             base,
             boundary_model=base.boundary_model if model is None else model,
-            boundary_model_options=options,
+            boundary_model_options={**base.model_options, **given_options},
             **{key: given[key] for key in EPOC_FIELDS if given.get(key) is not None},
         )
 

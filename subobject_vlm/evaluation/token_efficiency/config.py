@@ -146,7 +146,7 @@ class ComparisonConfig:
             if match is not None and not _is_label_map_tokenizer(spec["boundary_model"]):
                 from ...segmentation.registry import LABEL_MAP, family_names, registered_names
 
-                exact = [n for n in registered_names(LABEL_MAP) if not n.endswith(":")]
+                exact = registered_names(LABEL_MAP, families=False)
                 raise ConfigError(
                     f"tokenizers.{name}.match: only label-map tokenizers ({', '.join(exact)}: exact counts; "
                     f"{', '.join(family_names(LABEL_MAP))}: at most) take another's per-image counts, "
