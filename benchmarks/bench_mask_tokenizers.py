@@ -7,8 +7,9 @@ EdgeNet + EPOC, 128 tokens) is taken within the same run, on the same machine an
 - ``tiny-*``: the tiny random models of ``subobject_vlm.tiny_mask_models`` (the tests' models): the cost of the
   pipeline around a model (point grids, mask post-processing, masks -> label map), not of a real model;
 - ``real-*``: models built from the real public configs (``tests/data/mask_configs``, random weights) with the
-  published processors' sizes: SAM and SAM-HQ ViT-B, SAM 2.1 Hiera-T and EdgeTAM at 1024 px with SAM's default automatic-mask
-  knobs (32 x 32 points, 64 a batch) but the IoU filter off (``SAM_OPTIONS``), Mask2Former Swin-T (shortest side 384) and OneFormer Swin-T (512).
+  published processors' sizes: SAM and SAM-HQ ViT-B, SAM 2.1 Hiera-T and EdgeTAM at 1024 px with SAM's default
+  automatic-mask knobs (32 x 32 points, 64 a batch) but the IoU filter off (``SAM_OPTIONS``), Mask2Former Swin-T
+  (shortest side 384) and OneFormer Swin-T (512).
   Random weights: the model's compute is the real one, but its masks are not, so what depends on the masks
   (how many pass SAM's IoU / stability filter and are run-length coded, the budget merge) is not measured as
   trained weights would make it.
@@ -139,9 +140,7 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
         def label_maps(images):
             return tokenizer.label_maps(images, MAX_TOKENS)
 
-        if name.startswith(
-            ("real-sam", "real-edgetam")
-        ):  # the image encoder alone: the rest is prompts and post-processing
+        if REAL[name][0] in SAM_STYLE:  # the image encoder alone: the rest is prompts and post-processing
             pixels = tokenizer.processor(
                 images=batch[:1], return_tensors="pt", input_data_format="channels_last"
             )
@@ -156,10 +155,9 @@ def run_one(name: str, images: int, repeats: int, tiny_root: str, device: str = 
                     torch.cuda.synchronize()
             extra["image_encoder_seconds"] = time.perf_counter() - start
 
-    if (
-        repeats > 1 or name == "default" or device != "cpu"
-    ):  # (a real-size model's warm-up costs minutes on CPU)
-        label_maps(batch[:1])  # warm-up: loading and first-call costs out of the timing
+    # warm-up: loading and first-call costs out of the timing (a real-size model's costs minutes on a CPU)
+    if repeats > 1 or name == "default" or device != "cpu":
+        label_maps(batch[:1])
     tokens, start = [], time.perf_counter()
     for _ in range(repeats):
         for image in batch:
